@@ -1,0 +1,385 @@
+// Package redisserver starts throw-away redis-server processes for tests: a
+// standalone server with the persistence settings a test chooses, or a small
+// Redis Cluster. Every server listens on a free loopback port with its data
+// in t.TempDir() and is stopped by t.Cleanup, so tests never touch a Redis
+// the machine already runs (such as the one on 6379).
+//
+// When redis-server is not on PATH, Start and StartCluster skip the test, or
+// fail it when the CI environment variable is "true" (CI installs Redis, so
+// a missing binary there is a broken pipeline, not a reason to skip).
+package redisserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startTimeout bounds how long a server may take to answer PING.
+const startTimeout = 20 * time.Second
+
+// Option configures a standalone server.
+type Option func(*config)
+
+type config struct {
+	appendOnly  bool
+	appendFsync string
+	extra       []string
+}
+
+// AppendOnly turns the append-only file on or off (default off).
+func AppendOnly(on bool) Option { return func(c *config) { c.appendOnly = on } }
+
+// AppendFsync sets appendfsync: "always", "everysec" or "no" (default
+// "everysec", Redis's own default). It has effect only with AppendOnly(true).
+func AppendFsync(policy string) Option { return func(c *config) { c.appendFsync = policy } }
+
+// Config adds raw redis.conf lines (for example "maxmemory 64mb").
+func Config(lines ...string) Option {
+	return func(c *config) { c.extra = append(c.extra, lines...) }
+}
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t    testing.TB
+	dir  string
+	conf string
+	port int
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	// done is closed when the running process has exited.
+	done chan struct{}
+}
+
+// requireBinaries skips (or, under CI=true, fails) the test when a needed
+// Redis binary is missing.
+func requireBinaries(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found on PATH (required under CI=true): %v", name, err)
+			}
+			t.Skipf("%s not found on PATH: %v", name, err)
+		}
+	}
+}
+
+// Start starts a standalone redis-server for the test and waits until it
+// answers PING. It is stopped (SIGKILL if it does not exit on SIGTERM) when
+// the test ends. Without options it keeps no data on disk (no AOF, no RDB
+// snapshots).
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	requireBinaries(t, "redis-server")
+	c := config{appendFsync: "everysec"}
+	for _, o := range opts {
+		o(&c)
+	}
+	switch c.appendFsync {
+	case "always", "everysec", "no":
+	default:
+		t.Fatalf("redisserver: appendfsync must be always, everysec or no, not %q", c.appendFsync)
+	}
+	dir := t.TempDir()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort(false)
+		if err != nil {
+			t.Fatalf("redisserver: %v", err)
+		}
+		lines := []string{
+			"port " + strconv.Itoa(port),
+			"bind 127.0.0.1",
+			"dir " + dir,
+			"logfile " + filepath.Join(dir, "redis.log"),
+			`save ""`,
+			"appendonly " + yesNo(c.appendOnly),
+			"appendfsync " + c.appendFsync,
+		}
+		lines = append(lines, c.extra...)
+		conf := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatalf("redisserver: %v", err)
+		}
+		s := &Server{t: t, dir: dir, conf: conf, port: port}
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("redisserver: could not start redis-server: %v", lastErr)
+	return nil
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Dir is the server's data directory (AOF, logs).
+func (s *Server) Dir() string { return s.dir }
+
+// Client returns a go-redis client for the server, closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func (s *Server) start() error {
+	cmd := exec.Command("redis-server", s.conf)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	if err := waitReady(s.Addr(), done); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		return fmt.Errorf("%w\n%s%s", err, stderr.Bytes(), tail(log, 2000))
+	}
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to exit: a crash, with no
+// chance to flush anything that was not already written.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Stop shuts the server down gracefully (SIGTERM), killing it if it has not
+// exited within 10 s. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sigterm)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Restart stops the server if it runs and starts it again on the same port
+// with the same data directory, so whatever it persisted (AOF) is loaded.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	}
+	s.t.Fatalf("redisserver: restart: %v", err)
+}
+
+// Cluster is a Redis Cluster of master-only nodes owned by a test.
+type Cluster struct {
+	nodes []*Server
+}
+
+// StartCluster starts masters (at least 3) redis-server nodes with
+// cluster-enabled yes, joins them with redis-cli --cluster create (no
+// replicas) and waits until every node reports cluster_state:ok.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	requireBinaries(t, "redis-server", "redis-cli")
+	if masters < 3 {
+		t.Fatalf("redisserver: a cluster needs at least 3 masters, not %d", masters)
+	}
+	c := &Cluster{}
+	for i := 0; i < masters; i++ {
+		c.nodes = append(c.nodes, startClusterNode(t))
+	}
+	args := []string{"--cluster", "create"}
+	args = append(args, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redisserver: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range c.nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		for {
+			info, err := cl.ClusterInfo(ctx).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = cl.Close()
+				t.Fatalf("redisserver: cluster node %s not ok: %v %s", n.Addr(), err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = cl.Close()
+	}
+	return c
+}
+
+func startClusterNode(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort(true)
+		if err != nil {
+			t.Fatalf("redisserver: %v", err)
+		}
+		lines := []string{
+			"port " + strconv.Itoa(port),
+			"bind 127.0.0.1",
+			"dir " + dir,
+			"logfile " + filepath.Join(dir, "redis.log"),
+			`save ""`,
+			"appendonly no",
+			"cluster-enabled yes",
+			"cluster-config-file nodes.conf",
+			"cluster-node-timeout 5000",
+		}
+		conf := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatalf("redisserver: %v", err)
+		}
+		s := &Server{t: t, dir: dir, conf: conf, port: port}
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		_ = os.Remove(filepath.Join(dir, "nodes.conf"))
+	}
+	t.Fatalf("redisserver: could not start cluster node: %v", lastErr)
+	return nil
+}
+
+// Addrs lists the nodes' host:port addresses (seed addresses for a
+// ClusterClient).
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// Nodes returns the cluster's servers.
+func (c *Cluster) Nodes() []*Server { return c.nodes }
+
+// Client returns a go-redis cluster client for the cluster, closed when the
+// test ends.
+func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// freePort finds a loopback port nobody listens on. For cluster nodes the
+// cluster bus port (port+10000) must be free too.
+func freePort(withBus bool) (int, error) {
+	for attempt := 0; attempt < 100; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if port == 6379 {
+			continue
+		}
+		if !withBus {
+			return port, nil
+		}
+		if port+10000 > 65535 {
+			continue
+		}
+		b, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		if err != nil {
+			continue
+		}
+		_ = b.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free port pair found")
+}
+
+// waitReady polls PING until the server answers or the process exits.
+func waitReady(addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-exited:
+			return errors.New("redis-server exited during start-up")
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			_ = conn.SetDeadline(time.Now().Add(time.Second))
+			buf := make([]byte, 64)
+			_, err = conn.Write([]byte("PING\r\n"))
+			n := 0
+			if err == nil {
+				n, err = conn.Read(buf)
+			}
+			_ = conn.Close()
+			// -LOADING while the AOF is replayed: keep waiting.
+			if err == nil && strings.HasPrefix(string(buf[:n]), "+PONG") {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s did not answer PING within %s", addr, startTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
