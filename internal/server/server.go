@@ -1,0 +1,307 @@
+// Package server is Impact's transport: the patient-facing gRPC and REST
+// listeners, the ops listeners, interceptors, health and the lifecycle.
+// It maps domain errors to gRPC codes in exactly one place (errors.go); the
+// REST gateway dials the gRPC listener so that every request, whatever its
+// transport, passes the same interceptors.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/snapshot"
+	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
+)
+
+// Config is the transport configuration. Zero values take the defaults.
+type Config struct {
+	GRPCAddr      string // patient gRPC, default ":9090"
+	HTTPAddr      string // patient REST, default ":8080"
+	AdminGRPCAddr string // ops gRPC, default "127.0.0.1:9091"
+	AdminHTTPAddr string // ops REST, default "127.0.0.1:8081"
+
+	RequestTimeout  time.Duration // deadline of a unary call, default 5s
+	ShutdownTimeout time.Duration // graceful drain before a forced stop, default 15s
+	ReadyInterval   time.Duration // readiness probe period, default 2s
+	UploadDir       string        // where uploads are spooled, default os.TempDir()
+	MaxUploadBytes  int64         // default 2 GiB
+}
+
+func (c *Config) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.GRPCAddr, ":9090")
+	def(&c.HTTPAddr, ":8080")
+	def(&c.AdminGRPCAddr, "127.0.0.1:9091")
+	def(&c.AdminHTTPAddr, "127.0.0.1:8081")
+	def(&c.UploadDir, os.TempDir())
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.ReadyInterval <= 0 {
+		c.ReadyInterval = 2 * time.Second
+	}
+	if c.MaxUploadBytes <= 0 {
+		c.MaxUploadBytes = 2 << 30
+	}
+}
+
+// Deps are the domain services and providers the transport serves.
+type Deps struct {
+	Store         store.Store
+	Status        *istatus.Service
+	Snapshots     *snapshot.Service
+	Catalog       *snapshot.Catalog
+	Authenticator Authenticator
+	Logger        *slog.Logger
+}
+
+// Server owns the four listeners.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	public, admin           *grpc.Server
+	publicHealth            *health.Server
+	adminHealth             *health.Server
+	publicLis, adminLis     net.Listener
+	publicHTTPLis, adminHTTPLis net.Listener
+	publicHTTP, adminHTTP   *http.Server
+
+	mu    sync.Mutex
+	ready bool
+}
+
+// Addrs are the bound addresses (useful with ":0").
+type Addrs struct {
+	GRPC, HTTP, AdminGRPC, AdminHTTP string
+}
+
+// New binds the listeners and builds the servers; Run serves them.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.defaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	var err error
+	listen := func(addr string) net.Listener {
+		if err != nil {
+			return nil
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", addr); err != nil {
+			err = fmt.Errorf("listen %s: %w", addr, err)
+		}
+		return l
+	}
+	s.publicLis = listen(cfg.GRPCAddr)
+	s.publicHTTPLis = listen(cfg.HTTPAddr)
+	s.adminLis = listen(cfg.AdminGRPCAddr)
+	s.adminHTTPLis = listen(cfg.AdminHTTPAddr)
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+
+	s.public, s.publicHealth = s.grpcServer(false)
+	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status})
+	s.admin, s.adminHealth = s.grpcServer(true)
+	impactv1.RegisterSnapshotServiceServer(s.admin, &snapshotService{
+		snapshots: deps.Snapshots, catalog: deps.Catalog, uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
+	})
+	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status})
+	s.setServing(false)
+
+	if s.publicHTTP, err = s.httpServer(context.Background(), false); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if s.adminHTTP, err = s.httpServer(context.Background(), true); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) grpcServer(admin bool) (*grpc.Server, *health.Server) {
+	ic := &interceptors{authn: s.deps.Authenticator, log: s.log, verbose: admin, timeout: s.cfg.RequestTimeout}
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(ic.unary),
+		grpc.ChainStreamInterceptor(ic.stream),
+		grpc.MaxRecvMsgSize(4<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+	)
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(g, h)
+	reflection.Register(g)
+	return g, h
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.publicLis, s.publicHTTPLis, s.adminLis, s.adminHTTPLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+// Addrs returns the bound addresses.
+func (s *Server) Addrs() Addrs {
+	return Addrs{
+		GRPC: s.publicLis.Addr().String(), HTTP: s.publicHTTPLis.Addr().String(),
+		AdminGRPC: s.adminLis.Addr().String(), AdminHTTP: s.adminHTTPLis.Addr().String(),
+	}
+}
+
+var publicServices = []string{"", impactv1.StatusService_ServiceDesc.ServiceName}
+var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceName, impactv1.NoticeService_ServiceDesc.ServiceName}
+
+// setServing flips grpc.health.v1 and /readyz together.
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, n := range publicServices {
+		s.publicHealth.SetServingStatus(n, st)
+	}
+	for _, n := range adminServices {
+		s.adminHealth.SetServingStatus(n, st)
+	}
+	s.mu.Lock()
+	changed := s.ready != ok
+	s.ready = ok
+	s.mu.Unlock()
+	if changed {
+		s.log.Info("readiness changed", "ready", ok)
+	}
+}
+
+// Ready reports the last readiness probe result.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// probe checks that the store answers and that every served incident's
+// visible version can be loaded.
+func (s *Server) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyInterval)
+	defer cancel()
+	if err := s.deps.Store.Ping(ctx); err != nil {
+		return err
+	}
+	heads, err := s.deps.Store.Incidents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, h := range heads {
+		if h.Visible == 0 {
+			continue
+		}
+		if _, err := s.deps.Catalog.Get(ctx, h.Incident, h.Visible); err != nil {
+			return fmt.Errorf("incident visible version not loadable: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then drains: readiness goes NOT_SERVING,
+// HTTP servers shut down and gRPC servers stop gracefully, forced after
+// ShutdownTimeout.
+func (s *Server) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	serveGRPC := func(srv *grpc.Server, l net.Listener) func() error {
+		return func() error { return srv.Serve(l) }
+	}
+	serveHTTP := func(srv *http.Server, l net.Listener) func() error {
+		return func() error {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}
+	}
+	g.Go(serveGRPC(s.public, s.publicLis))
+	g.Go(serveGRPC(s.admin, s.adminLis))
+	g.Go(serveHTTP(s.publicHTTP, s.publicHTTPLis))
+	g.Go(serveHTTP(s.adminHTTP, s.adminHTTPLis))
+	g.Go(func() error {
+		t := time.NewTicker(s.cfg.ReadyInterval)
+		defer t.Stop()
+		for {
+			err := s.probe(gctx)
+			if err != nil && gctx.Err() == nil {
+				s.log.Warn("readiness probe failed", "err", err.Error())
+			}
+			if gctx.Err() != nil {
+				return nil
+			}
+			s.setServing(err == nil)
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.shutdown()
+		return nil
+	})
+	return g.Wait()
+}
+
+func (s *Server) shutdown() {
+	s.setServing(false)
+	s.log.Info("draining")
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, h := range []*http.Server{s.publicHTTP, s.adminHTTP} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = h.Shutdown(ctx) }()
+	}
+	for _, g := range []*grpc.Server{s.public, s.admin} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan struct{})
+			go func() { g.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				g.Stop()
+			}
+		}()
+	}
+	wg.Wait()
+	s.log.Info("stopped")
+}

@@ -1,0 +1,396 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/snapshot"
+	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
+)
+
+// statusService serves patients. The subject is the token's alone.
+type statusService struct {
+	impactv1.UnimplementedStatusServiceServer
+	status *istatus.Service
+}
+
+func (s *statusService) GetMyStatus(ctx context.Context, req *impactv1.GetMyStatusRequest) (*impactv1.GetMyStatusResponse, error) {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return nil, errPermissionDenied
+	}
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	a, err := s.status.Status(ctx, req.GetIncidentId(), p.Subject, uint64(req.GetAtLeastVersion()))
+	if err != nil {
+		return nil, err
+	}
+	return &impactv1.GetMyStatusResponse{Answer: answerPB(a)}, nil
+}
+
+func (s *statusService) ListMyStatuses(ctx context.Context, _ *impactv1.ListMyStatusesRequest) (*impactv1.ListMyStatusesResponse, error) {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return nil, errPermissionDenied
+	}
+	as, err := s.status.Statuses(ctx, p.Subject)
+	if err != nil {
+		return nil, err
+	}
+	out := &impactv1.ListMyStatusesResponse{Statuses: make([]*impactv1.StatusAnswer, len(as))}
+	for i, a := range as {
+		out.Statuses[i] = answerPB(a)
+	}
+	return out, nil
+}
+
+// checkIncidentID validates an incident id from a request ([a-z0-9-]{1,64}).
+func checkIncidentID(id string) error {
+	if len(id) == 0 || len(id) > 64 {
+		return fmt.Errorf("%w: incident_id must be 1 to 64 characters", istatus.ErrInvalidArgument)
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("%w: incident_id must match [a-z0-9-]", istatus.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func statusPB(s store.Status) impactv1.Status {
+	switch s {
+	case store.Affected:
+		return impactv1.Status_AFFECTED
+	case store.UnderReview:
+		return impactv1.Status_UNDER_REVIEW
+	}
+	return impactv1.Status_NOT_AFFECTED
+}
+
+func timePB(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func cohortsPB(cs []snapshot.Cohort) []*impactv1.Cohort {
+	out := make([]*impactv1.Cohort, len(cs))
+	for i, c := range cs {
+		out[i] = &impactv1.Cohort{Id: c.ID, Title: c.Title, DataCategories: c.DataCategories}
+	}
+	return out
+}
+
+func noticePB(n istatus.Notice) *impactv1.Notice {
+	return &impactv1.Notice{Subject: n.Subject, Body: n.Body, SupportContact: n.SupportContact}
+}
+
+func answerPB(a istatus.Answer) *impactv1.StatusAnswer {
+	return &impactv1.StatusAnswer{
+		IncidentId:      a.Incident,
+		IncidentTitle:   a.IncidentTitle,
+		Status:          statusPB(a.Status),
+		Cohorts:         cohortsPB(a.Cohorts),
+		Notice:          noticePB(a.Notice),
+		Version:         uint32(a.Version),
+		NotifiedVersion: uint32(a.NotifiedVersion),
+		NotifiedAt:      timePB(a.NotifiedAt),
+		NoticeId:        a.NoticeID,
+		UpdatePending:   a.UpdatePending,
+		VisibleStatus:   statusPB(a.VisibleStatus),
+	}
+}
+
+// snapshotService serves operators with the impact.admin scope.
+type snapshotService struct {
+	impactv1.UnimplementedSnapshotServiceServer
+	snapshots *snapshot.Service
+	catalog   *snapshot.Catalog
+	uploadDir string
+	maxUpload int64
+}
+
+func actor(ctx context.Context) string {
+	p, _ := principalFrom(ctx)
+	return p.Subject
+}
+
+// UploadSnapshot spools the roster to a private temporary file (so the
+// server never holds a whole roster in memory, and the domain can validate
+// it whole before staging anything), then stages it.
+func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadSnapshotServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hdr := first.GetHeader()
+	if hdr == nil {
+		return status.Error(codes.InvalidArgument, "the first message must be the header")
+	}
+	if err := checkIncidentID(hdr.GetIncidentId()); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.uploadDir, "roster-*.csv")
+	if err != nil {
+		return fmt.Errorf("spool upload: %w", err)
+	}
+	defer func() { _ = f.Close(); _ = os.Remove(f.Name()) }()
+	var n int64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		chunk := msg.GetRosterChunk()
+		if msg.GetHeader() != nil {
+			return status.Error(codes.InvalidArgument, "only the first message may be a header")
+		}
+		if n += int64(len(chunk)); n > s.maxUpload {
+			return status.Errorf(codes.ResourceExhausted, "roster larger than %d bytes", s.maxUpload)
+		}
+		if _, err := f.Write(chunk); err != nil {
+			return fmt.Errorf("spool upload: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("spool upload: %w", err)
+	}
+	info, err := s.snapshots.Upload(ctx, snapshot.UploadRequest{
+		Incident: hdr.GetIncidentId(),
+		Spec:     hdr.GetSpec(),
+		Roster:   func() (io.ReadCloser, error) { return os.Open(f.Name()) },
+		Actor:    actor(ctx),
+	})
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(&impactv1.UploadSnapshotResponse{Snapshot: s.infoPB(ctx, info, 0)})
+}
+
+func (s *snapshotService) ListSnapshots(ctx context.Context, req *impactv1.ListSnapshotsRequest) (*impactv1.ListSnapshotsResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	head, infos, err := s.snapshots.List(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	out := &impactv1.ListSnapshotsResponse{VisibleVersion: uint32(head.Visible)}
+	for _, in := range infos {
+		out.Snapshots = append(out.Snapshots, s.infoPB(ctx, in, head.Visible))
+	}
+	return out, nil
+}
+
+func (s *snapshotService) DiffSnapshots(ctx context.Context, req *impactv1.DiffSnapshotsRequest) (*impactv1.DiffSnapshotsResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	d, err := s.snapshots.Diff(ctx, req.GetIncidentId(), uint64(req.GetVersion()), uint64(req.GetAgainst()))
+	if err != nil {
+		return nil, err
+	}
+	out := &impactv1.DiffSnapshotsResponse{
+		IncidentId: req.GetIncidentId(), Version: req.GetVersion(), Against: req.GetAgainst(),
+		Added: uint32(d.Added), Removed: uint32(d.Removed), Changed: uint32(d.Changed), SpecChanged: d.SpecChanged,
+	}
+	for _, c := range d.Cohorts {
+		out.Cohorts = append(out.Cohorts, &impactv1.CohortDiff{CohortId: c.ID, Added: uint32(c.Added), Removed: uint32(c.Removed), Members: uint32(c.Members)})
+	}
+	for k, n := range d.Transitions {
+		out.Transitions = append(out.Transitions, &impactv1.StatusTransition{From: statusPB(k[0]), To: statusPB(k[1]), Count: uint32(n)})
+	}
+	sort.Slice(out.Transitions, func(i, j int) bool {
+		a, b := out.Transitions[i], out.Transitions[j]
+		return a.From < b.From || a.From == b.From && a.To < b.To
+	})
+	return out, nil
+}
+
+func requireExpected(v *uint32) (uint64, error) {
+	if v == nil {
+		return 0, fmt.Errorf("%w: expected_visible_version is required (0 when nothing is published yet)", istatus.ErrInvalidArgument)
+	}
+	return uint64(*v), nil
+}
+
+func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	expect, err := requireExpected(req.ExpectedVisibleVersion)
+	if err != nil {
+		return nil, err
+	}
+	info, prev, err := s.snapshots.Publish(ctx, req.GetIncidentId(), uint64(req.GetVersion()), expect, actor(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &impactv1.PublishSnapshotResponse{Snapshot: s.infoPB(ctx, info, info.Version), PreviousVisibleVersion: uint32(prev)}, nil
+}
+
+func (s *snapshotService) RollbackSnapshot(ctx context.Context, req *impactv1.RollbackSnapshotRequest) (*impactv1.RollbackSnapshotResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	expect, err := requireExpected(req.ExpectedVisibleVersion)
+	if err != nil {
+		return nil, err
+	}
+	info, prev, err := s.snapshots.Rollback(ctx, req.GetIncidentId(), uint64(req.GetToVersion()), expect, actor(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &impactv1.RollbackSnapshotResponse{Snapshot: s.infoPB(ctx, info, info.Version), PreviousVisibleVersion: uint32(prev)}, nil
+}
+
+func statePB(s store.State) impactv1.SnapshotState {
+	switch s {
+	case store.StateStaging:
+		return impactv1.SnapshotState_STAGING
+	case store.StateStaged:
+		return impactv1.SnapshotState_STAGED
+	case store.StatePublished:
+		return impactv1.SnapshotState_PUBLISHED
+	case store.StateAborted:
+		return impactv1.SnapshotState_ABORTED
+	}
+	return impactv1.SnapshotState_SNAPSHOT_STATE_UNSPECIFIED
+}
+
+// infoPB converts a version's info; cohort ids come from its spec (cached).
+func (s *snapshotService) infoPB(ctx context.Context, in store.VersionInfo, visible uint64) *impactv1.SnapshotInfo {
+	out := &impactv1.SnapshotInfo{
+		IncidentId:  in.Incident,
+		Version:     uint32(in.Version),
+		State:       statePB(in.State),
+		Visible:     in.Version == visible && visible != 0,
+		Entries:     uint32(in.Counts.Entries),
+		Affected:    uint32(in.Counts.Affected),
+		UnderReview: uint32(in.Counts.UnderReview),
+		CreatedBy:   in.CreatedBy,
+		CreatedAt:   timePB(in.CreatedAt),
+		PublishedBy: in.PublishedBy,
+		PublishedAt: timePB(in.PublishedAt),
+		Source:      in.Source,
+	}
+	if in.State == store.StateStaged || in.State == store.StatePublished {
+		out.Digest = in.Digest.String()
+		if v, err := s.catalog.Get(ctx, in.Incident, in.Version); err == nil {
+			for i, c := range v.Spec.Cohorts {
+				cc := &impactv1.CohortCount{CohortId: c.ID}
+				if i < len(in.Counts.PerCohort) {
+					cc.Affected, cc.UnderReview = uint32(in.Counts.PerCohort[i][0]), uint32(in.Counts.PerCohort[i][1])
+				}
+				out.Cohorts = append(out.Cohorts, cc)
+			}
+		}
+	}
+	return out
+}
+
+// noticeService is the notification ledger, for the impact.notify scope.
+type noticeService struct {
+	impactv1.UnimplementedNoticeServiceServer
+	status *istatus.Service
+}
+
+func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	return &impactv1.ClaimNoticeResponse{Claim: claimPB(c)}, nil
+}
+
+// ClaimNotices answers a wave, one claim per request, in order.
+func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkIncidentID(req.GetIncidentId()); err != nil {
+			return err
+		}
+		c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	st, err := s.status.Stats(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	out := &impactv1.GetNoticeStatsResponse{
+		IncidentId: st.Incident, VisibleVersion: uint32(st.Visible),
+		Affected: uint32(st.Affected), UnderReview: uint32(st.UnderReview),
+		Notified: uint32(st.Notified), Due: uint32(st.Due), CorrectionsDue: uint32(st.CorrectionsDue),
+	}
+	for _, c := range st.Cohorts {
+		out.Cohorts = append(out.Cohorts, &impactv1.CohortNoticeStats{CohortId: c.ID, Title: c.Title,
+			Members: uint32(c.Members), Notified: uint32(c.Notified), Due: uint32(c.Due)})
+	}
+	return out, nil
+}
+
+func actionPB(a istatus.Action) impactv1.ClaimAction {
+	switch a {
+	case istatus.ActionSend:
+		return impactv1.ClaimAction_SEND
+	case istatus.ActionAlreadySent:
+		return impactv1.ClaimAction_ALREADY_SENT
+	case istatus.ActionNone:
+		return impactv1.ClaimAction_NONE
+	}
+	return impactv1.ClaimAction_CLAIM_ACTION_UNSPECIFIED
+}
+
+func claimPB(c istatus.Claim) *impactv1.Claim {
+	out := &impactv1.Claim{
+		Action:     actionPB(c.Action),
+		IncidentId: c.Incident,
+		Version:    uint32(c.Version),
+		Status:     statusPB(c.Status),
+		Cohorts:    cohortsPB(c.Cohorts),
+		NoticeId:   c.NoticeID,
+		NotifiedAt: timePB(c.NotifiedAt),
+	}
+	if c.Action != istatus.ActionNone {
+		out.Notice = noticePB(c.Notice)
+	}
+	return out
+}

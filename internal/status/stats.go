@@ -1,0 +1,115 @@
+package status
+
+import (
+	"context"
+	"errors"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// CohortStats counts one cohort's members at the visible version.
+type CohortStats struct {
+	ID, Title string
+	Members   uint64 // affected or under review, in this cohort
+	Notified  uint64 // notified at their current status
+	Due       uint64 // a notice is due
+}
+
+// Stats is the notification progress of an incident at its visible version.
+type Stats struct {
+	Incident       string
+	Visible        uint64
+	Cohorts        []CohortStats
+	Affected       uint64
+	UnderReview    uint64
+	Notified       uint64 // distinct subjects notified at their current status
+	Due            uint64 // distinct subjects a notice is due for (corrections included)
+	CorrectionsDue uint64 // notified subjects now not affected, owed a correction
+}
+
+// statsBatch is how many pinned subjects' visible records are read at once.
+const statsBatch = 1024
+
+// Stats computes the notification progress. It reads every pin (at most the
+// affected population) and their records at the visible version, never the
+// whole roster: member counts come from the version's verified counts.
+func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
+	head, err := s.store.Head(ctx, incident)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Stats{}, ErrNotFound
+	case err != nil:
+		return Stats{}, unavailable(err)
+	case head.Visible == 0:
+		return Stats{}, ErrNotFound
+	}
+	ver, err := s.version(ctx, incident, head.Visible)
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{
+		Incident:    incident,
+		Visible:     head.Visible,
+		Cohorts:     make([]CohortStats, len(ver.Spec.Cohorts)),
+		Affected:    ver.Info.Counts.Affected,
+		UnderReview: ver.Info.Counts.UnderReview,
+	}
+	for i, c := range ver.Spec.Cohorts {
+		st.Cohorts[i] = CohortStats{ID: c.ID, Title: c.Title}
+		if i < len(ver.Info.Counts.PerCohort) {
+			st.Cohorts[i].Members = ver.Info.Counts.PerCohort[i][0] + ver.Info.Counts.PerCohort[i][1]
+		}
+	}
+
+	var keys []store.Key
+	var pins []store.Pin
+	flush := func() error {
+		if len(keys) == 0 {
+			return nil
+		}
+		recs, err := s.store.Records(ctx, incident, head.Visible, keys)
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			st.count(pins[i], r)
+		}
+		keys, pins = keys[:0], pins[:0]
+		return nil
+	}
+	err = s.store.Pins(ctx, incident, func(k store.Key, p store.Pin) error {
+		keys, pins = append(keys, k), append(pins, p)
+		if len(keys) == statsBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return Stats{}, unavailable(err)
+	}
+	for i := range st.Cohorts {
+		st.Cohorts[i].Due = st.Cohorts[i].Members - st.Cohorts[i].Notified
+	}
+	st.Due = st.Affected + st.UnderReview - st.Notified + st.CorrectionsDue
+	return st, nil
+}
+
+// count adds one pinned subject whose visible record is r.
+func (st *Stats) count(p store.Pin, r store.Record) {
+	switch {
+	case r.Status == store.NotAffected:
+		if p.Record.Status != store.NotAffected {
+			st.CorrectionsDue++
+		}
+	case p.Record.Status == r.Status:
+		st.Notified++
+		for i := range st.Cohorts {
+			if r.Cohorts&(1<<uint(i)) != 0 {
+				st.Cohorts[i].Notified++
+			}
+		}
+	}
+}
