@@ -91,15 +91,10 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	return srv, nil
 }
 
-// headerMatcher forwards only what the API needs: the Authorization header
-// (grpc-gateway maps it to the "authorization" metadata key).
-func headerMatcher(key string) (string, bool) {
-	switch http.CanonicalHeaderKey(key) {
-	case "Authorization":
-		return "authorization", true
-	}
-	return "", false
-}
+// headerMatcher forwards no HTTP header as gRPC metadata: grpc-gateway
+// already forwards Authorization as "authorization", the only one the API
+// reads, and nothing else from the client should reach the services.
+func headerMatcher(string) (string, bool) { return "", false }
 
 // securityHeaders marks every answer as private and not sniffable: status
 // answers are health data.

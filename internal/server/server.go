@@ -84,12 +84,12 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 
-	public, admin           *grpc.Server
-	publicHealth            *health.Server
-	adminHealth             *health.Server
-	publicLis, adminLis     net.Listener
+	public, admin               *grpc.Server
+	publicHealth                *health.Server
+	adminHealth                 *health.Server
+	publicLis, adminLis         net.Listener
 	publicHTTPLis, adminHTTPLis net.Listener
-	publicHTTP, adminHTTP   *http.Server
+	publicHTTP, adminHTTP       *http.Server
 
 	mu    sync.Mutex
 	ready bool

@@ -1,0 +1,618 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/snapshot"
+	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/store/embedded"
+)
+
+// env is one in-process impactd on the embedded store with dev keys.
+type env struct {
+	t       *testing.T
+	dir     string
+	store   store.Store
+	srv     *server.Server
+	addrs   server.Addrs
+	public  *grpc.ClientConn
+	admin   *grpc.ClientConn
+	logs    *lockedWriter
+	adminTk string
+}
+
+func startEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := auth.EnsureDevKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pepper, err := auth.LoadPepper(files.PepperFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyer, err := auth.NewKeyer(pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedWriter{}
+	cat := snapshot.NewCatalog(st, 16)
+	srv, err := server.New(server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
+		ReadyInterval: 50 * time.Millisecond, UploadDir: dir, RequestTimeout: 2 * time.Second,
+	}, server.Deps{
+		Store: st, Catalog: cat, Authenticator: verifier,
+		Status:    istatus.New(st, cat, keyer),
+		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
+		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	e := &env{t: t, dir: dir, store: st, srv: srv, addrs: srv.Addrs(), logs: logs}
+	e.public = dial(t, e.addrs.GRPC)
+	e.admin = dial(t, e.addrs.AdminGRPC)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server run: %v", err)
+		}
+		verifier.Close()
+		_ = st.Close()
+	})
+	e.adminTk = e.token("ops-alice", auth.ScopeAdmin, auth.ScopeNotify)
+	return e
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func (e *env) token(sub string, scopes ...string) string {
+	tok, err := auth.MintDevToken(e.dir, sub, scopes, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+func withToken(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+func (e *env) waitReady() {
+	e.t.Helper()
+	h := healthpb.NewHealthClient(e.public)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "impact.v1.StatusService"})
+		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatal("server never became ready")
+}
+
+func (e *env) upload(spec []byte, roster string) (*impactv1.SnapshotInfo, error) {
+	ctx := withToken(context.Background(), e.adminTk)
+	stream, err := impactv1.NewSnapshotServiceClient(e.admin).UploadSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_Header{
+		Header: &impactv1.UploadHeader{IncidentId: demo.IncidentID, Spec: spec}}}); err != nil {
+		return nil, err
+	}
+	b := []byte(roster)
+	for len(b) > 0 {
+		n := min(len(b), 100) // small chunks: rows straddle chunk boundaries
+		if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_RosterChunk{RosterChunk: b[:n]}}); err != nil {
+			return nil, err
+		}
+		b = b[n:]
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetSnapshot(), nil
+}
+
+func (e *env) publish(version, expect uint32) *impactv1.PublishSnapshotResponse {
+	e.t.Helper()
+	resp, err := impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(withToken(context.Background(), e.adminTk),
+		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: version, ExpectedVisibleVersion: proto.Uint32(expect)})
+	if err != nil {
+		e.t.Fatalf("publish v%d: %v", version, err)
+	}
+	return resp
+}
+
+// rest performs a REST call and returns the status code and body.
+func (e *env) rest(method, addr, path, tok, body string) (int, http.Header, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// lockedWriter collects the server's logs; String may be called while the
+// server still writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// subjects of the timeline: s00..s29 affected at v1 (s00-s14 northland,
+// s15-s29 referrals), s30-s33 under review, s34-s39 absent at v1.
+func sid(i int) string { return fmt.Sprintf("patient-%04d", i) }
+
+type row struct {
+	status  store.Status
+	cohorts string
+}
+
+func rosterV1() map[string]row {
+	r := map[string]row{}
+	for i := 0; i < 30; i++ {
+		c := "northland"
+		if i >= 15 {
+			c = "referrals"
+		}
+		r[sid(i)] = row{store.Affected, c}
+	}
+	for i := 30; i < 34; i++ {
+		r[sid(i)] = row{store.UnderReview, ""}
+	}
+	return r
+}
+
+// rosterV2 adds the uploads cohort, corrects patient-0006 to not affected
+// and moves patient-0002 to under review.
+func rosterV2() map[string]row {
+	r := rosterV1()
+	delete(r, sid(6))
+	r[sid(2)] = row{store.UnderReview, ""}
+	r[sid(4)] = row{store.Affected, "northland;uploads"}
+	for i := 34; i < 37; i++ {
+		r[sid(i)] = row{store.Affected, "uploads"}
+	}
+	return r
+}
+
+func csvOf(r map[string]row) string {
+	var b strings.Builder
+	b.WriteString("subject_id,status,cohorts,practice_id\n")
+	for i := 0; i < 40; i++ {
+		if x, ok := r[sid(i)]; ok {
+			fmt.Fprintf(&b, "%s,%s,%s,GP-%02d\n", sid(i), x.status, x.cohorts, i%7)
+		}
+	}
+	return b.String()
+}
+
+type pin struct {
+	version  uint32
+	status   impactv1.Status
+	noticeID string
+	notice   *impactv1.Notice
+}
+
+func pbStatus(s store.Status) impactv1.Status {
+	switch s {
+	case store.Affected:
+		return impactv1.Status_AFFECTED
+	case store.UnderReview:
+		return impactv1.Status_UNDER_REVIEW
+	}
+	return impactv1.Status_NOT_AFFECTED
+}
+
+// model is what the ledger must hold: what each subject was last emailed.
+type model struct {
+	pins    map[string]pin
+	visible map[string]row
+}
+
+// due is the claim rule of DESIGN §2, stated independently of the code.
+func (m *model) due(subject string) bool {
+	cur := pbStatus(m.visible[subject].status)
+	p, ok := m.pins[subject]
+	if !ok {
+		return cur != impactv1.Status_NOT_AFFECTED
+	}
+	return p.status != cur
+}
+
+func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue bool, visible uint32) {
+	t.Helper()
+	switch {
+	case wantDue && c.GetAction() != impactv1.ClaimAction_SEND:
+		t.Fatalf("%s: action %v, want SEND", subject, c.GetAction())
+	case !wantDue && c.GetAction() == impactv1.ClaimAction_SEND:
+		t.Fatalf("%s: SEND, nothing was due", subject)
+	}
+	if c.GetAction() == impactv1.ClaimAction_SEND {
+		if c.GetVersion() != visible || c.GetStatus() != pbStatus(m.visible[subject].status) {
+			t.Fatalf("%s: claim %v, want version %d status %v", subject, c, visible, m.visible[subject].status)
+		}
+		m.pins[subject] = pin{c.GetVersion(), c.GetStatus(), c.GetNoticeId(), c.GetNotice()}
+	}
+}
+
+// TestMMHTimeline drives both transports through the incident of DESIGN §1
+// and checks invariants 3 and 4 for every subject at the end.
+func TestMMHTimeline(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	ctx := withToken(context.Background(), e.adminTk)
+	var spec bytes.Buffer
+	if err := demo.WriteSpec(&spec); err != nil {
+		t.Fatal(err)
+	}
+	snapshots := impactv1.NewSnapshotServiceClient(e.admin)
+	notices := impactv1.NewNoticeServiceClient(e.admin)
+	m := &model{pins: map[string]pin{}}
+
+	// v1: two cohorts affected.
+	v1, err := e.upload(spec.Bytes(), csvOf(rosterV1()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.GetVersion() != 1 || v1.GetState() != impactv1.SnapshotState_STAGED || v1.GetEntries() != 34 || v1.GetAffected() != 30 || len(v1.GetDigest()) != 64 {
+		t.Fatalf("v1 staged: %v", v1)
+	}
+	// Staged is invisible: patients get NOT_FOUND until it is published.
+	patient0 := e.token(sid(0))
+	if _, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(withToken(context.Background(), patient0),
+		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+		t.Fatalf("staged-only incident: %v, want NotFound", err)
+	}
+	e.publish(1, 0)
+	m.visible = rosterV1()
+
+	// Wave 1 over the streaming RPC: half of the affected (even ids).
+	wave, err := notices.ClaimNotices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wave1 []string
+	for i := 0; i < 30; i += 2 {
+		wave1 = append(wave1, sid(i))
+	}
+	for _, s := range wave1 {
+		if err := wave.Send(&impactv1.ClaimNoticesRequest{IncidentId: demo.IncidentID, SubjectId: s, IdempotencyKey: "wave1:" + s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wave.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range wave1 {
+		r, err := wave.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetSubjectId() != s {
+			t.Fatalf("wave answers out of order: %s, want %s", r.GetSubjectId(), s)
+		}
+		m.record(t, s, r.GetClaim(), m.due(s), 1)
+	}
+
+	// v2: third cohort, one correction, one moved to under review.
+	v2, err := e.upload(spec.Bytes(), csvOf(rosterV2()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, err := snapshots.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: demo.IncidentID, Version: 2, Against: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff.GetAdded() != 3 || diff.GetRemoved() != 1 || diff.GetChanged() != 2 {
+		t.Fatalf("diff v2 against v1: %v", diff)
+	}
+	// A stale expectation changes nothing.
+	_, err = snapshots.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 2, ExpectedVisibleVersion: proto.Uint32(0)})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale CAS publish: %v", err)
+	}
+	e.publish(v2.GetVersion(), 1)
+	m.visible = rosterV2()
+
+	// Wave 2: everybody of v2's roster and the corrected subject, one call
+	// each over REST (the notifier may use either transport).
+	for i := 0; i < 40; i++ {
+		s := sid(i)
+		if _, ok := m.visible[s]; !ok && s != sid(6) {
+			continue
+		}
+		wantDue := m.due(s)
+		code, _, body := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
+			fmt.Sprintf(`{"subject_id":%q,"idempotency_key":"wave2:%s"}`, s, s))
+		if code != 200 {
+			t.Fatalf("REST claim %s: %d %s", s, code, body)
+		}
+		var c impactv1.Claim
+		if err := protojson.Unmarshal(body, &c); err != nil {
+			t.Fatalf("claim body %s: %v", body, err)
+		}
+		m.record(t, s, &c, wantDue, 2)
+		// A retry with the same key is the same answer.
+		if _, _, again := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
+			fmt.Sprintf(`{"subject_id":%q,"idempotency_key":"wave2:%s"}`, s, s)); c.GetAction() == impactv1.ClaimAction_SEND && !bytes.Equal(again, body) {
+			t.Fatalf("idempotent replay differs:\n%s\n%s", body, again)
+		}
+	}
+	if m.pins[sid(6)].status != impactv1.Status_NOT_AFFECTED || m.pins[sid(2)].status != impactv1.Status_UNDER_REVIEW {
+		t.Fatalf("wave 2 must send the correction and the move: %+v %+v", m.pins[sid(6)], m.pins[sid(2)])
+	}
+
+	// Roll back to v1: a new version 3 with v1's content and digest.
+	rb, err := snapshots.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{IncidentId: demo.IncidentID, ToVersion: 1, ExpectedVisibleVersion: proto.Uint32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.GetSnapshot().GetVersion() != 3 || rb.GetSnapshot().GetDigest() != v1.GetDigest() || !rb.GetSnapshot().GetVisible() {
+		t.Fatalf("rollback: %v (v1 digest %s)", rb, v1.GetDigest())
+	}
+	m.visible = rosterV1()
+
+	// Every subject, both transports: invariant 3 and 4.
+	statusClient := impactv1.NewStatusServiceClient(e.public)
+	for i := 0; i < 40; i++ {
+		s := sid(i)
+		tok := e.token(s)
+		g, err := statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 3})
+		if err != nil {
+			t.Fatalf("%s gRPC: %v", s, err)
+		}
+		code, hdr, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=3", tok, "")
+		if code != 200 {
+			t.Fatalf("%s REST: %d %s", s, code, body)
+		}
+		if hdr.Get("Cache-Control") != "no-store" || hdr.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("REST headers: %v", hdr)
+		}
+		var r impactv1.StatusAnswer
+		if err := protojson.Unmarshal(body, &r); err != nil {
+			t.Fatalf("%s REST body %s: %v", s, body, err)
+		}
+		a := g.GetAnswer()
+		if !proto.Equal(a, &r) {
+			t.Fatalf("%s: gRPC and REST differ:\n%v\n%v", s, a, &r)
+		}
+		visible := pbStatus(m.visible[s].status)
+		if a.GetVersion() < 3 || a.GetVisibleStatus() != visible {
+			t.Fatalf("%s: invariant 4: %v", s, a)
+		}
+		p, pinned := m.pins[s]
+		switch {
+		case pinned:
+			if a.GetStatus() != p.status || a.GetNotifiedVersion() != p.version || a.GetNoticeId() != p.noticeID ||
+				!proto.Equal(a.GetNotice(), p.notice) || a.GetUpdatePending() != (p.status != visible) {
+				t.Fatalf("%s: invariant 3: app %v, email %+v, visible %v", s, a, p, visible)
+			}
+		default:
+			if a.GetStatus() != visible || a.GetNotifiedVersion() != 0 || a.GetUpdatePending() {
+				t.Fatalf("%s never notified: %v", s, a)
+			}
+		}
+		// Monotonic reads: never answered from an older version than asked.
+		_, err = statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 4})
+		if status.Code(err) != codes.OutOfRange {
+			t.Fatalf("%s at_least_version 4: %v, want OutOfRange", s, err)
+		}
+		if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=4", tok, ""); code != 400 {
+			t.Fatalf("%s REST at_least_version 4: %d", s, code)
+		}
+	}
+	// Spot checks of the story: patient-0006 was corrected then rolled back
+	// to affected: the app shows the correction and that an update is due.
+	code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/status", e.token(sid(6)), "")
+	if code != 200 || !strings.Contains(string(body), `"update_pending":true`) || !strings.Contains(string(body), `"status":"NOT_AFFECTED"`) ||
+		!strings.Contains(string(body), `"visible_status":"AFFECTED"`) {
+		t.Fatalf("patient-0006 list: %d %s", code, body)
+	}
+
+	stats, err := notices.GetNoticeStats(ctx, &impactv1.GetNoticeStatsRequest{IncidentId: demo.IncidentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.GetVisibleVersion() != 3 || stats.GetAffected() != 30 || stats.GetUnderReview() != 4 {
+		t.Fatalf("stats: %v", stats)
+	}
+
+	// Privacy: nothing logged names a subject or carries a token or notice.
+	logs := e.logs.String()
+	for i := 0; i < 40; i++ {
+		if strings.Contains(logs, sid(i)) {
+			t.Fatalf("logs contain subject id %s", sid(i))
+		}
+	}
+	if strings.Contains(logs, e.adminTk) || strings.Contains(logs, "Bearer") || strings.Contains(logs, "were taken") {
+		t.Fatal("logs contain a token or notice text")
+	}
+}
+
+// TestAccessControl: every authentication failure is one identical 401, a
+// patient reaches no ops method, a notify token cannot publish.
+func TestAccessControl(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	status401 := func(path, tok string) []byte {
+		code, hdr, body := e.rest("GET", e.addrs.HTTP, path, tok, "")
+		if code != 401 || hdr.Get("WWW-Authenticate") == "" {
+			t.Fatalf("%s with %.12q: %d %s", path, tok, code, body)
+		}
+		return body
+	}
+	first := status401("/v1/status", "")
+	for _, tok := range []string{"garbage", "a.b.c", e.token("alice") + "x", "a.b.c.d.e"} {
+		if b := status401("/v1/status", tok); !bytes.Equal(b, first) {
+			t.Fatalf("401 bodies differ: %s vs %s", b, first)
+		}
+	}
+	patient := e.token("alice")
+	ctx := withToken(context.Background(), patient)
+	_, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("patient on ops: %v", err)
+	}
+	notify := e.token("mailer", auth.ScopeNotify)
+	code, _, _ := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots/1:publish", notify, `{"expected_visible_version":0}`)
+	if code != 403 {
+		t.Fatalf("notify token publishing: %d, want 403", code)
+	}
+	// The ops API is not on the patient listener at all.
+	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots", e.adminTk, ""); code != 404 {
+		t.Fatalf("ops path on the patient listener: %d", code)
+	}
+	if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/unknown-incident/status", patient, ""); code != 404 {
+		t.Fatalf("unknown incident: %d %s", code, body)
+	}
+	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/BAD_ID/status", patient, ""); code != 400 {
+		t.Fatalf("malformed incident id: %d", code)
+	}
+}
+
+// TestBadUploadLosesNothing: a roster with bad rows is rejected whole with
+// row-level errors; nothing is staged and the visible version is unchanged.
+func TestBadUploadLosesNothing(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	var spec bytes.Buffer
+	if err := demo.WriteSpec(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	bad := csvOf(rosterV1()) + "patient-0100,infected,northland,\npatient-0101,affected,mars,\n"
+	_, err := e.upload(spec.Bytes(), bad)
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "row 36") {
+		t.Fatalf("bad roster: %v", err)
+	}
+	if len(st.Details()) != 1 || strings.Contains(fmt.Sprint(st.Details()), "patient-01") {
+		t.Fatalf("details must name rows and fields, never values: %v", st.Details())
+	}
+	list, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(withToken(context.Background(), e.adminTk),
+		&impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.GetVisibleVersion() != 1 || len(list.GetSnapshots()) != 1 {
+		t.Fatalf("a rejected upload must stage nothing: %v", list)
+	}
+	// Publishing a version that does not exist is NOT_FOUND; an unknown
+	// incident too.
+	_, err = impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(withToken(context.Background(), e.adminTk),
+		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 9, ExpectedVisibleVersion: proto.Uint32(1)})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("publish of a missing version: %v", err)
+	}
+}
+
+// TestStoreOutageFailsClosed: with the store gone, reads are UNAVAILABLE
+// (503), never a status, and readiness goes NOT_SERVING.
+func TestStoreOutageFailsClosed(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	var spec bytes.Buffer
+	if err := demo.WriteSpec(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	_ = e.store.Close()
+	for _, s := range []string{sid(0), sid(39)} {
+		code, hdr, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", e.token(s), "")
+		if code != 503 || hdr.Get("Retry-After") == "" || bytes.Contains(body, []byte("AFFECTED")) {
+			t.Fatalf("%s with the store down: %d %s", s, code, body)
+		}
+		var eb struct{ Message string }
+		_ = json.Unmarshal(body, &eb)
+		if eb.Message != "service unavailable, retry later" {
+			t.Fatalf("503 body: %s", body)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("readiness stayed SERVING with the store down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/readyz", "", ""); code != 503 {
+		t.Fatalf("/readyz with the store down: %d", code)
+	}
+}
