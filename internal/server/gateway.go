@@ -66,6 +66,9 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", gw)
+	if !admin && s.deps.Web != nil {
+		mux.Handle("/", s.deps.Web)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -76,6 +76,9 @@ type Deps struct {
 	Catalog       *snapshot.Catalog
 	Authenticator Authenticator
 	Logger        *slog.Logger
+	// Web, when set, is served at "/" of the patient REST listener (the
+	// patient web page).
+	Web http.Handler
 }
 
 // Server owns the four listeners.
