@@ -51,10 +51,15 @@ func Config(lines ...string) Option {
 	return func(c *config) { c.extra = append(c.extra, lines...) }
 }
 
-// Server is one redis-server process owned by a test.
+// ErrNotInstalled: redis-server (or redis-cli) is not on PATH.
+var ErrNotInstalled = errors.New("redis-server not found on PATH")
+
+// Server is one redis-server process owned by a test (Start) or by a test
+// package (StartShared).
 type Server struct {
-	t    testing.TB
+	t    testing.TB // nil for a shared server
 	dir  string
+	own  bool // dir was made by StartShared and is removed by Close
 	conf string
 	port int
 
@@ -70,12 +75,19 @@ func requireBinaries(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found on PATH (required under CI=true): %v", name, err)
-			}
-			t.Skipf("%s not found on PATH: %v", name, err)
+			SkipOrFail(t, fmt.Errorf("%w: %s: %v", ErrNotInstalled, name, err))
 		}
 	}
+}
+
+// SkipOrFail ends the test because err prevented starting Redis: a skip
+// when err wraps ErrNotInstalled and CI is not "true", a failure otherwise.
+func SkipOrFail(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	t.Fatalf("redisserver: %v", err)
 }
 
 // Start starts a standalone redis-server for the test and waits until it
@@ -85,6 +97,45 @@ func requireBinaries(t testing.TB, names ...string) {
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	requireBinaries(t, "redis-server")
+	s, err := newServer(t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("redisserver: %v", err)
+	}
+	s.t = t
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartShared starts a standalone server that outlives single tests, for a
+// test package's TestMain; Close stops it and removes its data. It returns
+// an error wrapping ErrNotInstalled if redis-server is not on PATH (tests
+// then call SkipOrFail).
+func StartShared(opts ...Option) (*Server, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotInstalled, err)
+	}
+	dir, err := os.MkdirTemp("", "redisserver-")
+	if err != nil {
+		return nil, err
+	}
+	s, err := newServer(dir, opts)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	s.own = true
+	return s, nil
+}
+
+// Close stops the server and, for a shared server, removes its data.
+func (s *Server) Close() {
+	s.Stop()
+	if s.own {
+		_ = os.RemoveAll(s.dir)
+	}
+}
+
+func newServer(dir string, opts []Option) (*Server, error) {
 	c := config{appendFsync: "everysec"}
 	for _, o := range opts {
 		o(&c)
@@ -92,14 +143,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 	switch c.appendFsync {
 	case "always", "everysec", "no":
 	default:
-		t.Fatalf("redisserver: appendfsync must be always, everysec or no, not %q", c.appendFsync)
+		return nil, fmt.Errorf("appendfsync must be always, everysec or no, not %q", c.appendFsync)
 	}
-	dir := t.TempDir()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort(false)
 		if err != nil {
-			t.Fatalf("redisserver: %v", err)
+			return nil, err
 		}
 		lines := []string{
 			"port " + strconv.Itoa(port),
@@ -113,16 +163,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 		lines = append(lines, c.extra...)
 		conf := filepath.Join(dir, "redis.conf")
 		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			t.Fatalf("redisserver: %v", err)
+			return nil, err
 		}
-		s := &Server{t: t, dir: dir, conf: conf, port: port}
+		s := &Server{dir: dir, conf: conf, port: port}
 		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.Stop)
-			return s
+			return s, nil
 		}
 	}
-	t.Fatalf("redisserver: could not start redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("could not start redis-server: %w", lastErr)
 }
 
 // Addr is the server's host:port.
@@ -131,10 +179,10 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // Dir is the server's data directory (AOF, logs).
 func (s *Server) Dir() string { return s.dir }
 
-// Client returns a go-redis client for the server, closed when the test ends.
-func (s *Server) Client() *redis.Client {
+// Client returns a go-redis client for the server, closed when t ends.
+func (s *Server) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), ContextTimeoutEnabled: true})
-	s.t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -163,7 +211,6 @@ func (s *Server) start() error {
 // Kill sends SIGKILL and waits for the process to exit: a crash, with no
 // chance to flush anything that was not already written.
 func (s *Server) Kill() {
-	s.t.Helper()
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
@@ -197,7 +244,9 @@ func (s *Server) Stop() {
 // Restart stops the server if it runs and starts it again on the same port
 // with the same data directory, so whatever it persisted (AOF) is loaded.
 func (s *Server) Restart() {
-	s.t.Helper()
+	if s.t != nil {
+		s.t.Helper()
+	}
 	s.Stop()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
@@ -205,6 +254,9 @@ func (s *Server) Restart() {
 			return
 		}
 		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	}
+	if s.t == nil {
+		panic(fmt.Sprintf("redisserver: restart: %v", err))
 	}
 	s.t.Fatalf("redisserver: restart: %v", err)
 }

@@ -11,7 +11,7 @@ import (
 func TestRestartKeepsAOFData(t *testing.T) {
 	s := Start(t, AppendOnly(true), AppendFsync("always"))
 	ctx := context.Background()
-	c := s.Client()
+	c := s.Client(t)
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestRestartKeepsAOFData(t *testing.T) {
 func TestVolatileByDefault(t *testing.T) {
 	s := Start(t)
 	ctx := context.Background()
-	c := s.Client()
+	c := s.Client(t)
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,300 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// Read returns the subject's view in one round trip when the cached visible
+// version is current (see the package doc).
+func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *store.IdemKey) (store.View, error) {
+	pinBits, err := s.pinBitsOf(ctx, incident)
+	if err != nil {
+		return store.View{}, err
+	}
+	hint := s.hint(incident)
+	cached := hint.Load()
+	var cachedBits uint8
+	if cached > 0 {
+		b, ok := s.bitsCache.Load(versionRef{incident, cached})
+		if ok {
+			cachedBits = b.(uint8)
+		} else {
+			cached = 0 // learn the bits below, once
+		}
+	}
+	pb := bucket(key, pinBits)
+	field := string(key[:])
+	var (
+		headCmd *redis.SliceCmd
+		recCmd  *redis.SliceCmd
+		pinCmd  *redis.StringCmd
+		idemCmd *redis.StringCmd
+	)
+	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		headCmd = p.HMGet(ctx, s.headKey(incident), "visible", "latest")
+		if cached > 0 {
+			recCmd = p.HMGet(ctx, s.recordsKey(incident, cached, bucket(key, cachedBits)), field, sentinelName)
+		}
+		pinCmd = p.HGet(ctx, s.pinsKey(incident, pb), field)
+		if idem != nil {
+			idemCmd = p.HGet(ctx, s.idemKey(incident, pb), idemField(*idem, key))
+		}
+		return nil
+	})
+	if err := cmdErr(cmds, err); err != nil {
+		return store.View{}, err
+	}
+	h, ok, err := parseHead(incident, headCmd.Val())
+	if err != nil {
+		return store.View{}, err
+	}
+	if !ok {
+		return store.View{}, fmt.Errorf("incident: %w", store.ErrNotFound)
+	}
+	view := store.View{Visible: h.Visible}
+	if view.Pin, err = optionalPin(pinCmd); err != nil {
+		return store.View{}, err
+	}
+	if idemCmd != nil {
+		if view.Replay, err = optionalPin(idemCmd); err != nil {
+			return store.View{}, err
+		}
+	}
+	if h.Visible == 0 {
+		return view, nil
+	}
+	if h.Visible != cached {
+		// The hint was stale (or unknown): read the record at the version
+		// the pointer named. Correctness never rests on the hint.
+		hint.Store(h.Visible)
+		bits, set, err := s.bitsOf(ctx, incident, h.Visible)
+		if err != nil {
+			return store.View{}, err
+		}
+		if !set {
+			return store.View{}, fmt.Errorf("%w: visible version %d has no records", store.ErrUnavailable, h.Visible)
+		}
+		recCmd = s.c.HMGet(ctx, s.recordsKey(incident, h.Visible, bucket(key, bits)), field, sentinelName)
+	}
+	vals, err := recCmd.Result()
+	if err != nil {
+		return store.View{}, unavailable(err)
+	}
+	if view.Record, err = recordOf(vals, h.Visible); err != nil {
+		return store.View{}, err
+	}
+	return view, nil
+}
+
+// recordOf decodes an HMGET of [key, sentinel]. A missing sentinel means the
+// bucket does not exist: the version's records are gone, so fail closed.
+func recordOf(vals []any, v uint64) (store.Record, error) {
+	if len(vals) != 2 || vals[1] == nil {
+		return store.Record{}, fmt.Errorf("%w: records of version %d are missing", store.ErrUnavailable, v)
+	}
+	if vals[0] == nil {
+		return store.Record{}, nil // not in the roster: not affected
+	}
+	r, rest, err := store.DecodeRecord([]byte(vals[0].(string)))
+	if err != nil || len(rest) != 0 {
+		return store.Record{}, fmt.Errorf("%w: corrupt record", store.ErrUnavailable)
+	}
+	return r, nil
+}
+
+func optionalPin(c *redis.StringCmd) (*store.Pin, error) {
+	b, err := c.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	p, err := store.DecodePin(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: corrupt pin", store.ErrUnavailable)
+	}
+	return &p, nil
+}
+
+// idemField scopes an idempotency key to its subject: a key reused for
+// another subject never replays someone else's notice.
+func idemField(idem store.IdemKey, key store.Key) string {
+	var b [2 * store.KeySize]byte
+	copy(b[:], idem[:])
+	copy(b[store.KeySize:], key[:])
+	return string(b[:])
+}
+
+// Records returns the records of keys at a staged or published version.
+func (s *Store) Records(ctx context.Context, incident string, version uint64, keys []store.Key) ([]store.Record, error) {
+	bits, err := s.readableBits(ctx, incident, version)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Record, len(keys))
+	for lo := 0; lo < len(keys); lo += readChunk {
+		hi := min(len(keys), lo+readChunk)
+		cmds := make([]*redis.SliceCmd, 0, hi-lo)
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys[lo:hi] {
+				cmds = append(cmds, p.HMGet(ctx, s.recordsKey(incident, version, bucket(k, bits)), string(k[:]), sentinelName))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		for i, c := range cmds {
+			if out[lo+i], err = recordOf(c.Val(), version); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// ClaimPin replaces the subject's pin old by next and records next under
+// idem, atomically (claimScript), then checks that next.Version still
+// exists and is not being deleted; if it is, the claim is undone and
+// ErrConflict returned, so the caller decides again at the visible version
+// (see DeleteVersion for why this check is enough). With WithWait, it
+// returns only after the replicas acknowledged the pin.
+func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, old *store.Pin, next store.Pin, idem store.IdemKey) error {
+	pinBits, err := s.pinBitsOf(ctx, incident)
+	if err != nil {
+		return err
+	}
+	if next.Version == 0 || next.NoticeID == "" {
+		return errors.New("redisstore: a pin needs a version and a notice id")
+	}
+	pb := bucket(key, pinBits)
+	keys := []string{s.pinsKey(incident, pb), s.idemKey(incident, pb)}
+	field, ifield := string(key[:]), idemField(idem, key)
+	hasOld, oldID := "0", ""
+	if old != nil {
+		hasOld, oldID = "1", old.NoticeID
+	}
+	pin := store.AppendPin(nil, next)
+	res, err := s.runScript(ctx, claimScript, keys, field, hasOld, oldID, pin, next.Version, ifield)
+	if err != nil {
+		return err
+	}
+	arr, _ := res.([]any)
+	if len(arr) == 0 {
+		return fmt.Errorf("%w: unexpected claim reply", store.ErrUnavailable)
+	}
+	switch arr[0] {
+	case "ok":
+	case "conflict", "idem":
+		return fmt.Errorf("pin changed: %w", store.ErrConflict)
+	default:
+		return fmt.Errorf("%w: unexpected claim reply", store.ErrUnavailable)
+	}
+	prev, _ := arr[1].(string)
+
+	// The version must exist and must not be being deleted. This read
+	// follows the pin write; DeleteVersion marks a version deleting before
+	// it reads the pins, so one of the two sees the other.
+	var state *redis.StringCmd
+	var latest *redis.StringCmd
+	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		state = p.HGet(ctx, s.versionsKey(incident), vfield(next.Version, ":state"))
+		latest = p.HGet(ctx, s.headKey(incident), "latest")
+		return nil
+	})
+	if err := cmdErr(cmds, err); err != nil {
+		// The pin stands; the caller sees an error and retries with the same
+		// idempotency key, which replays it.
+		return err
+	}
+	if st := state.Val(); st == "2" || st == "3" {
+		return nil
+	}
+	if _, err := s.runScript(ctx, unclaimScript, keys, field, pin, prev, ifield); err != nil {
+		return err
+	}
+	if l, _ := strconv.ParseUint(latest.Val(), 10, 64); next.Version > l {
+		return fmt.Errorf("version: %w", store.ErrNotFound)
+	}
+	return fmt.Errorf("version %d is not available to pin: %w", next.Version, store.ErrConflict)
+}
+
+// Pins calls fn for every pin of the incident.
+func (s *Store) Pins(ctx context.Context, incident string, fn func(store.Key, store.Pin) error) error {
+	pinBits, err := s.pinBitsOf(ctx, incident)
+	if err != nil {
+		return err
+	}
+	return s.scanHashes(ctx, 1<<pinBits, func(b int) string { return s.pinsKey(incident, uint32(b)) },
+		func(f, v string) error {
+			if len(f) != store.KeySize {
+				return fmt.Errorf("%w: malformed pin key", store.ErrUnavailable)
+			}
+			p, err := store.DecodePin([]byte(v))
+			if err != nil {
+				return fmt.Errorf("%w: corrupt pin", store.ErrUnavailable)
+			}
+			var k store.Key
+			copy(k[:], f)
+			return fn(k, p)
+		})
+}
+
+// scanHashes calls fn for every field of the hashes key(0..n-1).
+func (s *Store) scanHashes(ctx context.Context, n int, key func(int) string, fn func(field, val string) error) error {
+	for lo := 0; lo < n; lo += readChunk {
+		err := s.scanHashesRange(ctx, lo, min(n, lo+readChunk), key, func(_, f, v string) error { return fn(f, v) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanHashesRange reads the hashes key(lo..hi-1) in one pipeline and calls
+// fn for each field with the hash's key name.
+func (s *Store) scanHashesRange(ctx context.Context, lo, hi int, key func(int) string, fn func(key, field, val string) error) error {
+	names := make([]string, 0, hi-lo)
+	cmds := make([]*redis.MapStringStringCmd, 0, hi-lo)
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := lo; b < hi; b++ {
+			names = append(names, key(b))
+			cmds = append(cmds, p.HGetAll(ctx, names[len(names)-1]))
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	for i, c := range cmds {
+		for f, v := range c.Val() {
+			if err := fn(names[i], f, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cmdErr returns the first real error of a pipeline: its own error, or that
+// of one of cmds; redis.Nil ("no such key or
+// field") is an answer, not an error.
+func cmdErr(cmds []redis.Cmder, pipeErr error) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+	}
+	if pipeErr != nil && !errors.Is(pipeErr, redis.Nil) {
+		return unavailable(pipeErr)
+	}
+	return nil
+}

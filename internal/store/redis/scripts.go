@@ -1,0 +1,163 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// Version states as stored in "<v>:state". stateDeleting is internal: a
+// version DeleteVersion is removing (reported as aborted).
+const (
+	stateDeleting = "5"
+)
+
+// stageScript allocates the next version of an incident, creating the
+// incident on first use. KEYS: head, versions. ARGV: info, default pinbits.
+var stageScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], 'latest', 1)
+redis.call('HSETNX', KEYS[1], 'pinbits', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'visible', 0)
+redis.call('HSET', KEYS[2], n, ARGV[1], n .. ':state', 1)
+return n
+`)
+
+// setBitsScript records a staging version's bucket count before its first
+// records are written. KEYS: versions. ARGV: version, bits.
+var setBitsScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1] .. ':bits', ARGV[2])
+return 1
+`)
+
+// commitScript marks a verified staging version staged.
+// KEYS: versions, manifest. ARGV: version, info, manifest.
+var commitScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '1' then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':state', 2)
+return 1
+`)
+
+// abortScript marks a staging version aborted; 0 if it is not staging or
+// aborted (a committed version is left alone). KEYS: versions. ARGV: version.
+var abortScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], ARGV[1] .. ':state')
+if st == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 4)
+  return 1
+end
+if st == '4' then return 1 end
+return 0
+`)
+
+// publishScript flips the visible version: the version must be staged or
+// published, the visible version must be ARGV[2] and lower than the
+// version. The pointer is written last. KEYS: head, versions.
+// ARGV: version, expected visible, publish info, channel, message.
+var publishScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], ARGV[1] .. ':state')
+if not st then return 'notfound' end
+if st ~= '2' and st ~= '3' then return 'notstaged' end
+local vis = tonumber(redis.call('HGET', KEYS[1], 'visible') or '0')
+if vis ~= tonumber(ARGV[2]) or tonumber(ARGV[1]) <= vis then return 'conflict' end
+if st == '2' then
+  redis.call('HSET', KEYS[2], ARGV[1] .. ':state', 3, ARGV[1] .. ':pub', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'visible', ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 'ok'
+`)
+
+// claimScript replaces a subject's pin and records the idempotency key, on
+// the pin bucket's slot. It refuses (returns 'conflict' or 'idem') if the
+// idempotency key was used, if the current pin's notice id is not the one
+// expected, or if the new version is lower than the current pin's. It
+// returns {'ok', previous pin or ”} so that a claim can be undone.
+// KEYS: pins bucket, idem bucket. ARGV: subject field, has old ('0'/'1'),
+// old notice id, next pin, next version, idem field.
+//
+// A pin is store.AppendPin: 0x01, uvarint version, status byte, uvarint
+// cohorts, uvarint practice, varint time, uvarint len, notice id.
+var claimScript = redis.NewScript(`
+local function uvarint(s, pos)
+  local x, mul = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if not b then return error('corrupt pin') end
+    pos = pos + 1
+    x = x + (b % 128) * mul
+    if b < 128 then return x, pos end
+    mul = mul * 128
+  end
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[6]) == 1 then return {'idem'} end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then
+  if ARGV[2] == '1' then return {'conflict'} end
+  cur = ''
+else
+  if ARGV[2] ~= '1' then return {'conflict'} end
+  local ver, pos = uvarint(cur, 2)
+  local _
+  _, pos = uvarint(cur, pos + 1)
+  _, pos = uvarint(cur, pos)
+  _, pos = uvarint(cur, pos)
+  local n
+  n, pos = uvarint(cur, pos)
+  if string.sub(cur, pos, pos + n - 1) ~= ARGV[3] then return {'conflict'} end
+  if tonumber(ARGV[5]) < ver then return {'conflict'} end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[4])
+return {'ok', cur}
+`)
+
+// unclaimScript undoes a claim whose version turned out to be deleted,
+// if nothing changed the pin since. KEYS: pins bucket, idem bucket.
+// ARGV: subject field, pin written, previous pin (” for none), idem field.
+var unclaimScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  if ARGV[3] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+  else
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  end
+end
+if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[4])
+end
+return 1
+`)
+
+// markDeletingScript marks a version deleting unless it is visible.
+// KEYS: head, versions. ARGV: version. Returns {'ok', bits or ”},
+// {'notfound'} or {'visible'}.
+var markDeletingScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[2], ARGV[1] .. ':state')
+if not st then return {'notfound'} end
+if tonumber(redis.call('HGET', KEYS[1], 'visible') or '0') == tonumber(ARGV[1]) then
+  return {'visible'}
+end
+if st ~= '5' then
+  redis.call('HSET', KEYS[2], ARGV[1] .. ':prev', st, ARGV[1] .. ':state', 5)
+end
+return {'ok', redis.call('HGET', KEYS[2], ARGV[1] .. ':bits') or ''}
+`)
+
+// unmarkDeletingScript restores the state a version had before
+// markDeletingScript. KEYS: versions. ARGV: version.
+var unmarkDeletingScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') == '5' then
+  local prev = redis.call('HGET', KEYS[1], ARGV[1] .. ':prev')
+  redis.call('HSET', KEYS[1], ARGV[1] .. ':state', prev)
+  redis.call('HDEL', KEYS[1], ARGV[1] .. ':prev')
+end
+return 1
+`)
+
+// finishDeleteScript removes a deleting version's metadata once its records
+// are gone. KEYS: versions, manifest. ARGV: version.
+var finishDeleteScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '5' then return 0 end
+local v = ARGV[1]
+redis.call('HDEL', KEYS[1], v, v .. ':state', v .. ':pub', v .. ':bits', v .. ':prev')
+redis.call('DEL', KEYS[2])
+return 1
+`)

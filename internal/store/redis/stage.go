@@ -1,0 +1,435 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// Load tuning: entries per pipeline, and concurrent pipelines (the floors in
+// DESIGN §6: a few concurrent pipelines match redis-cli --pipe).
+const (
+	writeChunk   = 8192
+	readChunk    = 512
+	loadWorkers  = 4
+	sentinelName = ""
+)
+
+// stager loads one version: it buffers entries, then writes them grouped by
+// bucket with a few concurrent pipelines.
+type stager struct {
+	s    *Store
+	inc  string
+	v    uint64
+	info infoJSON
+
+	bits      int // -1 until chosen
+	buf       []store.Entry
+	written   uint64
+	committed bool
+	aborted   bool
+}
+
+func (st *stager) Version() uint64 { return st.v }
+
+// Put buffers entries and writes them when the buffer is full.
+func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
+	if st.s.closed.Load() {
+		return fmt.Errorf("%w: store closed", store.ErrUnavailable)
+	}
+	if st.committed || st.aborted {
+		return fmt.Errorf("version %d is committed or aborted: %w", st.v, store.ErrNotStaged)
+	}
+	for i := range entries {
+		if s := entries[i].Record.Status; s != store.Affected && s != store.UnderReview {
+			return fmt.Errorf("redisstore: entry %d: status %s cannot be stored", i, s)
+		}
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), st.s.stageBuffer-len(st.buf))
+		st.buf = append(st.buf, entries[:n]...)
+		entries = entries[n:]
+		if len(st.buf) >= st.s.stageBuffer {
+			if err := st.flush(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// chooseBits picks the version's bucket count and records it before any
+// record is written, so that Abort and DeleteVersion know which keys exist.
+func (st *stager) chooseBits(ctx context.Context, final bool) error {
+	if st.bits >= 0 {
+		return nil
+	}
+	var bits uint8
+	switch {
+	case st.s.fixedBits >= 0:
+		bits = uint8(st.s.fixedBits)
+	case final:
+		bits = bitsFor(uint64(len(st.buf)), st.s.fill)
+	default:
+		bits = max(largeBits, bitsFor(uint64(len(st.buf)), st.s.fill))
+	}
+	ok, err := st.s.runScript(ctx, setBitsScript, []string{st.s.versionsKey(st.inc)}, st.v, bits)
+	if err != nil {
+		return err
+	}
+	if ok != int64(1) {
+		return fmt.Errorf("version %d is no longer staging: %w", st.v, store.ErrNotStaged)
+	}
+	st.bits = int(bits)
+	st.s.bitsCache.Store(versionRef{st.inc, st.v}, bits)
+	return nil
+}
+
+// bitsFor is the smallest bit count that puts at most fill entries per
+// bucket on average.
+func bitsFor(n uint64, fill int) uint8 {
+	var b uint8
+	for b < maxBits && n>>b > uint64(fill) {
+		b++
+	}
+	return b
+}
+
+// flush writes the buffer: sorted, so that each HSET carries every buffered
+// field of one bucket.
+func (st *stager) flush(ctx context.Context, final bool) error {
+	if err := st.chooseBits(ctx, final); err != nil {
+		return err
+	}
+	if len(st.buf) == 0 {
+		return nil
+	}
+	buf := st.buf
+	slices.SortFunc(buf, func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	bits := uint8(st.bits)
+	// Chunks of about writeChunk entries, cut at bucket boundaries.
+	var chunks [][]store.Entry
+	for len(buf) > 0 {
+		end := min(writeChunk, len(buf))
+		for end < len(buf) && bucket(buf[end].Key, bits) == bucket(buf[end-1].Key, bits) {
+			end++
+		}
+		chunks = append(chunks, buf[:end])
+		buf = buf[end:]
+	}
+	err := parallel(len(chunks), func(i int) error {
+		return st.writeChunk(ctx, chunks[i], bits)
+	})
+	if err != nil {
+		return err
+	}
+	st.written += uint64(len(st.buf))
+	st.buf = st.buf[:0]
+	return nil
+}
+
+func (st *stager) writeChunk(ctx context.Context, entries []store.Entry, bits uint8) error {
+	p := st.s.c.Pipeline()
+	var rec []byte
+	for len(entries) > 0 {
+		b := bucket(entries[0].Key, bits)
+		n := 1
+		for n < len(entries) && bucket(entries[n].Key, bits) == b {
+			n++
+		}
+		args := make([]any, 0, 2*n)
+		for _, e := range entries[:n] {
+			rec = store.AppendRecord(rec[:0], e.Record)
+			args = append(args, string(e.Key[:]), string(rec))
+		}
+		p.HSet(ctx, st.s.recordsKey(st.inc, st.v, b), args...)
+		entries = entries[n:]
+	}
+	_, err := p.Exec(ctx)
+	return unavailable(err)
+}
+
+// parallel runs fn(0..n-1) on loadWorkers goroutines and returns the first
+// error.
+func parallel(n int, fn func(i int) error) error {
+	var (
+		mu    sync.Mutex
+		next  int
+		first error
+		wg    sync.WaitGroup
+	)
+	for w := 0; w < min(loadWorkers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if first != nil || next >= n {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// Commit writes what is buffered, reads every bucket back (writing its
+// sentinel on the way) to verify count and digest, then marks the version
+// staged together with its manifest.
+func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Digest, wantCount uint64) (store.VersionInfo, error) {
+	if st.committed || st.aborted {
+		return store.VersionInfo{}, fmt.Errorf("version %d is committed or aborted: %w", st.v, store.ErrNotStaged)
+	}
+	if err := st.flush(ctx, st.written == 0); err != nil {
+		return store.VersionInfo{}, err
+	}
+	bits := uint8(st.bits)
+	counts, err := store.Verify(m, want, wantCount, func(fn func(store.Entry) error) error {
+		var mu sync.Mutex
+		return st.s.readBuckets(ctx, st.inc, st.v, bits, true, func(entries []store.Entry) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range entries {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, false)
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrVerify) {
+			if aerr := st.Abort(ctx); aerr != nil {
+				return store.VersionInfo{}, fmt.Errorf("%w (abort failed: %v)", err, aerr)
+			}
+		}
+		return store.VersionInfo{}, err
+	}
+	info := st.info
+	info.Digest, info.Counts = want.String(), counts
+	ib, err := json.Marshal(info)
+	if err != nil {
+		return store.VersionInfo{}, err
+	}
+	mb, err := json.Marshal(manifestJSON{Spec: m.Spec, Cohorts: m.Cohorts, Practices: m.Practices})
+	if err != nil {
+		return store.VersionInfo{}, err
+	}
+	ok, err := st.s.runScript(ctx, commitScript, []string{st.s.versionsKey(st.inc), st.s.manifestKey(st.inc, st.v)}, st.v, ib, mb)
+	if err != nil {
+		return store.VersionInfo{}, err
+	}
+	if ok != int64(1) {
+		return store.VersionInfo{}, fmt.Errorf("version %d is no longer staging: %w", st.v, store.ErrNotStaged)
+	}
+	st.committed = true
+	return decodeInfo(st.inc, st.v, string(ib), "2", "")
+}
+
+// Abort marks the version aborted and deletes its records. It does nothing
+// after a successful Commit.
+func (st *stager) Abort(ctx context.Context) error {
+	if st.committed {
+		return nil
+	}
+	st.buf, st.aborted = nil, true
+	return st.s.abort(ctx, st.inc, st.v)
+}
+
+func (s *Store) abort(ctx context.Context, inc string, v uint64) error {
+	ok, err := s.runScript(ctx, abortScript, []string{s.versionsKey(inc)}, v)
+	if err != nil {
+		return err
+	}
+	if ok != int64(1) {
+		return nil // staged or published meanwhile: kept
+	}
+	bits, set, err := s.bitsOf(ctx, inc, v)
+	if err != nil || !set {
+		return err
+	}
+	return s.unlinkRecords(ctx, inc, v, bits)
+}
+
+// unlinkRecords deletes every bucket of a version.
+func (s *Store) unlinkRecords(ctx context.Context, inc string, v uint64, bits uint8) error {
+	n := 1 << bits
+	return parallel((n+writeChunk-1)/writeChunk, func(i int) error {
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b := i * writeChunk; b < min(n, (i+1)*writeChunk); b++ {
+				p.Unlink(ctx, s.recordsKey(inc, v, uint32(b)))
+			}
+			return nil
+		})
+		return unavailable(err)
+	})
+}
+
+// readBuckets reads every bucket of a version, readChunk buckets per
+// pipeline, and calls fn with each chunk's entries, each bucket sorted by
+// key. With ordered, chunks arrive in bucket order (one reader ahead);
+// otherwise fn may be called concurrently. With writeSentinel, the bucket's
+// sentinel is written first (Commit); otherwise a bucket without one fails
+// the read: the version's records are not all there.
+func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint8, writeSentinel bool, fn func([]store.Entry) error, ordered bool) error {
+	n := 1 << bits
+	chunks := (n + readChunk - 1) / readChunk
+	read := func(i int) ([]store.Entry, error) {
+		lo, hi := i*readChunk, min(n, (i+1)*readChunk)
+		cmds := make([]*redis.MapStringStringCmd, 0, hi-lo)
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b := lo; b < hi; b++ {
+				key := s.recordsKey(inc, v, uint32(b))
+				if writeSentinel {
+					p.HSet(ctx, key, sentinelName, "")
+				}
+				cmds = append(cmds, p.HGetAll(ctx, key))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		var out []store.Entry
+		for j, c := range cmds {
+			fields := c.Val()
+			if _, ok := fields[sentinelName]; !ok {
+				return nil, fmt.Errorf("%w: records of version %d are incomplete", store.ErrUnavailable, v)
+			}
+			start := len(out)
+			for f, val := range fields {
+				if f == sentinelName {
+					continue
+				}
+				e, err := decodeEntry(f, val)
+				if err != nil {
+					return nil, err
+				}
+				if bucket(e.Key, bits) != uint32(lo+j) {
+					return nil, fmt.Errorf("%w: record in the wrong bucket", store.ErrVerify)
+				}
+				out = append(out, e)
+			}
+			bucketEntries := out[start:]
+			slices.SortFunc(bucketEntries, func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+		}
+		return out, nil
+	}
+	if !ordered {
+		return parallel(chunks, func(i int) error {
+			entries, err := read(i)
+			if err != nil {
+				return err
+			}
+			return fn(entries)
+		})
+	}
+	// Ordered: one goroutine reads ahead of fn.
+	type result struct {
+		entries []store.Entry
+		err     error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, 1)
+	go func() {
+		defer close(results)
+		for i := 0; i < chunks; i++ {
+			entries, err := read(i)
+			select {
+			case results <- result{entries, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		if err := fn(r.entries); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func decodeEntry(field, val string) (store.Entry, error) {
+	var e store.Entry
+	if len(field) != store.KeySize {
+		return e, fmt.Errorf("%w: malformed record key", store.ErrVerify)
+	}
+	copy(e.Key[:], field)
+	r, rest, err := store.DecodeRecord([]byte(val))
+	if err != nil || len(rest) != 0 {
+		return e, fmt.Errorf("%w: malformed record", store.ErrVerify)
+	}
+	e.Record = r
+	return e, nil
+}
+
+// Scan calls fn for every entry of a staged or published version in
+// increasing key order.
+func (s *Store) Scan(ctx context.Context, incident string, version uint64, fn func(store.Entry) error) error {
+	bits, err := s.readableBits(ctx, incident, version)
+	if err != nil {
+		return err
+	}
+	return s.readBuckets(ctx, incident, version, bits, false, func(entries []store.Entry) error {
+		for _, e := range entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, true)
+}
+
+// readableBits checks that a version is staged or published and returns its
+// bucket bits.
+func (s *Store) readableBits(ctx context.Context, incident string, version uint64) (uint8, error) {
+	if checkIncident(incident) != nil {
+		return 0, store.ErrNotFound
+	}
+	vals, err := s.c.HMGet(ctx, s.versionsKey(incident), vfield(version, ":state"), vfield(version, ":bits")).Result()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if len(vals) != 2 || vals[0] == nil {
+		return 0, fmt.Errorf("version: %w", store.ErrNotFound)
+	}
+	if st := vals[0].(string); st != "2" && st != "3" {
+		return 0, fmt.Errorf("version %d: %w", version, store.ErrNotStaged)
+	}
+	str, _ := vals[1].(string)
+	bits, err := parseBits(str)
+	if err != nil {
+		return 0, err
+	}
+	s.bitsCache.Store(versionRef{incident, version}, bits)
+	return bits, nil
+}
