@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,6 +81,11 @@ func WithLockTimeout(d time.Duration) Option {
 // use.
 type Store struct {
 	db *bolt.DB
+
+	claims     chan *claim   // to the claim writer (unbuffered)
+	closing    chan struct{} // closed by Close
+	closeOnce  sync.Once
+	writerDone chan struct{} // closed when the claim writer returned
 }
 
 var _ store.Store = (*Store)(nil)
@@ -105,11 +111,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, claims: make(chan *claim), closing: make(chan struct{}), writerDone: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
 	}
+	go s.claimWriter()
 	return s, nil
 }
 
@@ -157,6 +164,8 @@ func (s *Store) recover() error {
 // Close closes the file, waiting for transactions in flight. Calling it
 // again is a no-op.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.writerDone
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
@@ -467,34 +476,110 @@ func (s *Store) Records(ctx context.Context, incident string, version uint64, ke
 }
 
 // ClaimPin replaces the subject's pin old by next and records next under
-// idem, in one transaction.
+// idem, atomically. Concurrent claims are committed together, in one
+// transaction and one fsync (group commit), each checked in turn against the
+// pins as the claims before it in the group left them.
 func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, old *store.Pin, next store.Pin, idem store.IdemKey) error {
-	val := store.AppendPin(nil, next)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		ib, err := incidentBucket(tx, incident)
-		if err != nil {
-			return err
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	c := &claim{incident: incident, key: key, old: old, val: store.AppendPin(nil, next), version: next.Version, idem: idem, done: make(chan error, 1)}
+	select {
+	case s.claims <- c:
+	case <-s.closing:
+		return fmt.Errorf("embedded: %w: store closed", store.ErrUnavailable)
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+	// Once handed over, the claim is decided: wait for the outcome.
+	return <-c.done
+}
+
+// claim is one ClaimPin waiting for the writer.
+type claim struct {
+	incident string
+	key      store.Key
+	old      *store.Pin
+	val      []byte // the encoded next pin
+	version  uint64
+	idem     store.IdemKey
+	done     chan error
+	err      error
+}
+
+// maxClaimGroup bounds how many claims one transaction commits.
+const maxClaimGroup = 512
+
+// claimWriter commits claims until the store closes. It takes one claim,
+// then every other claim already waiting, and applies them in one
+// transaction.
+func (s *Store) claimWriter() {
+	defer close(s.writerDone)
+	group := make([]*claim, 0, maxClaimGroup)
+	for {
+		group = group[:0]
+		select {
+		case c := <-s.claims:
+			group = append(group, c)
+		case <-s.closing:
+			return
 		}
-		pins := ib.Bucket(bucketPins)
-		if b := pins.Get(key[:]); b != nil {
-			cur, err := store.DecodePin(b)
+	more:
+		for len(group) < maxClaimGroup {
+			select {
+			case c := <-s.claims:
+				group = append(group, c)
+			default:
+				break more
+			}
+		}
+		err := mapErr(s.db.Update(func(tx *bolt.Tx) error {
+			for _, c := range group {
+				var err error
+				c.err, err = applyClaim(tx, c)
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		for _, c := range group {
 			if err != nil {
-				return corrupt("pin", err)
+				c.done <- err
+			} else {
+				c.done <- c.err
 			}
-			if old == nil || old.NoticeID != cur.NoticeID {
-				return fmt.Errorf("embedded: claim pin: current pin differs: %w", store.ErrConflict)
-			}
-			if next.Version < cur.Version {
-				return fmt.Errorf("embedded: claim pin: v%d is before the pinned v%d: %w", next.Version, cur.Version, store.ErrConflict)
-			}
-		} else if old != nil {
-			return fmt.Errorf("embedded: claim pin: subject has no pin: %w", store.ErrConflict)
 		}
-		if err := pins.Put(key[:], val); err != nil {
-			return err
+	}
+}
+
+// applyClaim checks and writes one claim. It returns the claim's own
+// outcome (nil, ErrConflict, ErrNotFound), and an error that fails the whole
+// transaction.
+func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
+	ib, err := incidentBucket(tx, c.incident)
+	if err != nil {
+		return err, nil
+	}
+	pins := ib.Bucket(bucketPins)
+	if b := pins.Get(c.key[:]); b != nil {
+		cur, err := store.DecodePin(b)
+		if err != nil {
+			return corrupt("pin", err), nil
 		}
-		return ib.Bucket(bucketIdem).Put(idemKey(key, idem), val)
-	})
+		if c.old == nil || c.old.NoticeID != cur.NoticeID {
+			return fmt.Errorf("embedded: claim pin: current pin differs: %w", store.ErrConflict), nil
+		}
+		if c.version < cur.Version {
+			return fmt.Errorf("embedded: claim pin: v%d is before the pinned v%d: %w", c.version, cur.Version, store.ErrConflict), nil
+		}
+	} else if c.old != nil {
+		return fmt.Errorf("embedded: claim pin: subject has no pin: %w", store.ErrConflict), nil
+	}
+	if err := pins.Put(c.key[:], c.val); err != nil {
+		return nil, err
+	}
+	return nil, ib.Bucket(bucketIdem).Put(idemKey(c.key, c.idem), c.val)
 }
 
 // Pins calls fn for every pin of the incident, in key order. fn runs outside

@@ -23,3 +23,7 @@ func openTemp(t testing.TB) *embedded.Store {
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store { return openTemp(b) })
+}
