@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
@@ -55,10 +55,51 @@ var supportedAlgs = []string{
 
 // keySource finds a verification key by kid.
 type keySource interface {
-	// storage is the current JWK set. For a URL source, a read of an
-	// unknown kid may refresh it (rate-limited) before failing.
-	storage() jwkset.Storage
+	// lookup returns the JWK named kid. When kid is unknown it may refresh
+	// the set first (rate-limited, never waiting for the rate limit).
+	lookup(ctx context.Context, kid string) (jwkset.JWK, error)
+	// current returns the JWK named kid from the set as it is, without any
+	// refresh: the cheap re-check of a cached token's key.
+	current(ctx context.Context, kid string) (jwkset.JWK, error)
 	close()
+}
+
+// errRateLimited: an unknown kid did not trigger a refresh because one ran
+// recently.
+var errRateLimited = errors.New("jwks refresh rate-limited")
+
+// refresher runs the rate-limited refresh on an unknown kid: at most one per
+// unknownKIDEvery; requests arriving while one runs share it, and requests
+// arriving after the rate limit is spent are refused at once rather than
+// queued.
+type refresher struct {
+	gate *rate.Limiter
+	sf   singleflight.Group
+	run  func(ctx context.Context) error
+}
+
+func newRefresher(run func(ctx context.Context) error) *refresher {
+	return &refresher{gate: rate.NewLimiter(rate.Every(unknownKIDEvery), 1), run: run}
+}
+
+// refresh refreshes the set (or joins a running refresh) unless the rate
+// limit is spent. The refresh itself is detached from ctx, so that one
+// caller giving up does not fail the others; ctx bounds this caller's wait.
+func (r *refresher) refresh(ctx context.Context) error {
+	ch := r.sf.DoChan("refresh", func() (any, error) {
+		if !r.gate.Allow() {
+			return nil, errRateLimited
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksHTTPTimeout)
+		defer cancel()
+		return nil, r.run(rctx)
+	})
+	select {
+	case res := <-ch:
+		return res.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // publicKeyOf returns the public key of a JWK's key, or nil when the key is
@@ -120,6 +161,24 @@ func usableForSignatures(m jwkset.JWKMarshal) bool {
 	return true
 }
 
+var errNoUsableKey = errors.New("JWKS has no usable signature key (each needs a kid, an EC P-256/384/521, RSA >= 2048 or Ed25519 key, use \"sig\" if any, and a matching alg if any)")
+
+// usableJWK reports whether a JWK can verify tokens here.
+func usableJWK(jwk jwkset.JWK) bool {
+	m := jwk.Marshal()
+	pub := publicKeyOf(jwk.Key())
+	return m.KID != "" && pub != nil && usableForSignatures(m) && len(algsForKey(string(m.ALG), pub)) > 0
+}
+
+func hasUsableKey(keys []jwkset.JWK) bool {
+	for _, k := range keys {
+		if usableJWK(k) {
+			return true
+		}
+	}
+	return false
+}
+
 // parseJWKS parses a JWK Set, keeping the keys usable for signatures and
 // skipping key types this library does not support. It fails on malformed
 // JSON, on a malformed key, or when no usable key with a kid remains.
@@ -138,8 +197,7 @@ func parseJWKS(raw []byte) (jwkset.Storage, int, error) {
 		case err != nil:
 			return nil, 0, fmt.Errorf("JWKS key %d: %w", i, err)
 		}
-		pub := publicKeyOf(jwk.Key())
-		if m.KID == "" || pub == nil || !usableForSignatures(m) || len(algsForKey(string(m.ALG), pub)) == 0 {
+		if !usableJWK(jwk) {
 			continue
 		}
 		if err := store.KeyWrite(context.Background(), jwk); err != nil {
@@ -148,7 +206,7 @@ func parseJWKS(raw []byte) (jwkset.Storage, int, error) {
 		usable++
 	}
 	if usable == 0 {
-		return nil, 0, errors.New("JWKS has no usable signature key (each needs a kid, an EC P-256/384/521, RSA >= 2048 or Ed25519 key, and a matching alg if any)")
+		return nil, 0, errNoUsableKey
 	}
 	return store, usable, nil
 }
@@ -156,11 +214,12 @@ func parseJWKS(raw []byte) (jwkset.Storage, int, error) {
 // fileSource is a JWKS read from a local file, re-read when its size or
 // modification time changes.
 type fileSource struct {
-	path   string
-	log    *slog.Logger
-	cur    atomic.Pointer[fileState]
-	cancel context.CancelFunc
-	done   chan struct{}
+	path    string
+	log     *slog.Logger
+	cur     atomic.Pointer[fileState]
+	refresh *refresher
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 type fileState struct {
@@ -176,6 +235,7 @@ func newFileSource(path string, every time.Duration, log *slog.Logger) (*fileSou
 		return nil, err
 	}
 	s.cur.Store(st)
+	s.refresh = newRefresher(func(context.Context) error { s.reloadIfChanged(); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.watch(ctx, every)
@@ -242,19 +302,35 @@ func (s *fileSource) reloadIfChanged() {
 	s.log.Info("jwks file reloaded", "path", s.path)
 }
 
-func (s *fileSource) storage() jwkset.Storage { return s.cur.Load().store }
+func (s *fileSource) current(ctx context.Context, kid string) (jwkset.JWK, error) {
+	return s.cur.Load().store.KeyRead(ctx, kid)
+}
+
+func (s *fileSource) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
+	jwk, err := s.current(ctx, kid)
+	if err == nil {
+		return jwk, nil
+	}
+	// An unknown kid: the file may have changed since the last poll. Even
+	// when this caller may not refresh, another caller may just have.
+	_ = s.refresh.refresh(ctx)
+	return s.current(ctx, kid)
+}
 
 func (s *fileSource) close() {
 	s.cancel()
 	<-s.done
 }
 
-// urlSource is a JWKS fetched over HTTPS by keyfunc/jwkset: refreshed every
-// interval, and on an unknown kid (rate-limited).
+// urlSource is a JWKS fetched over HTTPS by jwkset (the JWKS storage
+// underneath keyfunc): refreshed every interval, and on an unknown kid
+// through a refresher.
 type urlSource struct {
-	kf     keyfunc.Keyfunc
-	cancel context.CancelFunc
-	once   sync.Once
+	client  jwkset.Storage // fetches when asked for an unknown kid
+	set     jwkset.Storage // the keys as last fetched; reads never fetch
+	refresh *refresher
+	cancel  context.CancelFunc
+	once    sync.Once
 }
 
 // checkJWKSURL accepts https URLs, and http only to a loopback host.
@@ -291,31 +367,61 @@ func newURLSource(ctx context.Context, rawURL string, every time.Duration, clien
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
-	failFirst := false
-	kf, err := keyfunc.NewDefaultOverrideCtx(bg, []string{rawURL}, keyfunc.Override{
-		Client:                    client,
-		HTTPTimeout:               jwksHTTPTimeout,
-		NoErrorReturnFirstHTTPReq: &failFirst,
-		RateLimitWaitMax:          jwksHTTPTimeout,
-		RefreshInterval:           every,
-		RefreshUnknownKID:         rate.NewLimiter(rate.Every(unknownKIDEvery), 1),
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				log.Warn("jwks refresh failed; keeping current keys", "error", err)
-			}
+	set, err := jwkset.NewStorageFromHTTP(rawURL, jwkset.HTTPClientStorageOptions{
+		Client:          client,
+		Ctx:             bg,
+		HTTPTimeout:     jwksHTTPTimeout,
+		RefreshInterval: every,
+		RefreshErrorHandler: func(_ context.Context, err error) {
+			log.Warn("jwks refresh failed; keeping current keys", "error", err)
 		},
 	})
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("JWKS URL: first fetch failed: %w", err)
 	}
-	if ctx.Err() != nil {
+	// The client refreshes the set when asked for an unknown kid; our
+	// refresher decides when to ask, so the client's own limiter is open.
+	storage, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{rawURL: set},
+		RateLimitWaitMax:  jwksHTTPTimeout,
+		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
+	})
+	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("JWKS URL: %w", ctx.Err())
+		return nil, fmt.Errorf("JWKS URL: %w", err)
 	}
-	return &urlSource{kf: kf, cancel: cancel}, nil
+	if keys, _ := set.KeyReadAll(ctx); !hasUsableKey(keys) {
+		cancel()
+		return nil, fmt.Errorf("JWKS URL: %w", errNoUsableKey)
+	}
+	s := &urlSource{client: storage, set: set, cancel: cancel}
+	s.refresh = newRefresher(func(ctx context.Context) error {
+		// Reading a kid that cannot exist makes the client fetch.
+		_, err := s.client.KeyRead(ctx, "\x00refresh")
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	})
+	return s, nil
 }
 
-func (s *urlSource) storage() jwkset.Storage { return s.kf.Storage() }
+func (s *urlSource) current(ctx context.Context, kid string) (jwkset.JWK, error) {
+	return s.set.KeyRead(ctx, kid)
+}
+
+func (s *urlSource) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
+	jwk, err := s.current(ctx, kid)
+	if err == nil {
+		return jwk, nil
+	}
+	// Even when this caller may not refresh, another caller may just have.
+	_ = s.refresh.refresh(ctx)
+	return s.current(ctx, kid)
+}
 
 func (s *urlSource) close() { s.once.Do(s.cancel) }

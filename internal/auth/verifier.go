@@ -271,7 +271,7 @@ func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (string, crypto.Pub
 	if !ok || kid == "" {
 		return "", nil, fail(reasonNoKID)
 	}
-	jwk, err := v.src.storage().KeyRead(ctx, kid)
+	jwk, err := v.src.lookup(ctx, kid)
 	if err != nil {
 		return "", nil, fail(reasonUnknownKey)
 	}
@@ -290,7 +290,7 @@ func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (string, crypto.Pub
 // still in the JWKS, unchanged: a key removed (revoked) from the JWKS stops
 // its cached tokens at once.
 func (v *Verifier) keyStillValid(ctx context.Context, e *cacheEntry) bool {
-	jwk, err := v.src.storage().KeyRead(ctx, e.kid)
+	jwk, err := v.src.current(ctx, e.kid)
 	if err != nil {
 		return false
 	}

@@ -532,6 +532,41 @@ func TestFileReload(t *testing.T) {
 	}
 }
 
+func TestFileUnknownKIDReload(t *testing.T) {
+	k := theKeys()
+	v, path := fileVerifier(t, newClock(), Config{RefreshInterval: time.Hour}, k.ec1)
+	fs := v.src.(*fileSource)
+	rewrite := func(ks ...*testKey) {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeJWKS(t, path, ks...)
+		next := st.ModTime().Add(time.Second)
+		if err := os.Chtimes(path, next, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A token naming a kid that the changed file now holds is accepted at
+	// once, without waiting for the hourly poll.
+	rewrite(k.ec1, k.ec2)
+	if _, err := v.Verify(context.Background(), sign(t, k.ec2, "ec2", "", goodClaims())); err != nil {
+		t.Fatalf("new kid: %v (reason %s)", err, Reason(err))
+	}
+	// A second change right after: the unknown-kid re-read is rate-limited,
+	// so the new key waits for the poll.
+	rewrite(k.ec1, k.ec2, k.ed1)
+	tokEd := sign(t, k.ed1, "ed1", "", goodClaims())
+	if _, err := v.Verify(context.Background(), tokEd); Reason(err) != string(reasonUnknownKey) {
+		t.Fatalf("rate-limited re-read: %v (reason %s)", err, Reason(err))
+	}
+	fs.reloadIfChanged()
+	if _, err := v.Verify(context.Background(), tokEd); err != nil {
+		t.Fatalf("after poll: %v", err)
+	}
+}
+
 // jwksServer serves a JWK Set that the test can replace, counting fetches.
 type jwksServer struct {
 	*httptest.Server
@@ -601,6 +636,29 @@ func TestJWKSURLRotation(t *testing.T) {
 	// Known keys still work.
 	if _, err := v.Verify(ctx, sign(t, k.ec1, "ec1", "", goodClaims())); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestJWKSURLConcurrentNewKID(t *testing.T) {
+	k := theKeys()
+	srv := newJWKSServer(t, jwksJSON(t, k.ec1))
+	v := urlVerifier(t, srv.URL, time.Hour)
+	srv.set(jwksJSON(t, k.ec1, k.ec2))
+	tok := sign(t, k.ec2, "ec2", "", goodClaims())
+	errs := make(chan error, 16)
+	for range cap(errs) {
+		go func() {
+			_, err := v.Verify(context.Background(), tok)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent new kid: %v (reason %s)", err, Reason(err))
+		}
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("fetches = %d, want 2 (one shared refresh)", n)
 	}
 }
 
