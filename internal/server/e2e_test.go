@@ -533,6 +533,14 @@ func TestAccessControl(t *testing.T) {
 	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots", e.adminTk, ""); code != 404 {
 		t.Fatalf("ops path on the patient listener: %d", code)
 	}
+	// The patient listener documents the patient API only.
+	if code, _, doc := e.rest("GET", e.addrs.HTTP, "/openapi.json", "", ""); code != 200 ||
+		!bytes.Contains(doc, []byte("/v1/incidents/{incident_id}/status")) || bytes.Contains(doc, []byte(":publish")) {
+		t.Fatalf("patient /openapi.json: %d", code)
+	}
+	if code, _, doc := e.rest("GET", e.addrs.AdminHTTP, "/openapi.json", "", ""); code != 200 || !bytes.Contains(doc, []byte(":publish")) {
+		t.Fatalf("ops /openapi.json: %d", code)
+	}
 	if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/unknown-incident/status", patient, ""); code != 404 {
 		t.Fatalf("unknown incident: %d %s", code, body)
 	}

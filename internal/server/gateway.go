@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/gen/openapiv2"
 )
 
 // dialTarget turns a bound address into one the gateway can dial: an
@@ -69,6 +70,14 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	if !admin && s.deps.Web != nil {
 		mux.Handle("/", s.deps.Web)
 	}
+	doc := openapiv2.Patient
+	if admin {
+		doc = openapiv2.All
+	}
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
