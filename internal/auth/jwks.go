@@ -127,27 +127,36 @@ func algsForKey(jwkAlg string, pub crypto.PublicKey) []string {
 	case *ecdsa.PublicKey:
 		switch pub.Curve {
 		case elliptic.P256():
-			fits = []string{"ES256"}
+			fits = algsES256
 		case elliptic.P384():
-			fits = []string{"ES384"}
+			fits = algsES384
 		case elliptic.P521():
-			fits = []string{"ES512"}
+			fits = algsES512
 		}
 	case *rsa.PublicKey:
 		if pub.N.BitLen() >= minRSABits {
-			fits = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+			fits = algsRSA
 		}
 	case ed25519.PublicKey:
-		fits = []string{"EdDSA"}
+		fits = algsEdDSA
 	}
-	if jwkAlg == "" {
+	if jwkAlg == "" || fits == nil {
 		return fits
 	}
-	if slices.Contains(fits, jwkAlg) {
-		return []string{jwkAlg}
+	if i := slices.Index(fits, jwkAlg); i >= 0 {
+		return fits[i : i+1]
 	}
 	return nil
 }
+
+// The algorithms each key type may verify. Read only.
+var (
+	algsES256 = []string{"ES256"}
+	algsES384 = []string{"ES384"}
+	algsES512 = []string{"ES512"}
+	algsRSA   = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	algsEdDSA = []string{"EdDSA"}
+)
 
 // usableForSignatures reports whether a JWK's "use" and "key_ops" allow
 // verifying signatures.

@@ -3,11 +3,13 @@ package auth
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -717,4 +719,58 @@ func TestReasonOfOtherErrors(t *testing.T) {
 		t.Fatal("Reason of a foreign error is not empty")
 	}
 	var _ *ecdsa.PublicKey // keep import honest if cases change
+}
+
+func TestAlgsForKey(t *testing.T) {
+	k := theKeys()
+	ec := k.ec1.signer.Public()
+	ec384 := k.ec384.signer.Public()
+	rsaPub := k.rsa1.signer.Public()
+	ed := k.ed1.signer.Public()
+	weakRSA := &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 1023), E: 65537}
+	tests := []struct {
+		alg  string
+		pub  any
+		want []string
+	}{
+		{"", ec, []string{"ES256"}},
+		{"ES256", ec, []string{"ES256"}},
+		{"ES384", ec, nil},
+		{"RS256", ec, nil},
+		{"HS256", ec, nil},
+		{"none", ec, nil},
+		{"", ec384, []string{"ES384"}},
+		{"", rsaPub, []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}},
+		{"PS384", rsaPub, []string{"PS384"}},
+		{"ES256", rsaPub, nil},
+		{"", weakRSA, nil},
+		{"RS256", weakRSA, nil},
+		{"", ed, []string{"EdDSA"}},
+		{"ES256", ed, nil},
+		{"", []byte("secret"), nil},
+		{"HS256", []byte("secret"), nil},
+	}
+	for i, tt := range tests {
+		if got := algsForKey(tt.alg, tt.pub); !slices.Equal(got, tt.want) {
+			t.Errorf("case %d (%s, %T): %q, want %q", i, tt.alg, tt.pub, got, tt.want)
+		}
+	}
+}
+
+func TestEncryptionKeyNotUsedForSignatures(t *testing.T) {
+	k := theKeys()
+	enc := *k.ec2
+	enc.use = "enc"
+	tok := sign(t, k.ec2, "ec2", "", goodClaims())
+	// File source: the key is dropped when the JWKS is read.
+	v, _ := fileVerifier(t, newClock(), Config{}, k.ec1, &enc)
+	if _, err := v.Verify(context.Background(), tok); Reason(err) != string(reasonUnknownKey) {
+		t.Fatalf("file: %v (reason %s)", err, Reason(err))
+	}
+	// URL source: jwkset keeps it; the verifier refuses it.
+	srv := newJWKSServer(t, jwksJSON(t, k.ec1, &enc))
+	uv := urlVerifier(t, srv.URL, time.Hour)
+	if _, err := uv.Verify(context.Background(), tok); Reason(err) != string(reasonUnknownKey) {
+		t.Fatalf("url: %v (reason %s)", err, Reason(err))
+	}
 }
