@@ -1,0 +1,297 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// DefaultBatchSize is the number of entries a Service hands to Stager.Put
+// at a time.
+const DefaultBatchSize = 8192
+
+// Service stages, lists, compares, publishes and rolls back snapshot
+// versions over a store. It is safe for concurrent use.
+type Service struct {
+	st        store.Store
+	keyer     Keyer
+	catalog   *Catalog
+	now       func() time.Time
+	maxErrors int
+	batchSize int
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the clock that stamps staged and published versions.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithMaxErrors sets how many errors a rejected upload lists (the total is
+// always counted). The default is DefaultMaxErrors.
+func WithMaxErrors(n int) Option { return func(s *Service) { s.maxErrors = n } }
+
+// WithBatchSize sets how many entries go to the store per Put.
+func WithBatchSize(n int) Option { return func(s *Service) { s.batchSize = n } }
+
+// WithCatalog shares a Catalog (for example with the read path) instead of
+// a private one.
+func WithCatalog(c *Catalog) Option { return func(s *Service) { s.catalog = c } }
+
+// NewService returns a Service over st, keying subjects with keyer.
+func NewService(st store.Store, keyer Keyer, opts ...Option) *Service {
+	s := &Service{st: st, keyer: keyer, now: time.Now, maxErrors: DefaultMaxErrors, batchSize: DefaultBatchSize}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.catalog == nil {
+		s.catalog = NewCatalog(st, 0)
+	}
+	if s.batchSize <= 0 {
+		s.batchSize = DefaultBatchSize
+	}
+	return s
+}
+
+// Catalog returns the Catalog the Service reads versions through.
+func (s *Service) Catalog() *Catalog { return s.catalog }
+
+// UploadRequest is a new snapshot: an incident spec and a roster CSV.
+type UploadRequest struct {
+	// Incident must equal the spec's incident.id.
+	Incident string
+	// Spec is the incident spec, YAML or JSON.
+	Spec []byte
+	// Roster opens the roster CSV. It is called twice (validate, then load)
+	// and must return the same content both times.
+	Roster func() (io.ReadCloser, error)
+	// Actor is who uploads (the token subject of the operator).
+	Actor string
+}
+
+// Upload validates and stages a new version. The spec and the whole roster
+// are validated first: if anything is invalid it returns a
+// *ValidationError and stages nothing (no version number is used). Then it
+// stages a version, loads the roster into it in batches and commits it with
+// the digest and count computed while validating; the store verifies them
+// against what it holds. If the roster read the second time differs from
+// the first, or loading fails, the version is aborted and the error
+// returned.
+func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionInfo, error) {
+	spec, err := ParseSpec(req.Spec)
+	if err != nil {
+		return store.VersionInfo{}, err
+	}
+	if spec.Incident.ID != req.Incident {
+		return store.VersionInfo{}, specError("incident.id", "must equal the incident the upload is for")
+	}
+	if req.Roster == nil {
+		return store.VersionInfo{}, errors.New("upload: no roster")
+	}
+	parser := RosterParser{Spec: spec, Keyer: s.keyer, MaxErrors: s.maxErrors}
+
+	// Pass 1: validate everything, stage nothing.
+	first, err := parseOpened(req.Roster, parser, nil)
+	if err != nil {
+		return store.VersionInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.VersionInfo{}, err
+	}
+
+	// Pass 2: load.
+	stager, err := s.st.Stage(ctx, store.StageRequest{
+		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(),
+	})
+	if err != nil {
+		return store.VersionInfo{}, fmt.Errorf("stage %s: %w", req.Incident, err)
+	}
+	info, err := func() (store.VersionInfo, error) {
+		batch := make([]store.Entry, 0, s.batchSize)
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			err := stager.Put(ctx, batch)
+			batch = batch[:0]
+			return err
+		}
+		second, err := parseOpened(req.Roster, parser, func(e store.Entry) error {
+			batch = append(batch, e)
+			if len(batch) == cap(batch) {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return store.VersionInfo{}, fmt.Errorf("load %s v%d: %w", req.Incident, stager.Version(), err)
+		}
+		if err := flush(); err != nil {
+			return store.VersionInfo{}, fmt.Errorf("load %s v%d: %w", req.Incident, stager.Version(), err)
+		}
+		if second.Digest != first.Digest || second.Entries != first.Entries {
+			return store.VersionInfo{}, fmt.Errorf("%w: the roster changed between validation and load", store.ErrVerify)
+		}
+		m := store.Manifest{Spec: spec.Canonical(), Cohorts: len(spec.Cohorts), Practices: second.Practices}
+		info, err := stager.Commit(ctx, m, second.Digest, second.Entries)
+		if err != nil {
+			return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", req.Incident, stager.Version(), err)
+		}
+		return info, nil
+	}()
+	if err != nil {
+		return store.VersionInfo{}, abort(ctx, stager, err)
+	}
+	return info, nil
+}
+
+// parseOpened opens the roster, parses it and closes it.
+func parseOpened(open func() (io.ReadCloser, error), p RosterParser, emit func(store.Entry) error) (*Roster, error) {
+	rc, err := open()
+	if err != nil {
+		return nil, fmt.Errorf("open roster: %w", err)
+	}
+	r, err := p.Parse(rc, emit)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		return nil, fmt.Errorf("close roster: %w", cerr)
+	}
+	return r, err
+}
+
+// abort aborts a stager after err, even if ctx has ended.
+func abort(ctx context.Context, st store.Stager, err error) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if aerr := st.Abort(actx); aerr != nil {
+		return errors.Join(err, fmt.Errorf("abort v%d: %w", st.Version(), aerr))
+	}
+	return err
+}
+
+// List returns an incident's head and its versions, newest first.
+func (s *Service) List(ctx context.Context, incident string) (store.Head, []store.VersionInfo, error) {
+	head, err := s.st.Head(ctx, incident)
+	if err != nil {
+		return store.Head{}, nil, fmt.Errorf("head %s: %w", incident, err)
+	}
+	versions, err := s.st.Versions(ctx, incident)
+	if err != nil {
+		return store.Head{}, nil, fmt.Errorf("versions %s: %w", incident, err)
+	}
+	slices.Reverse(versions)
+	return head, versions, nil
+}
+
+// Publish makes a staged version visible if the visible version is
+// expectVisible (store.ErrConflict if not, or if version is not newer), and
+// returns its info and the previously visible version.
+func (s *Service) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
+	info, err := s.st.Publish(ctx, incident, version, expectVisible, actor, s.now())
+	if err != nil {
+		return store.VersionInfo{}, 0, fmt.Errorf("publish %s v%d (expecting v%d visible): %w", incident, version, expectVisible, err)
+	}
+	return info, expectVisible, nil
+}
+
+// Rollback stages a new version with the content of version to (spec,
+// practices and entries: the same digest) and publishes it if the visible
+// version is expectVisible. Only a staged or published version can be
+// copied (store.ErrNotStaged otherwise). The visible version number only
+// moves forward: the copy gets a new, higher number. If the publish fails
+// the copy stays staged and the error names it.
+func (s *Service) Rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
+	src, err := s.catalog.Get(ctx, incident, to)
+	if err != nil {
+		return store.VersionInfo{}, 0, fmt.Errorf("rollback: %w", err)
+	}
+	if st := src.Info.State; st != store.StateStaged && st != store.StatePublished {
+		return store.VersionInfo{}, 0, fmt.Errorf("rollback to %s v%d, which is %s: %w", incident, to, st, store.ErrNotStaged)
+	}
+	// Fail early on a stale expectation rather than stage a copy for nothing;
+	// the publish below still compares and sets.
+	head, err := s.st.Head(ctx, incident)
+	if err != nil {
+		return store.VersionInfo{}, 0, fmt.Errorf("head %s: %w", incident, err)
+	}
+	if head.Visible != expectVisible {
+		return store.VersionInfo{}, 0, fmt.Errorf("rollback %s: visible version is v%d, not v%d: %w", incident, head.Visible, expectVisible, store.ErrConflict)
+	}
+	stager, err := s.st.Stage(ctx, store.StageRequest{
+		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(),
+	})
+	if err != nil {
+		return store.VersionInfo{}, 0, fmt.Errorf("stage %s: %w", incident, err)
+	}
+	staged, err := s.copyVersion(ctx, src, stager)
+	if err != nil {
+		return store.VersionInfo{}, 0, abort(ctx, stager, err)
+	}
+	info, prev, err := s.Publish(ctx, incident, staged.Version, expectVisible, actor)
+	if err != nil {
+		return store.VersionInfo{}, 0, fmt.Errorf("rollback copy v%d is staged but not published: %w", staged.Version, err)
+	}
+	return info, prev, nil
+}
+
+// copyVersion loads src's entries into stager and commits it with src's
+// manifest, digest and count.
+func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.Stager) (store.VersionInfo, error) {
+	batch := make([]store.Entry, 0, s.batchSize)
+	err := s.st.Scan(ctx, src.Info.Incident, src.Info.Version, func(e store.Entry) error {
+		batch = append(batch, e)
+		if len(batch) < cap(batch) {
+			return nil
+		}
+		err := stager.Put(ctx, batch)
+		batch = batch[:0]
+		return err
+	})
+	if err == nil && len(batch) > 0 {
+		err = stager.Put(ctx, batch)
+	}
+	if err != nil {
+		return store.VersionInfo{}, fmt.Errorf("copy %s v%d into v%d: %w", src.Info.Incident, src.Info.Version, stager.Version(), err)
+	}
+	info, err := stager.Commit(ctx, src.Manifest, src.Info.Digest, src.Info.Counts.Entries)
+	if err != nil {
+		return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", src.Info.Incident, stager.Version(), err)
+	}
+	return info, nil
+}
+
+// Diff compares version with against (against 0: an empty roster before
+// the first version) in one merge join of the two versions' scans. Both
+// versions must be staged or published (store.ErrNotStaged otherwise).
+func (s *Service) Diff(ctx context.Context, incident string, version, against uint64) (*Diff, error) {
+	a, err := s.readable(ctx, incident, version)
+	if err != nil {
+		return nil, err
+	}
+	var b *Version
+	if against != 0 {
+		if b, err = s.readable(ctx, incident, against); err != nil {
+			return nil, err
+		}
+	}
+	d, err := diff(ctx, s.st, a, b)
+	if err != nil {
+		return nil, fmt.Errorf("diff %s v%d against v%d: %w", incident, version, against, err)
+	}
+	return d, nil
+}
+
+func (s *Service) readable(ctx context.Context, incident string, version uint64) (*Version, error) {
+	v, err := s.catalog.Get(ctx, incident, version)
+	if err != nil {
+		return nil, err
+	}
+	if st := v.Info.State; st != store.StateStaged && st != store.StatePublished {
+		return nil, fmt.Errorf("%s v%d is %s: %w", incident, version, st, store.ErrNotStaged)
+	}
+	return v, nil
+}
