@@ -53,7 +53,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&s.UploadDir, "upload-dir", "", "directory where uploads are spooled (default: <data-dir>/uploads)")
 
 	fs.StringVar(&c.Store, "store", "embedded", "store: embedded (local data dir) or redis")
-	fs.StringVar(&c.DataDir, "data-dir", "impact-data", "data directory of the embedded store and of --dev keys")
+	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the embedded store and of --dev keys (default: .impact-dev with --dev, impact-data otherwise)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: create a local signing key, JWKS and pepper in --data-dir")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", true, "JSON logs (text when false)")
@@ -80,6 +80,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return nil, err
+	}
+	if c.DataDir == "" {
+		c.DataDir = "impact-data"
+		if c.Dev {
+			c.DataDir = ".impact-dev" // where impactctl dev token looks by default
+		}
 	}
 	if c.Server.UploadDir == "" {
 		c.Server.UploadDir = c.DataDir + "/uploads"
