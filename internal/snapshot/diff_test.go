@@ -62,9 +62,9 @@ func TestDiff(t *testing.T) {
 				{ID: "referrals", Removed: 1},
 			},
 			Transitions: transitions{
-				{store.UnderReview, store.Affected}: 1,
+				{store.UnderReview, store.Affected}:    1,
 				{store.NotAffected, store.UnderReview}: 1,
-				{store.Affected, store.NotAffected}: 1,
+				{store.Affected, store.NotAffected}:    1,
 			},
 			SpecChanged: true,
 		}},
@@ -77,9 +77,9 @@ func TestDiff(t *testing.T) {
 				{ID: "newcohort", Removed: 1},
 			},
 			Transitions: transitions{
-				{store.Affected, store.UnderReview}: 1,
+				{store.Affected, store.UnderReview}:    1,
 				{store.UnderReview, store.NotAffected}: 1,
-				{store.NotAffected, store.Affected}: 1,
+				{store.NotAffected, store.Affected}:    1,
 			},
 			SpecChanged: true,
 		}},
