@@ -263,6 +263,9 @@ func TestUploadChunks(t *testing.T) {
 	if len(roster) <= 2*uploadChunkSize {
 		t.Fatalf("roster of %d bytes too small to test chunking", len(roster))
 	}
+	fs.mu.Lock()
+	fs.visible = 4
+	fs.mu.Unlock()
 	code, stdout, stderr := ctl(t, addr, "snapshot", "upload", "--incident", demo.IncidentID,
 		"--spec", filepath.Join(dir, "spec.yaml"), "--roster", filepath.Join(dir, "roster.csv"))
 	if code != 0 {
@@ -281,7 +284,8 @@ func TestUploadChunks(t *testing.T) {
 			t.Errorf("chunk %d has %d bytes: want %d except the last", i, n, uploadChunkSize)
 		}
 	}
-	if !strings.Contains(stdout, "staged mmh-2025-12 v1") || !strings.Contains(stdout, "5,000 entries") {
+	if !strings.Contains(stdout, "staged mmh-2025-12 v1") || !strings.Contains(stdout, "5,000 entries") ||
+		!strings.Contains(stdout, "snapshot publish --incident mmh-2025-12 --version 1 --expect 4\n") {
 		t.Errorf("upload output:\n%s", stdout)
 	}
 }

@@ -314,19 +314,19 @@ func renderStats(w io.Writer, s *impactv1.GetNoticeStatsResponse) error {
 // renderClaim writes one claim for a person: the decision, then the notice.
 func renderClaim(w io.Writer, c *impactv1.Claim) error {
 	tw := newTable(w)
-	fmt.Fprintf(tw, "action\t%s\t%s\n", c.GetAction(), actionHint(c.GetAction()))
-	fmt.Fprintf(tw, "version\tv%d\t\n", c.GetVersion())
-	fmt.Fprintf(tw, "status\t%s\t\n", statusName(c.GetStatus()))
+	fmt.Fprintf(tw, "action\t%s %s\n", c.GetAction(), actionHint(c.GetAction()))
+	fmt.Fprintf(tw, "version\tv%d\n", c.GetVersion())
+	fmt.Fprintf(tw, "status\t%s\n", statusName(c.GetStatus()))
 	var cohorts []string
 	for _, co := range c.GetCohorts() {
 		cohorts = append(cohorts, co.GetId())
 	}
-	fmt.Fprintf(tw, "cohorts\t%s\t\n", dash(strings.Join(cohorts, ", ")))
-	fmt.Fprintf(tw, "notice id\t%s\t\n", dash(c.GetNoticeId()))
-	fmt.Fprintf(tw, "notified at\t%s\t\n", timestamp(c.GetNotifiedAt()))
+	fmt.Fprintf(tw, "cohorts\t%s\n", dash(strings.Join(cohorts, ", ")))
+	fmt.Fprintf(tw, "notice id\t%s\n", dash(c.GetNoticeId()))
+	fmt.Fprintf(tw, "notified at\t%s\n", timestamp(c.GetNotifiedAt()))
 	if n := c.GetNotice(); n != nil {
-		fmt.Fprintf(tw, "support\t%s\t\n", dash(n.GetSupportContact()))
-		fmt.Fprintf(tw, "subject\t%s\t\n", n.GetSubject())
+		fmt.Fprintf(tw, "support\t%s\n", dash(n.GetSupportContact()))
+		fmt.Fprintf(tw, "subject\t%s\n", n.GetSubject())
 	}
 	tw.Flush()
 	if n := c.GetNotice(); n != nil && n.GetBody() != "" {
@@ -351,7 +351,10 @@ func actionHint(a impactv1.ClaimAction) string {
 }
 
 // progress is a progress bar on stderr, or nothing when not interactive.
-type progress struct{ bar *progressbar.ProgressBar }
+type progress struct {
+	bar *progressbar.ProgressBar
+	w   io.Writer
+}
 
 func (a *app) newProgress(total int64, description string, bytes bool) *progress {
 	if !a.interactive() || total <= 0 {
@@ -363,19 +366,27 @@ func (a *app) newProgress(total int64, description string, bytes bool) *progress
 		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionClearOnFinish(),
-		progressbar.OptionFullWidth(),
+		progressbar.OptionSetWidth(30),
 	}
 	if bytes {
 		opts = append(opts, progressbar.OptionShowBytes(true))
 	} else {
 		opts = append(opts, progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("rows"))
 	}
-	return &progress{bar: progressbar.NewOptions64(total, opts...)}
+	return &progress{bar: progressbar.NewOptions64(total, opts...), w: a.stderr}
 }
 
 func (p *progress) add(n int) {
 	if p.bar != nil {
 		p.bar.Add(n)
+	}
+}
+
+// note removes the bar and prints a line in its place, when interactive.
+func (p *progress) note(line string) {
+	if p.bar != nil {
+		p.done()
+		fmt.Fprintln(p.w, line)
 	}
 }
 

@@ -67,10 +67,16 @@ func (a *app) upload(ctx context.Context, incident, specFile, rosterFile string)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := a.streamCtx(ctx)
+	sctx, cancel := a.streamCtx(ctx)
 	defer cancel()
 	p := a.newProgress(fi.Size(), "uploading roster", true)
-	resp, err := uploadStream(ctx, c, incident, spec, roster, p.add)
+	var sent int64
+	resp, err := uploadStream(sctx, c, incident, spec, roster, func(n int) {
+		p.add(n)
+		if sent += int64(n); sent == fi.Size() {
+			p.note("roster sent; impactd is validating and staging it")
+		}
+	})
 	p.done()
 	if err != nil {
 		a.details = violations(err)
@@ -82,8 +88,16 @@ func (a *app) upload(ctx context.Context, incident, specFile, rosterFile string)
 	s := resp.GetSnapshot()
 	fmt.Fprintf(a.stdout, "staged %s v%d\n", s.GetIncidentId(), s.GetVersion())
 	renderSnapshotInfo(a.stdout, s)
-	_, err = fmt.Fprintf(a.stdout, "\nreview:  impactctl snapshot diff --incident %[1]s --version %[2]d --against <visible version>\npublish: impactctl snapshot publish --incident %[1]s --version %[2]d\n",
-		s.GetIncidentId(), s.GetVersion())
+	// Next steps, copy-paste ready when the visible version can be read.
+	lctx, lcancel := a.callCtx(ctx)
+	defer lcancel()
+	next := fmt.Sprintf("\npublish: impactctl snapshot publish --incident %s --version %d\n", s.GetIncidentId(), s.GetVersion())
+	if l, err := c.ListSnapshots(lctx, &impactv1.ListSnapshotsRequest{IncidentId: incident}); err == nil && l.GetVisibleVersion() > 0 {
+		v := l.GetVisibleVersion()
+		next = fmt.Sprintf("\nreview:  impactctl snapshot diff --incident %[1]s --version %[2]d --against %[3]d\npublish: impactctl snapshot publish --incident %[1]s --version %[2]d --expect %[3]d\n",
+			s.GetIncidentId(), s.GetVersion(), v)
+	}
+	_, err = io.WriteString(a.stdout, next)
 	return err
 }
 
