@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/csv"
 	"fmt"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/impact-health/impact/internal/snapshot"
+	"github.com/impact-health/impact/internal/store"
 )
 
 func TestSpecParsesWithThreeCohorts(t *testing.T) {
@@ -221,5 +223,42 @@ func BenchmarkWriteRoster(b *testing.B) {
 		if _, err := WriteRoster(&buf, RosterOptions{N: 125000, Seed: 1}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// shaKeyer keys subjects with plain SHA-256 (the real keyer adds a pepper).
+type shaKeyer struct{}
+
+func (shaKeyer) SubjectKey(id string) store.Key {
+	sum := sha256.Sum256([]byte(id))
+	return store.Key(sum[:store.KeySize])
+}
+
+// TestRosterPassesValidation checks spec and roster with the parser impactd
+// uses on upload.
+func TestRosterPassesValidation(t *testing.T) {
+	var specBuf bytes.Buffer
+	if err := WriteSpec(&specBuf); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := snapshot.ParseSpec(specBuf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, sum := roster(t, RosterOptions{N: 20000, Seed: 42})
+	r, err := snapshot.ParseRoster(bytes.NewReader(data), spec, shaKeyer{}, nil)
+	if err != nil {
+		t.Fatalf("demo roster rejected: %v", err)
+	}
+	if r.Entries != uint64(sum.Rows) || r.Counts.Affected != uint64(sum.Affected) || r.Counts.UnderReview != uint64(sum.UnderReview) {
+		t.Errorf("parser counts %+v, generator summary %+v", r.Counts, sum)
+	}
+	for i, c := range spec.Cohorts {
+		if got := r.Counts.PerCohort[i][0] + r.Counts.PerCohort[i][1]; got != uint64(sum.Cohorts[c.ID]) {
+			t.Errorf("cohort %s: parser %d members, generator %d", c.ID, got, sum.Cohorts[c.ID])
+		}
+	}
+	if want := NorthlandPractices + ReferralPractices; len(r.Practices) > want || len(r.Practices) < want*9/10 {
+		t.Errorf("%d practices, want about %d", len(r.Practices), want)
 	}
 }
