@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/impact-health/impact/internal/store"
 )
@@ -36,6 +37,8 @@ type Catalog struct {
 	lru      *list.List // of *catalogEntry, most recent first
 	entries  map[versionKey]*list.Element
 	inflight map[versionKey]*load
+
+	hits, misses atomic.Uint64
 }
 
 type versionKey struct {
@@ -80,10 +83,12 @@ func (c *Catalog) Get(ctx context.Context, incident string, version uint64) (*Ve
 			c.lru.MoveToFront(el)
 			v := el.Value.(*catalogEntry).v
 			c.mu.Unlock()
+			c.hits.Add(1)
 			return v, nil
 		}
 		if l, ok := c.inflight[k]; ok {
 			c.mu.Unlock()
+			c.hits.Add(1) // shares another caller's store call
 			select {
 			case <-l.done:
 			case <-ctx.Done():
@@ -99,6 +104,7 @@ func (c *Catalog) Get(ctx context.Context, incident string, version uint64) (*Ve
 		l := &load{done: make(chan struct{})}
 		c.inflight[k] = l
 		c.mu.Unlock()
+		c.misses.Add(1)
 
 		l.v, l.err = c.fetch(ctx, incident, version)
 
@@ -111,6 +117,13 @@ func (c *Catalog) Get(ctx context.Context, incident string, version uint64) (*Ve
 		close(l.done)
 		return l.v, l.err
 	}
+}
+
+// Stats returns how many Gets were answered without a store call of their
+// own (hits: from memory, or sharing a concurrent load) and how many loaded
+// the version from the store (misses), since the Catalog was made.
+func (c *Catalog) Stats() (hits, misses uint64) {
+	return c.hits.Load(), c.misses.Load()
 }
 
 // put adds a version to the cache, evicting the least recently used one if

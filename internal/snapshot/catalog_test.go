@@ -73,6 +73,9 @@ func TestCatalogCachesPublishedOnly(t *testing.T) {
 	if n := cs.calls.Load(); n != 3 {
 		t.Errorf("%d store calls, want 3 (a published version is cached)", n)
 	}
+	if hits, misses := c.Stats(); hits != 2 || misses != 3 {
+		t.Errorf("stats: %d hits, %d misses; want 2, 3", hits, misses)
+	}
 }
 
 func TestCatalogEvictsLeastRecentlyUsed(t *testing.T) {
