@@ -96,14 +96,10 @@ func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionI
 	parser := RosterParser{Spec: spec, Keyer: s.keyer, MaxErrors: s.maxErrors}
 
 	// Pass 1: validate everything, stage nothing.
-	first, err := parseOpened(req.Roster, parser, nil)
+	first, err := parseOpened(ctx, req.Roster, parser, nil)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return store.VersionInfo{}, err
-	}
-
 	// Pass 2: load.
 	stager, err := s.st.Stage(ctx, store.StageRequest{
 		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(),
@@ -121,7 +117,7 @@ func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionI
 			batch = batch[:0]
 			return err
 		}
-		second, err := parseOpened(req.Roster, parser, func(e store.Entry) error {
+		second, err := parseOpened(ctx, req.Roster, parser, func(e store.Entry) error {
 			batch = append(batch, e)
 			if len(batch) == cap(batch) {
 				return flush()
@@ -150,17 +146,31 @@ func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionI
 	return info, nil
 }
 
-// parseOpened opens the roster, parses it and closes it.
-func parseOpened(open func() (io.ReadCloser, error), p RosterParser, emit func(store.Entry) error) (*Roster, error) {
+// parseOpened opens the roster, parses it and closes it. Reads fail once
+// ctx ends, so that an abandoned upload stops early.
+func parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p RosterParser, emit func(store.Entry) error) (*Roster, error) {
 	rc, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("open roster: %w", err)
 	}
-	r, err := p.Parse(rc, emit)
+	r, err := p.Parse(ctxReader{ctx, rc}, emit)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		return nil, fmt.Errorf("close roster: %w", cerr)
 	}
 	return r, err
+}
+
+// ctxReader is a reader that fails once its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // abort aborts a stager after err, even if ctx has ended.

@@ -372,3 +372,18 @@ func (p *publishRacer) Publish(ctx context.Context, inc string, v, expect uint64
 	}
 	return p.Store.Publish(ctx, inc, v, expect, actor, at)
 }
+
+func TestUploadCanceled(t *testing.T) {
+	st := openStore(t)
+	svc := newTestService(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	o := &rosterOpener{contents: []string{header + "p1,affected,northland,\n"}}
+	_, err := svc.Upload(ctx, UploadRequest{Incident: incident, Spec: specYAML(t), Roster: o.open})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if _, err := st.Head(context.Background(), incident); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("head after a canceled upload: %v; want nothing staged", err)
+	}
+}
