@@ -161,3 +161,11 @@ redis.call('HDEL', KEYS[1], v, v .. ':state', v .. ':pub', v .. ':bits', v .. ':
 redis.call('DEL', KEYS[2])
 return 1
 `)
+
+// dumpScript returns a records bucket as {has sentinel, number of fields,
+// concatenated fields and values}: 16-byte keys and self-delimiting
+// records, so one string per bucket instead of a map. KEYS: bucket.
+var dumpScript = redis.NewScript(`
+local t = redis.call('HGETALL', KEYS[1])
+return {redis.call('HEXISTS', KEYS[1], ''), #t / 2, table.concat(t)}
+`)

@@ -31,11 +31,13 @@ type stager struct {
 	v    uint64
 	info infoJSON
 
-	bits      int // -1 until chosen
-	buf       []store.Entry
-	written   uint64
-	committed bool
-	aborted   bool
+	bits int // -1 until chosen
+	buf  []store.Entry
+	// sentineled has a bit per bucket that holds its sentinel field.
+	sentineled []uint64
+	written    uint64
+	committed  bool
+	aborted    bool
 }
 
 func (st *stager) Version() uint64 { return st.v }
@@ -89,6 +91,7 @@ func (st *stager) chooseBits(ctx context.Context, final bool) error {
 		return fmt.Errorf("version %d is no longer staging: %w", st.v, store.ErrNotStaged)
 	}
 	st.bits = int(bits)
+	st.sentineled = make([]uint64, (1<<bits+63)/64)
 	st.s.bitsCache.Store(versionRef{st.inc, st.v}, bits)
 	return nil
 }
@@ -103,8 +106,8 @@ func bitsFor(n uint64, fill int) uint8 {
 	return b
 }
 
-// flush writes the buffer: sorted, so that each HSET carries every buffered
-// field of one bucket.
+// flush writes the buffer grouped by bucket (a counting sort), so that each
+// HSET carries every buffered field of one bucket.
 func (st *stager) flush(ctx context.Context, final bool) error {
 	if err := st.chooseBits(ctx, final); err != nil {
 		return err
@@ -112,46 +115,72 @@ func (st *stager) flush(ctx context.Context, final bool) error {
 	if len(st.buf) == 0 {
 		return nil
 	}
-	buf := st.buf
-	slices.SortFunc(buf, func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
 	bits := uint8(st.bits)
+	nb := 1 << bits
+	starts := make([]int, nb+1)
+	for i := range st.buf {
+		starts[bucket(st.buf[i].Key, bits)+1]++
+	}
+	for b := 0; b < nb; b++ {
+		starts[b+1] += starts[b]
+	}
+	idx := make([]int32, len(st.buf))
+	next := slices.Clone(starts[:nb])
+	for i := range st.buf {
+		b := bucket(st.buf[i].Key, bits)
+		idx[next[b]] = int32(i)
+		next[b]++
+	}
 	// Chunks of about writeChunk entries, cut at bucket boundaries.
-	var chunks [][]store.Entry
-	for len(buf) > 0 {
-		end := min(writeChunk, len(buf))
-		for end < len(buf) && bucket(buf[end].Key, bits) == bucket(buf[end-1].Key, bits) {
-			end++
+	type span struct{ lo, hi int }
+	var chunks []span
+	for lo := 0; lo < nb; {
+		hi := lo + 1
+		for hi < nb && starts[hi]-starts[lo] < writeChunk {
+			hi++
 		}
-		chunks = append(chunks, buf[:end])
-		buf = buf[end:]
+		chunks = append(chunks, span{lo, hi})
+		lo = hi
 	}
 	err := parallel(len(chunks), func(i int) error {
-		return st.writeChunk(ctx, chunks[i], bits)
+		return st.writeBuckets(ctx, chunks[i].lo, chunks[i].hi, starts, idx, bits)
 	})
 	if err != nil {
 		return err
+	}
+	for b := 0; b < nb; b++ {
+		if starts[b+1] > starts[b] {
+			st.sentineled[b/64] |= 1 << (b % 64)
+		}
 	}
 	st.written += uint64(len(st.buf))
 	st.buf = st.buf[:0]
 	return nil
 }
 
-func (st *stager) writeChunk(ctx context.Context, entries []store.Entry, bits uint8) error {
+// writeBuckets writes the buffered entries of buckets lo..hi-1 in one
+// pipeline: buf[idx[starts[b]:starts[b+1]]] are bucket b's.
+func (st *stager) writeBuckets(ctx context.Context, lo, hi int, starts []int, idx []int32, bits uint8) error {
 	p := st.s.c.Pipeline()
 	var rec []byte
-	for len(entries) > 0 {
-		b := bucket(entries[0].Key, bits)
-		n := 1
-		for n < len(entries) && bucket(entries[n].Key, bits) == b {
-			n++
+	for b := lo; b < hi; b++ {
+		members := idx[starts[b]:starts[b+1]]
+		if len(members) == 0 {
+			continue
 		}
-		args := make([]any, 0, 2*n)
-		for _, e := range entries[:n] {
+		args := make([]any, 0, 2+2*len(members))
+		if st.sentineled[b/64]&(1<<(b%64)) == 0 {
+			args = append(args, sentinelName, "") // the bucket's first write
+		}
+		for _, i := range members {
+			e := &st.buf[i]
 			rec = store.AppendRecord(rec[:0], e.Record)
 			args = append(args, string(e.Key[:]), string(rec))
 		}
-		p.HSet(ctx, st.s.recordsKey(st.inc, st.v, b), args...)
-		entries = entries[n:]
+		p.HSet(ctx, st.s.recordsKey(st.inc, st.v, uint32(b)), args...)
+	}
+	if p.Len() == 0 {
+		return nil
 	}
 	_, err := p.Exec(ctx)
 	return unavailable(err)
@@ -205,9 +234,12 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		return store.VersionInfo{}, err
 	}
 	bits := uint8(st.bits)
+	if err := st.writeSentinels(ctx, bits); err != nil {
+		return store.VersionInfo{}, err
+	}
 	counts, err := store.Verify(m, want, wantCount, func(fn func(store.Entry) error) error {
 		var mu sync.Mutex
-		return st.s.readBuckets(ctx, st.inc, st.v, bits, true, func(entries []store.Entry) error {
+		return st.s.readBuckets(ctx, st.inc, st.v, bits, func(entries []store.Entry) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, e := range entries {
@@ -245,6 +277,24 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	}
 	st.committed = true
 	return decodeInfo(st.inc, st.v, string(ib), "2", "")
+}
+
+// writeSentinels writes the sentinel of every bucket that received no
+// record.
+func (st *stager) writeSentinels(ctx context.Context, bits uint8) error {
+	p := st.s.c.Pipeline()
+	for b := uint32(0); b < 1<<bits; b++ {
+		if st.sentineled[b/64]&(1<<(b%64)) == 0 {
+			p.HSet(ctx, st.s.recordsKey(st.inc, st.v, b), sentinelName, "")
+		}
+		if p.Len() >= writeChunk {
+			if _, err := p.Exec(ctx); err != nil {
+				return unavailable(err)
+			}
+		}
+	}
+	_, err := p.Exec(ctx)
+	return unavailable(err)
 }
 
 // Abort marks the version aborted and deletes its records. It does nothing
@@ -287,24 +337,23 @@ func (s *Store) unlinkRecords(ctx context.Context, inc string, v uint64, bits ui
 }
 
 // readBuckets reads every bucket of a version, readChunk buckets per
-// pipeline, and calls fn with each chunk's entries, each bucket sorted by
-// key. With ordered, chunks arrive in bucket order (one reader ahead);
-// otherwise fn may be called concurrently. With writeSentinel, the bucket's
-// sentinel is written first (Commit); otherwise a bucket without one fails
-// the read: the version's records are not all there.
-func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint8, writeSentinel bool, fn func([]store.Entry) error, ordered bool) error {
+// pipeline, and calls fn with each chunk's entries. With ordered, chunks
+// arrive in bucket order (one reader ahead) and each bucket is sorted by
+// key, so entries arrive in key order; otherwise fn may be called
+// concurrently, in no order. A bucket without its sentinel
+// fails the read: the version's records are not all there.
+func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint8, fn func([]store.Entry) error, ordered bool) error {
 	n := 1 << bits
 	chunks := (n + readChunk - 1) / readChunk
+	if err := dumpScript.Load(ctx, s.c).Err(); err != nil {
+		return unavailable(err)
+	}
 	read := func(i int) ([]store.Entry, error) {
 		lo, hi := i*readChunk, min(n, (i+1)*readChunk)
-		cmds := make([]*redis.MapStringStringCmd, 0, hi-lo)
+		cmds := make([]*redis.Cmd, 0, hi-lo)
 		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for b := lo; b < hi; b++ {
-				key := s.recordsKey(inc, v, uint32(b))
-				if writeSentinel {
-					p.HSet(ctx, key, sentinelName, "")
-				}
-				cmds = append(cmds, p.HGetAll(ctx, key))
+				cmds = append(cmds, dumpScript.EvalSha(ctx, p, []string{s.recordsKey(inc, v, uint32(b))}))
 			}
 			return nil
 		})
@@ -313,26 +362,39 @@ func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint
 		}
 		var out []store.Entry
 		for j, c := range cmds {
-			fields := c.Val()
-			if _, ok := fields[sentinelName]; !ok {
+			res, _ := c.Val().([]any)
+			if len(res) != 3 {
+				return nil, fmt.Errorf("%w: unexpected bucket reply", store.ErrUnavailable)
+			}
+			if res[0] != int64(1) {
 				return nil, fmt.Errorf("%w: records of version %d are incomplete", store.ErrUnavailable, v)
 			}
+			fields, _ := res[1].(int64)
+			blob, _ := res[2].(string)
 			start := len(out)
-			for f, val := range fields {
-				if f == sentinelName {
-					continue
+			for len(blob) > 0 {
+				if len(blob) < store.KeySize {
+					return nil, fmt.Errorf("%w: malformed bucket", store.ErrVerify)
 				}
-				e, err := decodeEntry(f, val)
+				var e store.Entry
+				copy(e.Key[:], blob)
+				r, rest, err := store.DecodeRecord([]byte(blob[store.KeySize:]))
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("%w: malformed record", store.ErrVerify)
 				}
+				e.Record = r
+				blob = blob[len(blob)-len(rest):]
 				if bucket(e.Key, bits) != uint32(lo+j) {
 					return nil, fmt.Errorf("%w: record in the wrong bucket", store.ErrVerify)
 				}
 				out = append(out, e)
 			}
-			bucketEntries := out[start:]
-			slices.SortFunc(bucketEntries, func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+			if int64(len(out)-start) != fields-1 {
+				return nil, fmt.Errorf("%w: malformed bucket", store.ErrVerify)
+			}
+			if ordered {
+				slices.SortFunc(out[start:], func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+			}
 		}
 		return out, nil
 	}
@@ -399,7 +461,7 @@ func (s *Store) Scan(ctx context.Context, incident string, version uint64, fn fu
 	if err != nil {
 		return err
 	}
-	return s.readBuckets(ctx, incident, version, bits, false, func(entries []store.Entry) error {
+	return s.readBuckets(ctx, incident, version, bits, func(entries []store.Entry) error {
 		for _, e := range entries {
 			if err := fn(e); err != nil {
 				return err
