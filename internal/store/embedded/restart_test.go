@@ -231,7 +231,7 @@ func crashChild(path string) {
 	ctx := context.Background()
 	st, err := s.Stage(ctx, store.StageRequest{Incident: "restart", At: t0})
 	if err == nil {
-		err = st.Put(ctx, entries(3, 1000))
+		err = st.Put(ctx, entries(3, 70_000)) // more than one run of stageFlush: part reaches the file
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
