@@ -10,6 +10,24 @@
 // visibility of a publish; compare-and-set publish that only moves forward;
 // forward-only, compare-and-set, idempotent pins; and the error contract
 // (ErrNotFound, ErrConflict, ErrNotStaged, ErrVerify, ErrUnavailable).
+//
+// Where store.go is silent, the suite pins these down:
+//   - an incident's first version is 1; Stage on a new incident creates it,
+//     with Head{Visible: 0, Latest: 1}; an empty incident id is unknown;
+//   - Scan, Records and Publish of a version still staging or aborted fail
+//     with ErrNotStaged; of a version never allocated, with ErrNotFound;
+//   - Put, Commit after the stager committed or aborted fail; Abort after
+//     Commit (successful or not) returns nil and changes nothing;
+//   - ClaimPin compares old with the current pin by NoticeID only, and
+//     accepts next.Version equal to the current pin's; a claim that fails
+//     records nothing under its idempotency key; a replay is per subject
+//     (the same idempotency key read for another subject replays nothing);
+//   - times (CreatedAt, PublishedAt, NotifiedAt) round-trip at least to the
+//     millisecond, compared with time.Time.Equal;
+//   - a canceled context makes Read, Publish and ClaimPin fail, changing
+//     nothing; after Close every call fails with ErrUnavailable;
+//   - Scan and Pins callbacks may call the store, and their error is
+//     returned as is.
 package storetest
 
 import (
@@ -935,6 +953,11 @@ func testPinsIteration(t *testing.T, s store.Store) {
 			return fmt.Errorf("pin %x listed twice", k)
 		}
 		got[k] = p
+		if len(got)%500 == 0 { // a callback may call the store
+			if v, err := s.Read(ctx, inc, k, nil); err != nil || !samePin(v.Pin, &p) {
+				return fmt.Errorf("read inside pins iteration: %s, %v", fmtPin(v.Pin), err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
