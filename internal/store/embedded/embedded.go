@@ -17,6 +17,11 @@
 // consistent snapshot, so a Read sees exactly one version and a publish is
 // one small transaction flipping "visible".
 //
+// Writes: concurrent ClaimPin calls are group-committed (one transaction and
+// one fsync for every claim waiting), each still checked against the pins as
+// the claims before it left them. A Stager buffers entries and writes them in
+// sorted runs, which bbolt inserts far faster than random keys.
+//
 // bbolt locks the file, so only one process can open a store. A version
 // left in the staging state by a crash is aborted when the store is opened.
 package embedded
