@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -74,4 +73,6 @@ func TestConformanceFixedBuckets(t *testing.T) {
 	})
 }
 
-var _ = errors.Is
+func BenchmarkStore(b *testing.B) {
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store { s, _ := openStore(b); return s })
+}
