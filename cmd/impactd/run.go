@@ -14,6 +14,7 @@ import (
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/telemetry"
 )
 
 // catalogSize bounds the per-version cache (specs and dictionaries).
@@ -28,6 +29,11 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
+	tel, stopTelemetry, err := startTelemetry(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 
 	if cfg.Dev {
 		if err := applyDev(cfg); err != nil {
@@ -60,6 +66,7 @@ func realMain(ctx context.Context, args []string) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
+	st = telemetry.InstrumentStore(st, tel)
 
 	catalog := snapshot.NewCatalog(st, catalogSize)
 	srv, err := server.New(cfg.Server, server.Deps{
@@ -69,6 +76,7 @@ func realMain(ctx context.Context, args []string) error {
 		Catalog:       catalog,
 		Authenticator: verifier,
 		Logger:        log,
+		Telemetry:     tel,
 	})
 	if err != nil {
 		return err
@@ -116,7 +124,7 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if cfg.LogJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts)))
 }

@@ -31,6 +31,7 @@ import (
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/telemetry"
 )
 
 // env is one in-process impactd on the embedded store with dev keys.
@@ -47,6 +48,13 @@ type env struct {
 }
 
 func startEnv(t *testing.T) *env {
+	t.Helper()
+	return startEnvWith(t, nil)
+}
+
+// startEnvWith is startEnv with telemetry (nil: none): the store is
+// instrumented and the server traced and measured.
+func startEnvWith(t *testing.T, tel *telemetry.Telemetry) *env {
 	t.Helper()
 	dir := t.TempDir()
 	files, err := auth.EnsureDevKeys(dir)
@@ -71,15 +79,20 @@ func startEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	logs := &lockedWriter{}
-	cat := snapshot.NewCatalog(st, 16)
+	var sst store.Store = st
+	if tel != nil {
+		sst = telemetry.InstrumentStore(st, tel)
+	}
+	cat := snapshot.NewCatalog(sst, 16)
 	srv, err := server.New(server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
 		ReadyInterval: 50 * time.Millisecond, UploadDir: dir, RequestTimeout: 2 * time.Second,
 	}, server.Deps{
-		Store: st, Catalog: cat, Authenticator: verifier,
-		Status:    istatus.New(st, cat, keyer),
-		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
-		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
+		Store: sst, Catalog: cat, Authenticator: verifier,
+		Status:    istatus.New(sst, cat, keyer),
+		Snapshots: snapshot.NewService(sst, keyer, snapshot.WithCatalog(cat)),
+		Logger:    slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(logs, nil))),
+		Telemetry: tel,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	if admin {
 		target = dialTarget(s.adminLis)
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, s.gatewayTelemetry(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("gateway dial %s: %w", target, err)
 	}
@@ -78,6 +78,7 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc)
 	})
+	s.mountMetrics(mux, admin)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -92,7 +93,7 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	srv := &http.Server{
-		Handler:           securityHeaders(mux),
+		Handler:           s.httpTelemetry(securityHeaders(mux), admin),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -27,6 +27,7 @@ import (
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/telemetry"
 )
 
 // Config is the transport configuration. Zero values take the defaults.
@@ -79,6 +80,9 @@ type Deps struct {
 	// Web, when set, is served at "/" of the patient REST listener (the
 	// patient web page).
 	Web http.Handler
+	// Telemetry, when set, traces and measures the listeners and serves
+	// /metrics on the ops REST listener; nil means no telemetry.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server owns the four listeners.
@@ -94,8 +98,11 @@ type Server struct {
 	publicHTTPLis, adminHTTPLis net.Listener
 	publicHTTP, adminHTTP       *http.Server
 
-	mu    sync.Mutex
-	ready bool
+	mu       sync.Mutex
+	ready    bool
+	draining bool // set by shutdown: readiness never returns
+
+	stopObserve func() // unregisters metric callbacks
 }
 
 // Addrs are the bound addresses (useful with ":0").
@@ -131,13 +138,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 
 	s.public, s.publicHealth = s.grpcServer(false)
-	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status})
+	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
 	s.admin, s.adminHealth = s.grpcServer(true)
 	impactv1.RegisterSnapshotServiceServer(s.admin, &snapshotService{
-		snapshots: deps.Snapshots, catalog: deps.Catalog, uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
+		snapshots: deps.Snapshots, catalog: deps.Catalog, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
 	})
-	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status})
+	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
 	s.setServing(false)
+	if deps.Telemetry != nil {
+		if s.stopObserve, err = s.observe(); err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+	}
 
 	if s.publicHTTP, err = s.httpServer(context.Background(), false); err != nil {
 		s.closeListeners()
@@ -153,6 +166,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 func (s *Server) grpcServer(admin bool) (*grpc.Server, *health.Server) {
 	ic := &interceptors{authn: s.deps.Authenticator, log: s.log, verbose: admin, timeout: s.cfg.RequestTimeout}
 	g := grpc.NewServer(
+		s.grpcTelemetry(admin),
 		grpc.ChainUnaryInterceptor(ic.unary),
 		grpc.ChainStreamInterceptor(ic.stream),
 		grpc.MaxRecvMsgSize(4<<20),
@@ -186,6 +200,17 @@ var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceNam
 
 // setServing flips grpc.health.v1 and /readyz together.
 func (s *Server) setServing(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setServingLocked(ok)
+}
+
+// setServingLocked is setServing with s.mu held. Once draining, readiness
+// stays NOT_SERVING whatever a late probe found.
+func (s *Server) setServingLocked(ok bool) {
+	if s.draining {
+		return
+	}
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
@@ -196,10 +221,8 @@ func (s *Server) setServing(ok bool) {
 	for _, n := range adminServices {
 		s.adminHealth.SetServingStatus(n, st)
 	}
-	s.mu.Lock()
 	changed := s.ready != ok
 	s.ready = ok
-	s.mu.Unlock()
 	if changed {
 		s.log.Info("readiness changed", "ready", ok)
 	}
@@ -283,7 +306,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
-	s.setServing(false)
+	s.beginDrain()
 	s.log.Info("draining")
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -306,5 +329,8 @@ func (s *Server) shutdown() {
 		}()
 	}
 	wg.Wait()
+	if s.stopObserve != nil {
+		s.stopObserve()
+	}
 	s.log.Info("stopped")
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/telemetry"
 )
 
 // statusService serves patients. The subject is the token's alone.
 type statusService struct {
 	impactv1.UnimplementedStatusServiceServer
-	status *istatus.Service
+	status  *istatus.Service
+	metrics *telemetry.Metrics // nil: none
 }
 
 func (s *statusService) GetMyStatus(ctx context.Context, req *impactv1.GetMyStatusRequest) (*impactv1.GetMyStatusResponse, error) {
@@ -37,6 +39,7 @@ func (s *statusService) GetMyStatus(ctx context.Context, req *impactv1.GetMyStat
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.Answer(ctx, a.Incident, a.Status, a.UpdatePending)
 	return &impactv1.GetMyStatusResponse{Answer: answerPB(a)}, nil
 }
 
@@ -51,6 +54,7 @@ func (s *statusService) ListMyStatuses(ctx context.Context, _ *impactv1.ListMySt
 	}
 	out := &impactv1.ListMyStatusesResponse{Statuses: make([]*impactv1.StatusAnswer, len(as))}
 	for i, a := range as {
+		s.metrics.Answer(ctx, a.Incident, a.Status, a.UpdatePending)
 		out.Statuses[i] = answerPB(a)
 	}
 	return out, nil
@@ -121,6 +125,7 @@ type snapshotService struct {
 	catalog   *snapshot.Catalog
 	uploadDir string
 	maxUpload int64
+	metrics   *telemetry.Metrics // nil: none
 }
 
 func actor(ctx context.Context) string {
@@ -239,7 +244,9 @@ func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.Pub
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	info, prev, err := s.snapshots.Publish(ctx, req.GetIncidentId(), uint64(req.GetVersion()), expect, actor(ctx))
+	s.metrics.Publish(ctx, req.GetIncidentId(), time.Since(start), info.Counts.Entries, err)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +261,9 @@ func (s *snapshotService) RollbackSnapshot(ctx context.Context, req *impactv1.Ro
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	info, prev, err := s.snapshots.Rollback(ctx, req.GetIncidentId(), uint64(req.GetToVersion()), expect, actor(ctx))
+	s.metrics.Publish(ctx, req.GetIncidentId(), time.Since(start), info.Counts.Entries, err)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +318,8 @@ func (s *snapshotService) infoPB(ctx context.Context, in store.VersionInfo, visi
 // noticeService is the notification ledger, for the impact.notify scope.
 type noticeService struct {
 	impactv1.UnimplementedNoticeServiceServer
-	status *istatus.Service
+	status  *istatus.Service
+	metrics *telemetry.Metrics // nil: none
 }
 
 func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
@@ -320,6 +330,7 @@ func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoti
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.Claim(ctx, c.Incident, c.Action.String())
 	return &impactv1.ClaimNoticeResponse{Claim: claimPB(c)}, nil
 }
 
@@ -341,6 +352,7 @@ func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesS
 		if err != nil {
 			return err
 		}
+		s.metrics.Claim(ctx, c.Incident, c.Action.String())
 		if err := stream.Send(&impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}); err != nil {
 			return err
 		}

@@ -1,0 +1,210 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// Metric names (OpenTelemetry; the Prometheus exporter turns dots into
+// underscores and adds unit and _total suffixes, e.g.
+// impact_status_answers_total, impact_snapshot_publish_duration_seconds).
+const (
+	MetricAnswers         = "impact.status.answers"            // counter: incident, status, update_pending
+	MetricClaims          = "impact.notice.claims"             // counter: incident, action
+	MetricPublishDuration = "impact.snapshot.publish.duration" // histogram (s): incident, outcome
+	MetricPublishEntries  = "impact.snapshot.publish.entries"  // histogram: incident
+	MetricVisibleVersion  = "impact.incident.visible_version"  // gauge: incident
+	MetricCatalogLookups  = "impact.catalog.lookups"           // counter: result (hit, miss)
+	MetricStoreDuration   = "impact.store.duration"            // histogram (s): operation
+	MetricStoreErrors     = "impact.store.errors"              // counter: operation, error.type
+)
+
+// Attribute keys of Impact's metrics and spans. None of them ever holds a
+// subject id, token, idempotency key, email address or notice text.
+const (
+	AttrIncident      = attribute.Key("impact.incident")
+	AttrVersion       = attribute.Key("impact.version")
+	AttrStatus        = attribute.Key("status")
+	AttrUpdatePending = attribute.Key("update_pending")
+	AttrAction        = attribute.Key("action")
+	AttrOutcome       = attribute.Key("outcome")
+	AttrResult        = attribute.Key("result")
+	AttrOperation     = attribute.Key("operation")
+	AttrErrorType     = attribute.Key("error.type")
+	AttrCount         = attribute.Key("impact.count")
+)
+
+// Metrics are Impact's own instruments. The methods of a nil *Metrics do
+// nothing, so callers need not check whether telemetry is on.
+type Metrics struct {
+	meter           metric.Meter
+	answers         metric.Int64Counter
+	claims          metric.Int64Counter
+	publishDuration metric.Float64Histogram
+	publishEntries  metric.Int64Histogram
+	storeDuration   metric.Float64Histogram
+	storeErrors     metric.Int64Counter
+}
+
+func newMetrics(m metric.Meter) (*Metrics, error) {
+	var errs [6]error
+	x := &Metrics{meter: m}
+	x.answers, errs[0] = m.Int64Counter(MetricAnswers, metric.WithUnit("{answer}"),
+		metric.WithDescription("Status answers given to patients, by incident, status and whether an update is pending."))
+	x.claims, errs[1] = m.Int64Counter(MetricClaims, metric.WithUnit("{claim}"),
+		metric.WithDescription("Notice claims answered, by incident and action (send, already_sent, none)."))
+	x.publishDuration, errs[2] = m.Float64Histogram(MetricPublishDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of snapshot publishes and rollbacks, by incident and outcome."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+	x.publishEntries, errs[3] = m.Int64Histogram(MetricPublishEntries, metric.WithUnit("{entry}"),
+		metric.WithDescription("Roster entries of the snapshot versions published, by incident."),
+		metric.WithExplicitBucketBoundaries(100, 1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 5e6, 1e7))
+	x.storeDuration, errs[4] = m.Float64Histogram(MetricStoreDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of store calls, by operation."),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	x.storeErrors, errs[5] = m.Int64Counter(MetricStoreErrors, metric.WithUnit("{error}"),
+		metric.WithDescription("Store calls that returned an error, by operation and error type."))
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("telemetry: instruments: %w", err)
+	}
+	return x, nil
+}
+
+// Answer counts one status answer given to a patient.
+func (m *Metrics) Answer(ctx context.Context, incident string, status store.Status, updatePending bool) {
+	if m == nil {
+		return
+	}
+	m.answers.Add(ctx, 1, metric.WithAttributes(
+		AttrIncident.String(incident), AttrStatus.String(status.String()), AttrUpdatePending.Bool(updatePending)))
+}
+
+// Claim counts one notice claim by its action ("send", "already_sent",
+// "none").
+func (m *Metrics) Claim(ctx context.Context, incident, action string) {
+	if m == nil {
+		return
+	}
+	m.claims.Add(ctx, 1, metric.WithAttributes(AttrIncident.String(incident), AttrAction.String(action)))
+}
+
+// Publish records one publish (or rollback) of an incident: its duration,
+// and on success the number of entries of the version made visible.
+func (m *Metrics) Publish(ctx context.Context, incident string, d time.Duration, entries uint64, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = errorType(err)
+	}
+	m.publishDuration.Record(ctx, d.Seconds(), metric.WithAttributes(AttrIncident.String(incident), AttrOutcome.String(outcome)))
+	if err == nil {
+		m.publishEntries.Record(ctx, int64(entries), metric.WithAttributes(AttrIncident.String(incident)))
+	}
+}
+
+// ObserveIncidents reports each incident's visible version as the gauge
+// impact.incident.visible_version, read from st.Incidents at every
+// collection. Call the returned function to stop.
+func (m *Metrics) ObserveIncidents(st store.Store) (func() error, error) {
+	if m == nil {
+		return func() error { return nil }, nil
+	}
+	g, err := m.meter.Int64ObservableGauge(MetricVisibleVersion, metric.WithUnit("{version}"),
+		metric.WithDescription("The visible snapshot version of each incident served (0: none published)."))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		heads, err := st.Incidents(ctx)
+		if err != nil {
+			return nil // counted as a store error; report nothing rather than a stale value
+		}
+		for _, h := range heads {
+			o.ObserveInt64(g, int64(h.Visible), metric.WithAttributes(AttrIncident.String(h.Incident)))
+		}
+		return nil
+	}, g)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Unregister, nil
+}
+
+// CacheStats is a cache that counts its hits and misses
+// (snapshot.Catalog).
+type CacheStats interface {
+	Stats() (hits, misses uint64)
+}
+
+// ObserveCatalog reports a cache's lookups as the counter
+// impact.catalog.lookups with result "hit" or "miss" (the hit ratio is
+// hits / (hits + misses)). Call the returned function to stop.
+func (m *Metrics) ObserveCatalog(c CacheStats) (func() error, error) {
+	if m == nil {
+		return func() error { return nil }, nil
+	}
+	ctr, err := m.meter.Int64ObservableCounter(MetricCatalogLookups, metric.WithUnit("{lookup}"),
+		metric.WithDescription("Snapshot version lookups, answered from memory (hit) or loaded from the store (miss)."))
+	if err != nil {
+		return nil, err
+	}
+	hit := metric.WithAttributes(AttrResult.String("hit"))
+	miss := metric.WithAttributes(AttrResult.String("miss"))
+	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		h, ms := c.Stats()
+		o.ObserveInt64(ctr, int64(h), hit)
+		o.ObserveInt64(ctr, int64(ms), miss)
+		return nil
+	}, ctr)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Unregister, nil
+}
+
+// errorType classifies an error by the store's sentinel errors, without
+// its text (which is never put in telemetry).
+func errorType(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, store.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, store.ErrConflict):
+		return "conflict"
+	case errors.Is(err, store.ErrNotStaged):
+		return "not_staged"
+	case errors.Is(err, store.ErrVerify):
+		return "verify"
+	case errors.Is(err, store.ErrPinned):
+		return "pinned"
+	case errors.Is(err, store.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline_exceeded"
+	}
+	return "other"
+}
+
+// expected reports whether an error type is a normal outcome of a call
+// (a lost compare-and-set, an unknown incident) rather than a failure.
+func expected(typ string) bool {
+	switch typ {
+	case "not_found", "conflict", "not_staged", "pinned", "canceled":
+		return true
+	}
+	return false
+}
