@@ -21,6 +21,7 @@ type config struct {
 	Store    string // embedded | redis
 	DataDir  string
 	Dev      bool
+	Web      bool // serve the patient web page (default: Dev)
 	LogLevel string
 	LogJSON  bool
 
@@ -55,6 +56,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Store, "store", "embedded", "store: embedded (local data dir) or redis")
 	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the embedded store and of --dev keys (default: .impact-dev with --dev, impact-data otherwise)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: create a local signing key, JWKS and pepper in --data-dir")
+	fs.BoolVar(&c.Web, "web", false, "serve the patient web page at / on the patient REST listener (default true with --dev)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", true, "JSON logs (text when false)")
 
@@ -81,6 +83,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return nil, err
 	}
+	resolveWeb(fs, c, os.LookupEnv)
 	if c.DataDir == "" {
 		c.DataDir = "impact-data"
 		if c.Dev {

@@ -76,6 +76,7 @@ func realMain(ctx context.Context, args []string) error {
 		Catalog:       catalog,
 		Authenticator: verifier,
 		Logger:        log,
+		Web:           webPage(cfg),
 		Telemetry:     tel,
 	})
 	if err != nil {
