@@ -334,29 +334,70 @@ func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoti
 	return &impactv1.ClaimNoticeResponse{Claim: claimPB(c)}, nil
 }
 
-// ClaimNotices answers a wave, one claim per request, in order.
+// waveConcurrency bounds the claims of one wave stream in flight at once:
+// enough for a store to group commits (bbolt batches concurrent writes into
+// one fsync; Redis pipelines), little enough to stay fair to other callers.
+const waveConcurrency = 32
+
+type waveResult struct {
+	resp *impactv1.ClaimNoticesResponse
+	err  error
+}
+
+// ClaimNotices answers a wave, one claim per request, in request order.
+// Claims run concurrently (up to waveConcurrency); answers are sent in the
+// order the requests came. The first error ends the stream.
 func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) error {
-	ctx := stream.Context()
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	pending := make(chan chan waveResult, waveConcurrency)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			done := make(chan waveResult, 1)
+			select {
+			case pending <- done:
+			case <-ctx.Done():
+				return
+			}
+			go func() { done <- s.claimOne(ctx, req) }()
 		}
-		if err != nil {
-			return err
+	}()
+	for done := range pending {
+		r := <-done
+		if r.err != nil {
+			return r.err
 		}
-		if err := checkIncidentID(req.GetIncidentId()); err != nil {
-			return err
-		}
-		c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
-		if err != nil {
-			return err
-		}
-		s.metrics.Claim(ctx, c.Incident, c.Action.String())
-		if err := stream.Send(&impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}); err != nil {
+		if err := stream.Send(r.resp); err != nil {
 			return err
 		}
 	}
+	select {
+	case err := <-recvErr:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNoticesRequest) waveResult {
+	if err := checkIncidentID(req.GetIncidentId()); err != nil {
+		return waveResult{err: err}
+	}
+	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
+	if err != nil {
+		return waveResult{err: err}
+	}
+	s.metrics.Claim(ctx, c.Incident, c.Action.String())
+	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}}
 }
 
 func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
