@@ -1,0 +1,441 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/store/embedded"
+)
+
+func TestLogHandler(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("t").Start(context.Background(), "op")
+	defer span.End()
+	var buf bytes.Buffer
+	log := slog.New(NewLogHandler(slog.NewJSONHandler(&buf, nil)))
+
+	decode := func() map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			t.Fatalf("%v: %s", err, buf.String())
+		}
+		buf.Reset()
+		return m
+	}
+	log.InfoContext(ctx, "in span")
+	m := decode()
+	if m["trace_id"] != span.SpanContext().TraceID().String() || m["span_id"] != span.SpanContext().SpanID().String() {
+		t.Errorf("record in a span: %v", m)
+	}
+	log.InfoContext(context.Background(), "no span")
+	if m := decode(); m["trace_id"] != nil || m["span_id"] != nil {
+		t.Errorf("record outside a span: %v", m)
+	}
+	log.With("a", 1).WithGroup("g").InfoContext(ctx, "derived", "b", 2)
+	m = decode()
+	g, _ := m["g"].(map[string]any)
+	if m["a"] != float64(1) || g == nil || g["b"] != float64(2) || g["trace_id"] != span.SpanContext().TraceID().String() {
+		t.Errorf("derived logger: %v", m)
+	}
+}
+
+// testTelemetry returns a Telemetry recording into memory.
+func testTelemetry(t *testing.T) (*Telemetry, *tracetest.InMemoryExporter, *sdkmetric.ManualReader) {
+	t.Helper()
+	spans := tracetest.NewInMemoryExporter()
+	reader := sdkmetric.NewManualReader()
+	tel, err := New(Providers{
+		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)),
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel, spans, reader
+}
+
+// sums returns, per metric name and attribute set, the value of counters
+// and gauges and the count of histograms.
+func sums(t *testing.T, r *sdkmetric.ManualReader) map[string]map[attribute.Distinct]float64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[attribute.Distinct]float64{}
+	add := func(name string, a attribute.Set, v float64) {
+		if out[name] == nil {
+			out[name] = map[attribute.Distinct]float64{}
+		}
+		out[name][a.Equivalent()] += v
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					add(m.Name, p.Attributes, float64(p.Value))
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					add(m.Name, p.Attributes, float64(p.Value))
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					add(m.Name, p.Attributes, float64(p.Count))
+				}
+			case metricdata.Histogram[int64]:
+				for _, p := range d.DataPoints {
+					add(m.Name, p.Attributes, float64(p.Count))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func set(kvs ...attribute.KeyValue) attribute.Distinct {
+	s := attribute.NewSet(kvs...)
+	return s.Equivalent()
+}
+
+// down is a store that cannot be reached.
+type down struct{ store.Store }
+
+func (down) Ping(context.Context) error { return store.ErrUnavailable }
+
+func TestInstrumentStore(t *testing.T) {
+	tel, spans, reader := testTelemetry(t)
+	raw, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = raw.Close() }()
+	st := InstrumentStore(raw, tel)
+	if InstrumentStore(raw, nil) != store.Store(raw) {
+		t.Error("InstrumentStore with nil telemetry wraps")
+	}
+
+	ctx, parent := tel.TracerProvider().Tracer("t").Start(context.Background(), "request")
+	key := store.Key{0xde, 0xad, 0xbe, 0xef, 0xfe, 0xed, 0xfa, 0xce, 1, 2, 3, 4, 5, 6, 7, 8}
+	stg, err := st.Stage(ctx, store.StageRequest{Incident: "inc-1", CreatedBy: "ops-secret-actor", Source: "upload", At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := store.Record{Status: store.Affected, Cohorts: 1}
+	if err := stg.Put(ctx, []store.Entry{{Key: key, Record: rec}}); err != nil {
+		t.Fatal(err)
+	}
+	dg := store.NewDigester(nil)
+	if err := dg.Add(store.Entry{Key: key, Record: rec}); err != nil {
+		t.Fatal(err)
+	}
+	m := store.Manifest{Spec: []byte(`{}`), Cohorts: 1}
+	if _, err := stg.Commit(ctx, m, dg.Sum(m.Spec), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Publish(ctx, "inc-1", stg.Version(), 0, "ops-secret-actor", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.Read(ctx, "inc-1", key, nil); err != nil || v.Record.Status != store.Affected {
+		t.Fatalf("Read: %v %v", v, err)
+	}
+	if _, err := st.Head(ctx, "no-such-incident"); err == nil {
+		t.Fatal("Head of an unknown incident")
+	}
+	parent.End()
+	// Outside any trace: timed and counted, no span.
+	if _, err := st.Incidents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := InstrumentStore(down{}, tel).Ping(context.Background()); err == nil {
+		t.Fatal("Ping of a store that is down")
+	}
+
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans.GetSpans().Snapshots() {
+		byName[s.Name()] = s
+		if s.Name() != "request" && s.Parent().SpanID() != parent.SpanContext().SpanID() {
+			t.Errorf("%s is not a child of the request span", s.Name())
+		}
+		for _, kv := range s.Attributes() {
+			v := kv.Value.Emit()
+			if strings.Contains(strings.ToLower(v), hex.EncodeToString(key[:4])) || strings.Contains(v, "ops-secret-actor") {
+				t.Errorf("%s attribute %s=%s holds a key or the actor", s.Name(), kv.Key, v)
+			}
+		}
+	}
+	for _, name := range []string{"store.Stage", "store.Stager.Put", "store.Stager.Commit", "store.Publish", "store.Read", "store.Head"} {
+		if byName[name] == nil {
+			t.Errorf("no span %s", name)
+		}
+	}
+	if n := len(byName); n != 7 {
+		t.Errorf("%d spans, want the request's and 6 store calls'", n)
+	}
+	attrs := func(name string) map[attribute.Key]string {
+		m := map[attribute.Key]string{}
+		if s := byName[name]; s != nil {
+			for _, kv := range s.Attributes() {
+				m[kv.Key] = kv.Value.Emit()
+			}
+		}
+		return m
+	}
+	if a := attrs("store.Read"); a[AttrIncident] != "inc-1" || a[AttrVersion] != "1" {
+		t.Errorf("store.Read attributes %v", a)
+	}
+	if a := attrs("store.Stager.Put"); a[AttrCount] != "1" || a[AttrVersion] != "1" {
+		t.Errorf("store.Stager.Put attributes %v", a)
+	}
+	if a := attrs("store.Head"); a[AttrErrorType] != "not_found" {
+		t.Errorf("store.Head attributes %v", a)
+	}
+
+	got := sums(t, reader)
+	for _, c := range []struct {
+		metric string
+		attrs  attribute.Distinct
+		want   float64
+	}{
+		{MetricStoreErrors, set(AttrOperation.String("Head"), AttrErrorType.String("not_found")), 1},
+		{MetricStoreErrors, set(AttrOperation.String("Ping"), AttrErrorType.String("unavailable")), 1},
+		{MetricStoreDuration, set(AttrOperation.String("Incidents")), 1},
+		{MetricStoreDuration, set(AttrOperation.String("Read")), 1},
+		{MetricStoreDuration, set(AttrOperation.String("Stager.Commit")), 1},
+	} {
+		if v := got[c.metric][c.attrs]; v != c.want {
+			t.Errorf("%s %v = %v, want %v", c.metric, c.attrs, v, c.want)
+		}
+	}
+	if len(got[MetricStoreErrors]) != 2 {
+		t.Errorf("store errors: %v", got[MetricStoreErrors])
+	}
+}
+
+// cache counts like snapshot.Catalog.
+type cache struct{ hits, misses uint64 }
+
+func (c cache) Stats() (uint64, uint64) { return c.hits, c.misses }
+
+func TestMetrics(t *testing.T) {
+	tel, _, reader := testTelemetry(t)
+	m := tel.Metrics()
+	ctx := context.Background()
+	m.Answer(ctx, "inc-1", store.Affected, false)
+	m.Answer(ctx, "inc-1", store.Affected, false)
+	m.Answer(ctx, "inc-1", store.UnderReview, true)
+	m.Claim(ctx, "inc-1", "send")
+	m.Publish(ctx, "inc-1", time.Second, 1234, nil)
+	m.Publish(ctx, "inc-1", time.Second, 0, store.ErrConflict)
+	raw, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = raw.Close() }()
+	stg, err := raw.Stage(ctx, store.StageRequest{Incident: "inc-2", At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stg.Abort(ctx)
+	stopIncidents, err := m.ObserveIncidents(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopCache, err := m.ObserveCatalog(cache{hits: 9, misses: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got := sums(t, reader)
+	for _, c := range []struct {
+		metric string
+		attrs  attribute.Distinct
+		want   float64
+	}{
+		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
+		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
+		{MetricClaims, set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
+		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
+		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
+		{MetricPublishEntries, set(AttrIncident.String("inc-1")), 1},
+		{MetricVisibleVersion, set(AttrIncident.String("inc-2")), 0},
+		{MetricCatalogLookups, set(AttrResult.String("hit")), 9},
+		{MetricCatalogLookups, set(AttrResult.String("miss")), 1},
+	} {
+		if v, ok := got[c.metric][c.attrs]; !ok || v != c.want {
+			t.Errorf("%s %v = %v (present %v), want %v", c.metric, c.attrs, v, ok, c.want)
+		}
+	}
+	if err := stopIncidents(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sums(t, reader); len(got[MetricCatalogLookups]) != 0 || len(got[MetricVisibleVersion]) != 0 {
+		t.Errorf("observed after stop: %v", got)
+	}
+
+	var nilT *Telemetry // telemetry off: everything is a no-op
+	nilT.Metrics().Answer(ctx, "inc-1", store.Affected, false)
+	if stop, err := nilT.Metrics().ObserveIncidents(raw); err != nil || stop() != nil {
+		t.Fatal("nil metrics")
+	}
+	if err := nilT.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clearOTEL unsets the variables Setup reads, for the test.
+func clearOTEL(t *testing.T) {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+		"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"} {
+		t.Setenv(k, "")
+	}
+}
+
+func TestSetupPrometheus(t *testing.T) {
+	clearOTEL(t)
+	tel, err := Setup(context.Background(), Config{ServiceName: "impactd", Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	tel.Metrics().Answer(context.Background(), "inc-1", store.Affected, true)
+	_, span := tel.TracerProvider().Tracer("t").Start(context.Background(), "op")
+	if !span.SpanContext().IsValid() {
+		t.Error("spans have no ids without an exporter")
+	}
+	span.End()
+
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`impact_status_answers_total{`, `status="affected"`, `update_pending="true"`,
+		"go_goroutines", `target_info{`, `service_name="impactd"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// collector is an OTLP/HTTP endpoint that records what it receives.
+type collector struct {
+	mu     sync.Mutex
+	paths  map[string]int
+	traces []*coltracepb.ExportTraceServiceRequest
+}
+
+func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paths[r.URL.Path]++
+	if r.URL.Path == "/v1/traces" {
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err := proto.Unmarshal(b, req); err == nil {
+			c.traces = append(c.traces, req)
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+func TestSetupOTLP(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		env               map[string]string
+		traces, metricsOK bool
+	}{
+		{"endpoint set", map[string]string{}, true, true},
+		{"traces exporter none", map[string]string{"OTEL_TRACES_EXPORTER": "none"}, false, true},
+		{"sdk disabled", map[string]string{"OTEL_SDK_DISABLED": "true"}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearOTEL(t)
+			c := &collector{paths: map[string]int{}}
+			srv := httptest.NewServer(c)
+			defer srv.Close()
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+			t.Setenv("OTEL_SERVICE_NAME", "impact-test")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			tel, err := Setup(context.Background(), Config{ServiceName: "impactd"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, span := tel.TracerProvider().Tracer("t").Start(context.Background(), "exported-op")
+			span.End()
+			tel.Metrics().Claim(context.Background(), "inc-1", "send")
+			if err := tel.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if got := c.paths["/v1/traces"] > 0; got != tc.traces {
+				t.Errorf("traces exported: %v, want %v (%v)", got, tc.traces, c.paths)
+			}
+			if got := c.paths["/v1/metrics"] > 0; got != tc.metricsOK {
+				t.Errorf("metrics exported: %v, want %v (%v)", got, tc.metricsOK, c.paths)
+			}
+			if !tc.traces {
+				return
+			}
+			var names []string
+			service := ""
+			for _, req := range c.traces {
+				for _, rs := range req.ResourceSpans {
+					for _, kv := range rs.GetResource().GetAttributes() {
+						if kv.Key == "service.name" {
+							service = kv.GetValue().GetStringValue()
+						}
+					}
+					for _, ss := range rs.ScopeSpans {
+						for _, s := range ss.Spans {
+							names = append(names, s.Name)
+						}
+					}
+				}
+			}
+			if len(names) != 1 || names[0] != "exported-op" || service != "impact-test" {
+				t.Errorf("exported spans %v of service %q", names, service)
+			}
+		})
+	}
+}
+
+func TestSetupRejectsUnknownProtocol(t *testing.T) {
+	clearOTEL(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")
+	if _, err := Setup(context.Background(), Config{ServiceName: "impactd"}); err == nil || !strings.Contains(err.Error(), "thrift") {
+		t.Fatalf("Setup with protocol thrift: %v", err)
+	}
+}
