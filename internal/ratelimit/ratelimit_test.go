@@ -53,7 +53,7 @@ type fakeClock struct {
 	now time.Duration
 }
 
-func (c *fakeClock) Now() time.Duration { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Now() time.Duration  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.now += d; c.mu.Unlock() }
 
 // TestLocalGCRA: a burst, then one event per interval, and the retry delay
