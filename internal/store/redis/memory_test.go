@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,14 +22,18 @@ import (
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 )
 
-// TestMemory2M loads a 2-million-entry roster through the store and reports
-// Redis used_memory per entry and the load time, next to redis-cli --pipe
-// loading the same fields into the same number of buckets in the same run.
-// It takes about a minute and a few hundred MB: run it with
+// TestMemory2M loads a 2-million-entry roster through the store (Stage, Put
+// in batches of 10k, Commit with its read-back verification, Publish) and
+// reports Redis used_memory per entry and the time, next to redis-cli --pipe
+// loading the same fields (16-byte binary key, record bytes) into the same
+// bucket keys in the same run, one HSET per field and one HSET per bucket.
+// The three loads run interleaved, IMPACT_REDIS_ROUNDS times (default 3),
+// and the medians are reported. It takes a minute or two and about 500 MB:
 //
 //	IMPACT_REDIS_2M=1 go test -run TestMemory2M -v ./internal/store/redis
 //
-// (IMPACT_REDIS_2M=N loads N entries instead.)
+// (IMPACT_REDIS_2M=N loads N entries instead; IMPACT_REDIS_BUF sets the
+// stage buffer.)
 func TestMemory2M(t *testing.T) {
 	flag := os.Getenv("IMPACT_REDIS_2M")
 	if flag == "" || testing.Short() {
@@ -37,133 +43,180 @@ func TestMemory2M(t *testing.T) {
 	if v, err := strconv.Atoi(flag); err == nil && v > 1 {
 		n = v
 	}
+	rounds := 3
+	if v, err := strconv.Atoi(os.Getenv("IMPACT_REDIS_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	var opts []redisstore.Option
+	if b, err := strconv.Atoi(os.Getenv("IMPACT_REDIS_BUF")); err == nil {
+		opts = append(opts, redisstore.WithStageBuffer(b))
+	}
 	srv := redisserver.Start(t)
 	ctx := context.Background()
 	c := srv.Client(t)
 	m := testManifest(400)
 	entries := genEntries(7, n, m)
 
-	// 1. The store: Stage, Put in batches of 10k, Commit (verify), Publish.
-	base := usedMemory(t, c)
-	var opts []redisstore.Option
-	if b, err := strconv.Atoi(os.Getenv("IMPACT_REDIS_BUF")); err == nil {
-		opts = append(opts, redisstore.WithStageBuffer(b))
+	var (
+		storeTimes, putTimes, commitTimes, scanTimes, fieldTimes, bucketTimes, ratioField, ratioBucket []float64
+		storeMem, fieldMem, bucketMem                                                                  float64
+		buckets                                                                                        int64
+		enc                                                                                            string
+		heapPeak                                                                                       uint64
+	)
+	dir := t.TempDir()
+	perField, perBucket := filepath.Join(dir, "field.resp"), filepath.Join(dir, "bucket.resp")
+	for round := 0; round < rounds; round++ {
+		// 1. The store.
+		if err := c.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		base := usedMemory(t, c)
+		s, err := redisstore.New(redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true}), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := store.NewDigester(m.Practices)
+		for _, e := range entries {
+			_ = d.Add(e)
+		}
+		digest := d.Sum(m.Spec)
+		runtime.GC()
+		before := liveHeap()
+		stopSampling, peak := sampleHeap()
+		start := time.Now()
+		st, err := s.Stage(ctx, store.StageRequest{Incident: "mem", CreatedBy: "ops", Source: "upload"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i += 10_000 {
+			if err := st.Put(ctx, entries[i:min(n, i+10_000)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		putDone := time.Now()
+		if _, err := st.Commit(ctx, m, digest, uint64(n)); err != nil {
+			t.Fatal(err)
+		}
+		commitDone := time.Now()
+		if _, err := s.Publish(ctx, "mem", 1, 0, "ops", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		total := time.Since(start)
+		close(stopSampling)
+		if p := <-peak; p > before && p-before > heapPeak {
+			heapPeak = p - before
+		}
+		storeTimes = append(storeTimes, total.Seconds())
+		putTimes = append(putTimes, putDone.Sub(start).Seconds())
+		commitTimes = append(commitTimes, commitDone.Sub(putDone).Seconds())
+		storeMem = float64(usedMemory(t, c)-base) / float64(n)
+		keys, _ := c.DBSize(ctx).Result()
+		buckets = keys - 4 // incidents, head, versions, manifest
+		enc, _ = c.ObjectEncoding(ctx, "impact:{r:mem:1:0}").Result()
+		scanStart := time.Now()
+		scanned := 0
+		if err := s.Scan(ctx, "mem", 1, func(store.Entry) error { scanned++; return nil }); err != nil || scanned != n {
+			t.Fatalf("scan: %d entries, %v", scanned, err)
+		}
+		scanTimes = append(scanTimes, time.Since(scanStart).Seconds())
+		_ = s.Close()
+
+		// 2. redis-cli --pipe into the same bucket keys.
+		if round == 0 {
+			bits := 0
+			for 1<<bits < int(buckets) {
+				bits++
+			}
+			writePipeFile(t, perField, entries, bits, false)
+			writePipeFile(t, perBucket, entries, bits, true)
+		}
+		var ft, bt float64
+		ft, fieldMem = pipeLoad(t, c, srv.Addr(), perField, n)
+		bt, bucketMem = pipeLoad(t, c, srv.Addr(), perBucket, n)
+		fieldTimes, bucketTimes = append(fieldTimes, ft), append(bucketTimes, bt)
+		ratioField = append(ratioField, total.Seconds()/ft)
+		ratioBucket = append(ratioBucket, total.Seconds()/bt)
 	}
-	s, err := redisstore.New(redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true}), opts...)
-	if err != nil {
-		t.Fatal(err)
+	report := fmt.Sprintf(`%d entries into %d buckets (%s), medians of %d interleaved rounds, load average %s
+  store:  stage+put+commit(verify)+publish %.2fs (put %.2fs, commit+verify %.2fs); %.1f B/entry used_memory; live Go heap growth peak %.0f MB
+  store:  scan of the version %.2fs
+  --pipe: one HSET per field %.2fs, %.1f B/entry; one HSET per bucket %.2fs, %.1f B/entry
+  store/--pipe time: %.2fx (per field), %.2fx (per bucket)`,
+		n, buckets, enc, rounds, loadAverage(),
+		median(storeTimes), median(putTimes), median(commitTimes), storeMem, float64(heapPeak)/1e6,
+		median(scanTimes),
+		median(fieldTimes), fieldMem, median(bucketTimes), bucketMem,
+		median(ratioField), median(ratioBucket))
+	t.Log(report)
+	fmt.Println(report)
+	if n >= 1_000_000 && storeMem > 48 {
+		t.Errorf("%.1f B/entry, target at most 48", storeMem)
 	}
-	defer s.Close()
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	peak := make(chan uint64)
-	stop := make(chan struct{})
-	go func() { // sample the Go heap while loading
+}
+
+// liveHeap is the Go heap that the last GC found live.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// sampleHeap samples the live Go heap until stop is closed, then sends the
+// peak.
+func sampleHeap() (stop chan struct{}, peak chan uint64) {
+	stop, peak = make(chan struct{}), make(chan uint64, 1)
+	go func() {
 		var max uint64
-		var ms runtime.MemStats
 		for {
+			if l := liveHeap(); l > max {
+				max = l
+			}
 			select {
 			case <-stop:
 				peak <- max
 				return
 			case <-time.After(20 * time.Millisecond):
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > max {
-					max = ms.HeapInuse
-				}
 			}
 		}
 	}()
-	start := time.Now()
-	st, err := s.Stage(ctx, store.StageRequest{Incident: "mem", CreatedBy: "ops", Source: "upload"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := store.NewDigester(m.Practices)
-	for i := 0; i < n; i += 10_000 {
-		b := entries[i:min(n, i+10_000)]
-		for _, e := range b {
-			_ = d.Add(e)
-		}
-		if err := st.Put(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putDone := time.Now()
-	if _, err := st.Commit(ctx, m, d.Sum(m.Spec), uint64(n)); err != nil {
-		t.Fatal(err)
-	}
-	commitDone := time.Now()
-	if _, err := s.Publish(ctx, "mem", 1, 0, "ops", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	total := time.Since(start)
-	close(stop)
-	peakHeap := <-peak
-	scanStart := time.Now()
-	scanned := 0
-	if err := s.Scan(ctx, "mem", 1, func(store.Entry) error { scanned++; return nil }); err != nil || scanned != n {
-		t.Fatalf("scan: %d entries, %v", scanned, err)
-	}
-	scanTime := time.Since(scanStart)
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	storeMem := usedMemory(t, c) - base
-	keys, _ := c.DBSize(ctx).Result()
-	buckets := keys - 4 // incidents, head, versions, manifest
-	enc, _ := c.ObjectEncoding(ctx, "impact:{r:mem:1:0}").Result()
+	return stop, peak
+}
 
-	// 2. redis-cli --pipe: the same fields (16-byte binary key, record
-	// bytes) into the same bucket keys, one HSET per field.
+func pipeLoad(t *testing.T, c *redis.Client, addr, file string, n int) (seconds, perEntry float64) {
+	t.Helper()
+	ctx := context.Background()
 	if err := c.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	bits := 0
-	for 1<<bits < int(buckets) {
-		bits++
+	base := usedMemory(t, c)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	perField, perBucket := filepath.Join(dir, "field.resp"), filepath.Join(dir, "bucket.resp")
-	writePipeFile(t, perField, entries, bits, false)
-	writePipeFile(t, perBucket, entries, bits, true)
-	pipe := func(file string) (time.Duration, float64) {
-		if err := c.FlushAll(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		base := usedMemory(t, c)
-		start := time.Now()
-		cmd := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(portOf(srv.Addr())), "--pipe")
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		cmd.Stdin = f
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("redis-cli --pipe: %v\n%s", err, out)
-		}
-		d := time.Since(start)
-		return d, float64(usedMemory(t, c)-base) / float64(n)
+	defer f.Close()
+	cmd := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(portOf(addr)), "--pipe")
+	cmd.Stdin = f
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --pipe: %v\n%s", err, out)
 	}
-	pipeTime, pipeMem := pipe(perField)
-	bucketTime, bucketMem := pipe(perBucket)
+	seconds = time.Since(start).Seconds()
+	return seconds, float64(usedMemory(t, c)-base) / float64(n)
+}
 
-	report := fmt.Sprintf(`%d entries into %d buckets (%s)
-  store:  stage+put+commit(verify)+publish %.2fs (put %.2fs, commit+verify %.2fs, flip %.3fs); %.1f B/entry used_memory; Go heap in use peak %.0f MB (the test's own entries included), allocated %.0f MB
-  scan of the version: %.2fs
-  --pipe: one HSET per field %.2fs, %.1f B/entry; one HSET per bucket %.2fs, %.1f B/entry
-  ratio store/--pipe: %.2fx (per field), %.2fx (per bucket)`,
-		n, buckets, enc, total.Seconds(), putDone.Sub(start).Seconds(), commitDone.Sub(putDone).Seconds(),
-		total.Seconds()-commitDone.Sub(start).Seconds(), float64(storeMem)/float64(n),
-		float64(peakHeap)/1e6, float64(after.TotalAlloc-before.TotalAlloc)/1e6, scanTime.Seconds(),
-		pipeTime.Seconds(), pipeMem, bucketTime.Seconds(), bucketMem,
-		total.Seconds()/pipeTime.Seconds(), total.Seconds()/bucketTime.Seconds())
-	t.Log(report)
-	fmt.Println(report)
-	if per := float64(storeMem) / float64(n); n >= 1_000_000 && per > 48 {
-		t.Errorf("%.1f B/entry, target at most 48", per)
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
 	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func usedMemory(t *testing.T, c *redis.Client) int64 {
@@ -203,22 +256,23 @@ func writePipeFile(t *testing.T, path string, entries []store.Entry, bits int, p
 		}
 		return (uint32(k[0])<<24 | uint32(k[1])<<16 | uint32(k[2])<<8 | uint32(k[3])) >> (32 - bits)
 	}
-	groups := make(map[uint32][]store.Entry)
-	var order []uint32
-	for _, e := range entries {
-		b := bucketOf(e.Key)
-		if !perBucket {
-			groups[0] = append(groups[0][:0], e)
-			writeHSet(w, b, groups[0])
-			continue
+	if !perBucket {
+		for i := range entries {
+			writeHSet(w, bucketOf(entries[i].Key), entries[i:i+1])
 		}
-		if _, ok := groups[b]; !ok {
-			order = append(order, b)
+	} else {
+		groups := make(map[uint32][]store.Entry)
+		var order []uint32
+		for _, e := range entries {
+			b := bucketOf(e.Key)
+			if _, ok := groups[b]; !ok {
+				order = append(order, b)
+			}
+			groups[b] = append(groups[b], e)
 		}
-		groups[b] = append(groups[b], e)
-	}
-	for _, b := range order {
-		writeHSet(w, b, groups[b])
+		for _, b := range order {
+			writeHSet(w, b, groups[b])
+		}
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)

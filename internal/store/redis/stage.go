@@ -33,7 +33,12 @@ type stager struct {
 
 	bits int // -1 until chosen
 	buf  []store.Entry
-	// sentineled has a bit per bucket that holds its sentinel field.
+	// A full buffer is written by a background goroutine while Put fills
+	// the other one; at most one write is in flight.
+	inflight chan error
+	writing  []store.Entry // the buffer being written, reused when done
+	// sentineled has a bit per bucket that holds its sentinel field; written
+	// counts the entries written. Both are updated by the writer.
 	sentineled []uint64
 	written    uint64
 	committed  bool
@@ -60,12 +65,39 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 		st.buf = append(st.buf, entries[:n]...)
 		entries = entries[n:]
 		if len(st.buf) >= st.s.stageBuffer {
-			if err := st.flush(ctx, false); err != nil {
+			if err := st.startWrite(ctx); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// startWrite hands the full buffer to a background writer, once the
+// previous write is done.
+func (st *stager) startWrite(ctx context.Context) error {
+	if err := st.wait(); err != nil {
+		return err
+	}
+	if err := st.chooseBits(ctx, false); err != nil {
+		return err
+	}
+	buf := st.buf
+	st.buf, st.writing = st.writing[:0], buf
+	done := make(chan error, 1)
+	st.inflight = done
+	go func() { done <- st.write(ctx, buf) }()
+	return nil
+}
+
+// wait waits for the write in flight, if any, and returns its error.
+func (st *stager) wait() error {
+	if st.inflight == nil {
+		return nil
+	}
+	err := <-st.inflight
+	st.inflight = nil
+	return err
 }
 
 // chooseBits picks the version's bucket count and records it before any
@@ -106,28 +138,38 @@ func bitsFor(n uint64, fill int) uint8 {
 	return b
 }
 
-// flush writes the buffer grouped by bucket (a counting sort), so that each
-// HSET carries every buffered field of one bucket.
+// flush waits for the write in flight and writes what is buffered.
 func (st *stager) flush(ctx context.Context, final bool) error {
+	if err := st.wait(); err != nil {
+		return err
+	}
 	if err := st.chooseBits(ctx, final); err != nil {
 		return err
 	}
-	if len(st.buf) == 0 {
+	err := st.write(ctx, st.buf)
+	st.buf = st.buf[:0]
+	return err
+}
+
+// write writes buf grouped by bucket (a counting sort), so that each HSET
+// carries every buffered field of one bucket.
+func (st *stager) write(ctx context.Context, buf []store.Entry) error {
+	if len(buf) == 0 {
 		return nil
 	}
 	bits := uint8(st.bits)
 	nb := 1 << bits
 	starts := make([]int, nb+1)
-	for i := range st.buf {
-		starts[bucket(st.buf[i].Key, bits)+1]++
+	for i := range buf {
+		starts[bucket(buf[i].Key, bits)+1]++
 	}
 	for b := 0; b < nb; b++ {
 		starts[b+1] += starts[b]
 	}
-	idx := make([]int32, len(st.buf))
+	idx := make([]int32, len(buf))
 	next := slices.Clone(starts[:nb])
-	for i := range st.buf {
-		b := bucket(st.buf[i].Key, bits)
+	for i := range buf {
+		b := bucket(buf[i].Key, bits)
 		idx[next[b]] = int32(i)
 		next[b]++
 	}
@@ -143,7 +185,7 @@ func (st *stager) flush(ctx context.Context, final bool) error {
 		lo = hi
 	}
 	err := parallel(len(chunks), func(i int) error {
-		return st.writeBuckets(ctx, chunks[i].lo, chunks[i].hi, starts, idx, bits)
+		return st.writeBuckets(ctx, buf, chunks[i].lo, chunks[i].hi, starts, idx, bits)
 	})
 	if err != nil {
 		return err
@@ -153,14 +195,13 @@ func (st *stager) flush(ctx context.Context, final bool) error {
 			st.sentineled[b/64] |= 1 << (b % 64)
 		}
 	}
-	st.written += uint64(len(st.buf))
-	st.buf = st.buf[:0]
+	st.written += uint64(len(buf))
 	return nil
 }
 
 // writeBuckets writes the buffered entries of buckets lo..hi-1 in one
 // pipeline: buf[idx[starts[b]:starts[b+1]]] are bucket b's.
-func (st *stager) writeBuckets(ctx context.Context, lo, hi int, starts []int, idx []int32, bits uint8) error {
+func (st *stager) writeBuckets(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32, bits uint8) error {
 	p := st.s.c.Pipeline()
 	var rec []byte
 	for b := lo; b < hi; b++ {
@@ -173,7 +214,7 @@ func (st *stager) writeBuckets(ctx context.Context, lo, hi int, starts []int, id
 			args = append(args, sentinelName, "") // the bucket's first write
 		}
 		for _, i := range members {
-			e := &st.buf[i]
+			e := &buf[i]
 			rec = store.AppendRecord(rec[:0], e.Record)
 			args = append(args, string(e.Key[:]), string(rec))
 		}
@@ -229,6 +270,9 @@ func parallel(n int, fn func(i int) error) error {
 func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Digest, wantCount uint64) (store.VersionInfo, error) {
 	if st.committed || st.aborted {
 		return store.VersionInfo{}, fmt.Errorf("version %d is committed or aborted: %w", st.v, store.ErrNotStaged)
+	}
+	if err := st.wait(); err != nil {
+		return store.VersionInfo{}, err
 	}
 	if err := st.flush(ctx, st.written == 0); err != nil {
 		return store.VersionInfo{}, err
@@ -303,7 +347,8 @@ func (st *stager) Abort(ctx context.Context) error {
 	if st.committed {
 		return nil
 	}
-	st.buf, st.aborted = nil, true
+	_ = st.wait() // the version goes anyway
+	st.buf, st.writing, st.aborted = nil, nil, true
 	return st.s.abort(ctx, st.inc, st.v)
 }
 
