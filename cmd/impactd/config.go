@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 )
 
@@ -38,6 +39,9 @@ type config struct {
 	Issuer     string
 	Audience   string
 	PepperFile string
+
+	RateSubject ratelimit.Limit // per token subject, patient listener
+	RateIP      ratelimit.Limit // per client address, patient listener
 }
 
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
@@ -73,6 +77,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Issuer, "issuer", "", "required token issuer")
 	fs.StringVar(&c.Audience, "audience", "", "required token audience")
 	fs.StringVar(&c.PepperFile, "pepper-file", "", "file with the secret pepper of subject keys (>= 32 bytes)")
+
+	addSecurityFlags(fs, c)
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,6 +154,9 @@ func (c *config) validate() error {
 		if len(missing) > 0 {
 			return fmt.Errorf("missing %s (or use --dev on a workstation)", strings.Join(missing, ", "))
 		}
+	}
+	if err := c.validateSecurity(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -66,6 +66,10 @@ func realMain(ctx context.Context, args []string) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
+	subjectLimit, addrLimit, rateKeys, err := newLimiters(cfg, pepper, st, log)
+	if err != nil {
+		return err
+	}
 	st = telemetry.InstrumentStore(st, tel)
 
 	catalog := snapshot.NewCatalog(st, catalogSize)
@@ -78,6 +82,10 @@ func realMain(ctx context.Context, args []string) error {
 		Logger:        log,
 		Web:           webPage(cfg),
 		Telemetry:     tel,
+
+		SubjectLimiter: subjectLimit,
+		AddrLimiter:    addrLimit,
+		RateKeys:       rateKeys,
 	})
 	if err != nil {
 		return err

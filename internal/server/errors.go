@@ -8,8 +8,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
@@ -26,6 +28,7 @@ const (
 	msgNotFound        = "not found"
 	msgUnavailable     = "service unavailable, retry later"
 	msgInternal        = "internal error"
+	msgRateLimited     = "rate limit exceeded, retry later"
 )
 
 // toStatus is the one place that maps domain and store errors to gRPC
@@ -45,12 +48,20 @@ func toStatus(err error, verbose bool) error {
 		}
 		return fixed
 	}
-	var verr *snapshot.ValidationError
+	var (
+		verr     *snapshot.ValidationError
+		rerr     *invalidRequestError
+		exceeded *ratelimit.ExceededError
+	)
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, msgUnauthenticated)
 	case errors.Is(err, errPermissionDenied):
 		return status.Error(codes.PermissionDenied, msgPermission)
+	case errors.As(err, &exceeded):
+		return rateLimitedStatus(exceeded)
+	case errors.As(err, &rerr):
+		return invalidRequestStatus(rerr)
 	case errors.As(err, &verr):
 		return validationStatus(verr)
 	case errors.Is(err, istatus.ErrInvalidArgument):
@@ -84,6 +95,30 @@ func validationStatus(verr *snapshot.ValidationError) error {
 			field = fmt.Sprintf("row %d: %s", e.Row, e.Field)
 		}
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: field, Description: e.Rule})
+	}
+	if d, err := st.WithDetails(br); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// rateLimitedStatus is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo that
+// says when to retry (the REST gateway turns it into Retry-After).
+func rateLimitedStatus(e *ratelimit.ExceededError) error {
+	st := status.New(codes.ResourceExhausted, msgRateLimited)
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// invalidRequestStatus is INVALID_ARGUMENT naming each broken field rule
+// (never a value), with a google.rpc.BadRequest.
+func invalidRequestStatus(e *invalidRequestError) error {
+	st := status.New(codes.InvalidArgument, e.Error())
+	br := &errdetails.BadRequest{}
+	for _, v := range e.violations {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Rule})
 	}
 	if d, err := st.WithDetails(br); err == nil {
 		return d.Err()

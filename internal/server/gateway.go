@@ -12,7 +12,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -43,12 +42,13 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithHealthzEndpoint(nil), // replaced below by our own, which knows readiness
+		runtime.WithMetadata(s.guard.addrs.gatewayMetadata),
 	)
 	target := dialTarget(s.publicLis)
 	if admin {
 		target = dialTarget(s.adminLis)
 	}
-	conn, err := grpc.NewClient(target, s.gatewayTelemetry(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin)))
 	if err != nil {
 		return nil, fmt.Errorf("gateway dial %s: %w", target, err)
 	}
@@ -93,7 +93,7 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	srv := &http.Server{
-		Handler:           s.httpTelemetry(securityHeaders(mux), admin),
+		Handler:           s.httpTelemetry(securityHeaders(s.wrapHTTP(mux, admin)), admin),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -142,6 +142,8 @@ func errorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 		code, msg = codes.Internal, msgInternal
 	case codes.Unavailable:
 		w.Header().Set("Retry-After", "1")
+	case codes.ResourceExhausted:
+		w.Header().Set("Retry-After", retryAfterSeconds(st))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(runtime.HTTPStatusFromCode(code))

@@ -80,12 +80,15 @@ func authorize(ctx context.Context, authn Authenticator, fullMethod string) (con
 }
 
 // interceptors holds the cross-cutting concerns of one listener, in order:
-// recovery (outermost), logging, error mapping, deadline, authentication.
+// recovery (outermost), logging, error mapping, deadline, admission
+// (address rate limit, authentication, subject rate limit, validation:
+// guard.go).
 type interceptors struct {
 	authn   Authenticator
 	log     *slog.Logger
 	verbose bool          // ops listener: keep error texts for operators
 	timeout time.Duration // default deadline for unary calls
+	guard   *guard        // rate limits (patient listener); nil: none
 }
 
 func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -98,7 +101,7 @@ func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		ctx, cancel = context.WithTimeout(ctx, ic.timeout)
 		defer cancel()
 	}
-	ctx, err = authorize(ctx, ic.authn, info.FullMethod)
+	ctx, err = ic.admit(ctx, info.FullMethod, req)
 	if err != nil {
 		return nil, toStatus(err, ic.verbose)
 	}
@@ -111,11 +114,11 @@ func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	var cause error
 	defer func() { ic.logCall(ss.Context(), info.FullMethod, start, err, cause) }()
 	defer ic.recover(info.FullMethod, &err) // runs before logCall
-	ctx, err := authorize(ss.Context(), ic.authn, info.FullMethod)
+	ctx, err := ic.admit(ss.Context(), info.FullMethod, nil)
 	if err != nil {
 		return toStatus(err, ic.verbose)
 	}
-	cause = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	cause = handler(srv, &wrappedStream{ServerStream: validatingStream{ss}, ctx: ctx})
 	return toStatus(cause, ic.verbose)
 }
 

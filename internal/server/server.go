@@ -7,11 +7,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
@@ -42,6 +45,14 @@ type Config struct {
 	ReadyInterval   time.Duration // readiness probe period, default 2s
 	UploadDir       string        // where uploads are spooled, default os.TempDir()
 	MaxUploadBytes  int64         // default 2 GiB
+
+	// Transport security and abuse limits (tls.go, cors.go, guard.go).
+	TLSCertFile, TLSKeyFile string         // TLS on the patient listeners (PEM)
+	AdminClientCAFile       string         // mutual TLS on the ops listeners (PEM CA bundle)
+	CORSOrigins             []string       // origins allowed on the patient REST listener (see ParseCORSOrigins)
+	TrustedProxyHeader      string         // e.g. X-Forwarded-For; believed only from TrustedProxies
+	TrustedProxies          []netip.Prefix // peers whose TrustedProxyHeader is believed
+	MaxBodyBytes            int64          // REST request body cap, default DefaultMaxBodyBytes
 }
 
 func (c *Config) defaults() {
@@ -67,6 +78,9 @@ func (c *Config) defaults() {
 	if c.MaxUploadBytes <= 0 {
 		c.MaxUploadBytes = 2 << 30
 	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
 }
 
 // Deps are the domain services and providers the transport serves.
@@ -83,6 +97,12 @@ type Deps struct {
 	// Telemetry, when set, traces and measures the listeners and serves
 	// /metrics on the ops REST listener; nil means no telemetry.
 	Telemetry *telemetry.Telemetry
+	// SubjectLimiter and AddrLimiter rate-limit the patient listener per
+	// token subject and per client address (IPv6 per /64); nil means no
+	// limit. RateKeys turns subjects and addresses into limiter keys and is
+	// required when either limiter is set.
+	SubjectLimiter, AddrLimiter ratelimit.Limiter
+	RateKeys                    *ratelimit.Hasher
 }
 
 // Server owns the four listeners.
@@ -97,6 +117,10 @@ type Server struct {
 	publicLis, adminLis         net.Listener
 	publicHTTPLis, adminHTTPLis net.Listener
 	publicHTTP, adminHTTP       *http.Server
+
+	tls   *tlsSetup
+	cors  *corsPolicy
+	guard *guard // patient listener admission (rate limits)
 
 	mu       sync.Mutex
 	ready    bool
@@ -117,6 +141,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	if err := s.setupSecurity(); err != nil {
+		return nil, err
+	}
 	var err error
 	listen := func(addr string) net.Listener {
 		if err != nil {
@@ -135,6 +162,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if c := s.tls.httpTLS(false); c != nil {
+		s.publicHTTPLis = tls.NewListener(s.publicHTTPLis, c)
+	}
+	if c := s.tls.httpTLS(true); c != nil {
+		s.adminHTTPLis = tls.NewListener(s.adminHTTPLis, c)
 	}
 
 	s.public, s.publicHealth = s.grpcServer(false)
@@ -165,8 +198,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) grpcServer(admin bool) (*grpc.Server, *health.Server) {
 	ic := &interceptors{authn: s.deps.Authenticator, log: s.log, verbose: admin, timeout: s.cfg.RequestTimeout}
+	if !admin {
+		ic.guard = s.guard
+	}
 	g := grpc.NewServer(
 		s.grpcTelemetry(admin),
+		grpc.Creds(s.tls.grpcCreds(admin)),
 		grpc.ChainUnaryInterceptor(ic.unary),
 		grpc.ChainStreamInterceptor(ic.stream),
 		grpc.MaxRecvMsgSize(4<<20),

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultMaxBodyBytes caps a REST request body (the API's bodies are a few
+// hundred bytes; uploads go over gRPC only).
+const DefaultMaxBodyBytes = 64 << 10
+
+// wrapHTTP adds the listener-level protections of a REST listener around
+// h: the body size limit, HSTS when the listener serves TLS, and CORS on the
+// patient listener.
+func (s *Server) wrapHTTP(h http.Handler, admin bool) http.Handler {
+	limit := s.cfg.MaxBodyBytes
+	next := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			writeHTTPError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
+				fmt.Sprintf("request body larger than %d bytes", limit))
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		next.ServeHTTP(w, r)
+	})
+	if !admin {
+		h = s.cors.wrap(h)
+	}
+	if s.tls.httpTLS(admin) != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Strict-Transport-Security", hstsValue)
+			inner.ServeHTTP(w, r)
+		})
+	}
+	return h
+}
+
+// writeHTTPError writes the fixed-shape error body outside the gateway.
+func writeHTTPError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpCode)
+	_ = json.NewEncoder(w).Encode(errorBody{Code: int(code), Status: code.String(), Message: msg})
+}
+
+// retryAfterSeconds is the Retry-After value (whole seconds, at least 1) of
+// a status carrying a google.rpc.RetryInfo; "1" without one.
+func retryAfterSeconds(st *status.Status) string {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			delay := ri.GetRetryDelay().AsDuration()
+			secs := int64((delay + time.Second - 1) / time.Second)
+			return strconv.FormatInt(max(secs, 1), 10)
+		}
+	}
+	return "1"
+}
