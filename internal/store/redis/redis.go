@@ -52,8 +52,15 @@
 //
 // # Durability
 //
-// See CheckDurability and WithWait. The client should be created with
-// ContextTimeoutEnabled so that request deadlines bound Redis calls.
+// See CheckDurability and WithWait.
+//
+// # Client
+//
+// Create the client with ContextTimeoutEnabled, so that request deadlines
+// bound Redis calls (fail closed in time). A Cluster client must not route
+// reads to replicas: New refuses ReadOnly, RouteByLatency and RouteRandomly,
+// because the visible-version pointer must be read from the primary. With
+// WithWait, keep its timeout below the client's ReadTimeout.
 package redisstore
 
 import (
@@ -218,6 +225,11 @@ var _ store.Store = (*Store)(nil)
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
+	}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errors.New("redisstore: the cluster client must not route reads to replicas (ReadOnly, RouteByLatency, RouteRandomly): the visible-version pointer is read from the primary")
+		}
 	}
 	s := &Store{
 		c:           client,

@@ -76,3 +76,18 @@ func TestConformanceFixedBuckets(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	storetest.RunBenchmarks(b, func(b *testing.B) store.Store { s, _ := openStore(b); return s })
 }
+
+func TestNewRefusesReplicaReads(t *testing.T) {
+	for _, o := range []redis.ClusterOptions{
+		{Addrs: []string{"127.0.0.1:1"}, ReadOnly: true},
+		{Addrs: []string{"127.0.0.1:1"}, RouteByLatency: true},
+		{Addrs: []string{"127.0.0.1:1"}, RouteRandomly: true},
+	} {
+		c := redis.NewClusterClient(&o)
+		if s, err := redisstore.New(c); err == nil {
+			_ = s.Close()
+			t.Errorf("New accepted a cluster client with %+v", o)
+		}
+		_ = c.Close()
+	}
+}
