@@ -19,9 +19,9 @@ const uploadChunkSize = 64 << 10
 func (a *app) snapshotCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Upload, inspect, publish and roll back snapshot versions (impact.admin)",
+		Short: "Upload, inspect, publish, roll back and garbage-collect snapshot versions (impact.admin)",
 	}
-	cmd.AddCommand(a.uploadCommand(), a.listCommand(), a.diffCommand(), a.publishCommand(), a.rollbackCommand())
+	cmd.AddCommand(a.uploadCommand(), a.listCommand(), a.diffCommand(), a.publishCommand(), a.rollbackCommand(), a.gcCommand())
 	return cmd
 }
 

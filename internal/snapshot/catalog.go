@@ -119,6 +119,23 @@ func (c *Catalog) Get(ctx context.Context, incident string, version uint64) (*Ve
 	}
 }
 
+// Forget drops a version from the cache, so that later Gets ask the store
+// (which answers store.ErrNotFound for a deleted version). Service.GC calls
+// it for every version it removes; other processes' Catalogs may keep a
+// deleted version until it is evicted, which is harmless: a version is
+// only deleted when neither visible nor pinned, so the read path never asks
+// for it, and operations that copy a version's records (rollback, diff)
+// fail on the store's answer.
+func (c *Catalog) Forget(incident string, version uint64) {
+	k := versionKey{incident, version}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[k]; ok {
+		c.lru.Remove(el)
+		delete(c.entries, k)
+	}
+}
+
 // Stats returns how many Gets were answered without a store call of their
 // own (hits: from memory, or sharing a concurrent load) and how many loaded
 // the version from the store (misses), since the Catalog was made.

@@ -243,8 +243,20 @@ type Store interface {
 	// ClaimPin replaces the subject's pin old (nil: none) by next, and
 	// records next under idem, atomically. ErrConflict if the current pin is
 	// not old (compared by NoticeID) or next.Version is lower than the
-	// current pin's version.
+	// current pin's version, or if next.Version is not a staged or published
+	// version (being or having been deleted, say); ErrNotFound if it was
+	// never allocated. A failed claim changes nothing.
 	ClaimPin(ctx context.Context, incident string, key Key, old *Pin, next Pin, idem IdemKey) error
 	// Pins calls fn for every pin of the incident, in no particular order.
 	Pins(ctx context.Context, incident string, fn func(Key, Pin) error) error
+
+	// DeleteVersion removes a version (retention): its records, manifest
+	// and info, and the idempotency records that replay claims at it. It
+	// refuses with ErrPinned, changing nothing, the visible version and any
+	// version a subject's pin refers to; a claim racing the deletion either
+	// makes it refuse or fails with ErrConflict itself, so a pin never
+	// refers to a deleted version. ErrNotFound if the version does not exist
+	// (or was deleted already). The numbers of deleted versions are never
+	// allocated again.
+	DeleteVersion(ctx context.Context, incident string, version uint64) error
 }

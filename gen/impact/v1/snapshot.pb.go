@@ -1103,6 +1103,122 @@ func (x *RollbackSnapshotResponse) GetPreviousVisibleVersion() uint32 {
 	return 0
 }
 
+type GcSnapshotsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// How many of the newest versions (by number, whatever their state) to
+	// keep; 0 keeps the default, 3.
+	KeepLast      uint32 `protobuf:"varint,2,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GcSnapshotsRequest) Reset() {
+	*x = GcSnapshotsRequest{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GcSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GcSnapshotsRequest) ProtoMessage() {}
+
+func (x *GcSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GcSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*GcSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GcSnapshotsRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *GcSnapshotsRequest) GetKeepLast() uint32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
+type GcSnapshotsResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The versions removed, oldest first.
+	Removed []uint32 `protobuf:"varint,2,rep,packed,name=removed,proto3" json:"removed,omitempty"`
+	// The versions left, oldest first.
+	Kept          []uint32 `protobuf:"varint,3,rep,packed,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GcSnapshotsResponse) Reset() {
+	*x = GcSnapshotsResponse{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GcSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GcSnapshotsResponse) ProtoMessage() {}
+
+func (x *GcSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GcSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*GcSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GcSnapshotsResponse) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *GcSnapshotsResponse) GetRemoved() []uint32 {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *GcSnapshotsResponse) GetKept() []uint32 {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
 var File_impact_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_impact_v1_snapshot_proto_rawDesc = "" +
@@ -1191,20 +1307,30 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\x19_expected_visible_version\"\x89\x01\n" +
 	"\x18RollbackSnapshotResponse\x123\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x17.impact.v1.SnapshotInfoR\bsnapshot\x128\n" +
-	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion*d\n" +
+	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion\"R\n" +
+	"\x12GcSnapshotsRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x1b\n" +
+	"\tkeep_last\x18\x02 \x01(\rR\bkeepLast\"d\n" +
+	"\x13GcSnapshotsResponse\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aremoved\x18\x02 \x03(\rR\aremoved\x12\x12\n" +
+	"\x04kept\x18\x03 \x03(\rR\x04kept*d\n" +
 	"\rSnapshotState\x12\x1e\n" +
 	"\x1aSNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aSTAGING\x10\x01\x12\n" +
 	"\n" +
 	"\x06STAGED\x10\x02\x12\r\n" +
 	"\tPUBLISHED\x10\x03\x12\v\n" +
-	"\aABORTED\x10\x042\xc9\x03\n" +
+	"\aABORTED\x10\x042\x97\x04\n" +
 	"\x0fSnapshotService\x12W\n" +
 	"\x0eUploadSnapshot\x12 .impact.v1.UploadSnapshotRequest\x1a!.impact.v1.UploadSnapshotResponse(\x01\x12R\n" +
 	"\rListSnapshots\x12\x1f.impact.v1.ListSnapshotsRequest\x1a .impact.v1.ListSnapshotsResponse\x12R\n" +
 	"\rDiffSnapshots\x12\x1f.impact.v1.DiffSnapshotsRequest\x1a .impact.v1.DiffSnapshotsResponse\x12X\n" +
 	"\x0fPublishSnapshot\x12!.impact.v1.PublishSnapshotRequest\x1a\".impact.v1.PublishSnapshotResponse\x12[\n" +
-	"\x10RollbackSnapshot\x12\".impact.v1.RollbackSnapshotRequest\x1a#.impact.v1.RollbackSnapshotResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
+	"\x10RollbackSnapshot\x12\".impact.v1.RollbackSnapshotRequest\x1a#.impact.v1.RollbackSnapshotResponse\x12L\n" +
+	"\vGcSnapshots\x12\x1d.impact.v1.GcSnapshotsRequest\x1a\x1e.impact.v1.GcSnapshotsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
 
 var (
 	file_impact_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1219,7 +1345,7 @@ func file_impact_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_impact_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_impact_v1_snapshot_proto_goTypes = []any{
 	(SnapshotState)(0),               // 0: impact.v1.SnapshotState
 	(*UploadSnapshotRequest)(nil),    // 1: impact.v1.UploadSnapshotRequest
@@ -1237,19 +1363,21 @@ var file_impact_v1_snapshot_proto_goTypes = []any{
 	(*PublishSnapshotResponse)(nil),  // 13: impact.v1.PublishSnapshotResponse
 	(*RollbackSnapshotRequest)(nil),  // 14: impact.v1.RollbackSnapshotRequest
 	(*RollbackSnapshotResponse)(nil), // 15: impact.v1.RollbackSnapshotResponse
-	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
-	(Status)(0),                      // 17: impact.v1.Status
+	(*GcSnapshotsRequest)(nil),       // 16: impact.v1.GcSnapshotsRequest
+	(*GcSnapshotsResponse)(nil),      // 17: impact.v1.GcSnapshotsResponse
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(Status)(0),                      // 19: impact.v1.Status
 }
 var file_impact_v1_snapshot_proto_depIdxs = []int32{
 	2,  // 0: impact.v1.UploadSnapshotRequest.header:type_name -> impact.v1.UploadHeader
 	5,  // 1: impact.v1.UploadSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
 	0,  // 2: impact.v1.SnapshotInfo.state:type_name -> impact.v1.SnapshotState
 	4,  // 3: impact.v1.SnapshotInfo.cohorts:type_name -> impact.v1.CohortCount
-	16, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	16, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
+	18, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	18, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
 	5,  // 6: impact.v1.ListSnapshotsResponse.snapshots:type_name -> impact.v1.SnapshotInfo
-	17, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
-	17, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
+	19, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
+	19, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
 	10, // 9: impact.v1.DiffSnapshotsResponse.cohorts:type_name -> impact.v1.CohortDiff
 	9,  // 10: impact.v1.DiffSnapshotsResponse.transitions:type_name -> impact.v1.StatusTransition
 	5,  // 11: impact.v1.PublishSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
@@ -1259,13 +1387,15 @@ var file_impact_v1_snapshot_proto_depIdxs = []int32{
 	8,  // 15: impact.v1.SnapshotService.DiffSnapshots:input_type -> impact.v1.DiffSnapshotsRequest
 	12, // 16: impact.v1.SnapshotService.PublishSnapshot:input_type -> impact.v1.PublishSnapshotRequest
 	14, // 17: impact.v1.SnapshotService.RollbackSnapshot:input_type -> impact.v1.RollbackSnapshotRequest
-	3,  // 18: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
-	7,  // 19: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
-	11, // 20: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
-	13, // 21: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
-	15, // 22: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
+	16, // 18: impact.v1.SnapshotService.GcSnapshots:input_type -> impact.v1.GcSnapshotsRequest
+	3,  // 19: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
+	7,  // 20: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
+	11, // 21: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
+	13, // 22: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
+	15, // 23: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
+	17, // 24: impact.v1.SnapshotService.GcSnapshots:output_type -> impact.v1.GcSnapshotsResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1289,7 +1419,7 @@ func file_impact_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_impact_v1_snapshot_proto_rawDesc), len(file_impact_v1_snapshot_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

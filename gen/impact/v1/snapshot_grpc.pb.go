@@ -24,6 +24,7 @@ const (
 	SnapshotService_DiffSnapshots_FullMethodName    = "/impact.v1.SnapshotService/DiffSnapshots"
 	SnapshotService_PublishSnapshot_FullMethodName  = "/impact.v1.SnapshotService/PublishSnapshot"
 	SnapshotService_RollbackSnapshot_FullMethodName = "/impact.v1.SnapshotService/RollbackSnapshot"
+	SnapshotService_GcSnapshots_FullMethodName      = "/impact.v1.SnapshotService/GcSnapshots"
 )
 
 // SnapshotServiceClient is the client API for SnapshotService service.
@@ -48,6 +49,11 @@ type SnapshotServiceClient interface {
 	// RollbackSnapshot stages a new version with the content of an older one
 	// and publishes it (visible versions only move forward).
 	RollbackSnapshot(ctx context.Context, in *RollbackSnapshotRequest, opts ...grpc.CallOption) (*RollbackSnapshotResponse, error)
+	// GcSnapshots removes the versions of an incident that no one can need
+	// any more: not visible, not among the newest keep_last, not referenced
+	// by any subject's pin (the ledger), not being loaded. A pinned version is
+	// never removed.
+	GcSnapshots(ctx context.Context, in *GcSnapshotsRequest, opts ...grpc.CallOption) (*GcSnapshotsResponse, error)
 }
 
 type snapshotServiceClient struct {
@@ -111,6 +117,16 @@ func (c *snapshotServiceClient) RollbackSnapshot(ctx context.Context, in *Rollba
 	return out, nil
 }
 
+func (c *snapshotServiceClient) GcSnapshots(ctx context.Context, in *GcSnapshotsRequest, opts ...grpc.CallOption) (*GcSnapshotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GcSnapshotsResponse)
+	err := c.cc.Invoke(ctx, SnapshotService_GcSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SnapshotServiceServer is the server API for SnapshotService service.
 // All implementations must embed UnimplementedSnapshotServiceServer
 // for forward compatibility.
@@ -133,6 +149,11 @@ type SnapshotServiceServer interface {
 	// RollbackSnapshot stages a new version with the content of an older one
 	// and publishes it (visible versions only move forward).
 	RollbackSnapshot(context.Context, *RollbackSnapshotRequest) (*RollbackSnapshotResponse, error)
+	// GcSnapshots removes the versions of an incident that no one can need
+	// any more: not visible, not among the newest keep_last, not referenced
+	// by any subject's pin (the ledger), not being loaded. A pinned version is
+	// never removed.
+	GcSnapshots(context.Context, *GcSnapshotsRequest) (*GcSnapshotsResponse, error)
 	mustEmbedUnimplementedSnapshotServiceServer()
 }
 
@@ -157,6 +178,9 @@ func (UnimplementedSnapshotServiceServer) PublishSnapshot(context.Context, *Publ
 }
 func (UnimplementedSnapshotServiceServer) RollbackSnapshot(context.Context, *RollbackSnapshotRequest) (*RollbackSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RollbackSnapshot not implemented")
+}
+func (UnimplementedSnapshotServiceServer) GcSnapshots(context.Context, *GcSnapshotsRequest) (*GcSnapshotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GcSnapshots not implemented")
 }
 func (UnimplementedSnapshotServiceServer) mustEmbedUnimplementedSnapshotServiceServer() {}
 func (UnimplementedSnapshotServiceServer) testEmbeddedByValue()                         {}
@@ -258,6 +282,24 @@ func _SnapshotService_RollbackSnapshot_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SnapshotService_GcSnapshots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GcSnapshotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SnapshotServiceServer).GcSnapshots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SnapshotService_GcSnapshots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SnapshotServiceServer).GcSnapshots(ctx, req.(*GcSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SnapshotService_ServiceDesc is the grpc.ServiceDesc for SnapshotService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -280,6 +322,10 @@ var SnapshotService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RollbackSnapshot",
 			Handler:    _SnapshotService_RollbackSnapshot_Handler,
+		},
+		{
+			MethodName: "GcSnapshots",
+			Handler:    _SnapshotService_GcSnapshots_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -582,6 +582,19 @@ func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
 	} else if c.old != nil {
 		return fmt.Errorf("embedded: claim pin: subject has no pin: %w", store.ErrConflict), nil
 	}
+	// The version pinned must hold its whole content: a version deleted (or
+	// never loaded) is refused in the same transaction that would pin it,
+	// so DeleteVersion and a claim never both succeed.
+	if b := ib.Bucket(bucketVersions).Get(u64(c.version)); b == nil {
+		if c.version > getU64(ib, keyLatest) {
+			return fmt.Errorf("embedded: claim pin: v%d: %w", c.version, store.ErrNotFound), nil
+		}
+		return fmt.Errorf("embedded: claim pin: v%d was deleted: %w", c.version, store.ErrConflict), nil
+	} else if doc, err := decodeVersion(b); err != nil {
+		return err, nil
+	} else if !readable(doc.State) {
+		return fmt.Errorf("embedded: claim pin: v%d is %s: %w", c.version, doc.State, store.ErrConflict), nil
+	}
 	if err := pins.Put(c.key[:], c.val); err != nil {
 		return nil, err
 	}
@@ -994,7 +1007,7 @@ func mapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, known := range []error{store.ErrNotFound, store.ErrConflict, store.ErrNotStaged, store.ErrVerify, store.ErrUnavailable} {
+	for _, known := range []error{store.ErrNotFound, store.ErrConflict, store.ErrNotStaged, store.ErrVerify, store.ErrUnavailable, store.ErrPinned} {
 		if errors.Is(err, known) {
 			return err
 		}

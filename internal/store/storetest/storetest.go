@@ -75,6 +75,8 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ScanStops", testScanStops},
 		{"IncidentsListing", testIncidents},
 		{"LargeLoad", testLargeLoad},
+		{"DeleteVersion", testDeleteVersion},
+		{"DeleteRacingClaims", testDeleteRacingClaims},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}

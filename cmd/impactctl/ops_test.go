@@ -1,0 +1,152 @@
+package main
+
+// Tests of the retention, audit and account-closure commands against a real
+// impactd (internal/server on the embedded store, dev keys), in process.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/snapshot"
+	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store/embedded"
+)
+
+// impactd is an in-process server and what the CLI needs to reach it.
+type impactd struct {
+	dir, addr string
+	token     string // ops-alice, impact.admin and impact.notify
+}
+
+func startImpactd(t *testing.T) *impactd {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := auth.EnsureDevKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pepper, err := auth.LoadPepper(files.PepperFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyer, err := auth.NewKeyer(pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := snapshot.NewCatalog(st, 16)
+	srv, err := server.New(server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
+		UploadDir: dir,
+	}, server.Deps{
+		Store: st, Catalog: cat, Authenticator: verifier,
+		Status:    istatus.New(st, cat, keyer),
+		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		verifier.Close()
+		_ = st.Close()
+	})
+	tok, err := auth.MintDevToken(dir, "ops-alice", []string{auth.ScopeAdmin, auth.ScopeNotify}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &impactd{dir: dir, addr: srv.Addrs().AdminGRPC, token: tok}
+}
+
+// ctl runs impactctl against the server; a failure status fails the test
+// unless the command is expected to fail (wantCode != 0).
+func (d *impactd) ctl(t *testing.T, wantCode int, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
+	code := newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), args)
+	if code != wantCode {
+		t.Fatalf("impactctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out.String(), errOut.String())
+	}
+	return out.String() + errOut.String()
+}
+
+// demoFiles writes the demo spec and a small roster (n subjects).
+func demoFiles(t *testing.T, dir string, n int) (spec, roster string) {
+	t.Helper()
+	spec, roster = filepath.Join(dir, "spec.yaml"), filepath.Join(dir, "roster.csv")
+	var b bytes.Buffer
+	if err := demo.WriteSpec(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spec, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if _, err := demo.WriteRoster(&b, demo.RosterOptions{N: n, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(roster, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return spec, roster
+}
+
+func TestSnapshotGC(t *testing.T) {
+	d := startImpactd(t)
+	spec, roster := demoFiles(t, t.TempDir(), 200)
+	inc := demo.IncidentID
+	for v := 1; v <= 4; v++ {
+		d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
+	}
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "2")
+	// The notifier pins a subject at v2.
+	d.ctl(t, 0, "notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "3")
+
+	out := d.ctl(t, 0, "snapshot", "gc", "--incident", inc, "--keep", "1")
+	if want := "mmh-2025-12: removed v1; kept v2, v3, v4\n"; out != want {
+		t.Errorf("gc output %q, want %q", out, want)
+	}
+	list := d.ctl(t, 0, "snapshot", "list", "--incident", inc)
+	if strings.Contains(list, "\n1 ") || !strings.Contains(list, "2") {
+		t.Errorf("list after gc:\n%s", list)
+	}
+	out = d.ctl(t, 0, "--json", "snapshot", "gc", "--incident", inc)
+	var js struct {
+		Removed []uint32 `json:"removed"`
+		Kept    []uint32 `json:"kept"`
+	}
+	if err := json.Unmarshal([]byte(out), &js); err != nil || len(js.Removed) != 0 || !slices.Equal(js.Kept, []uint32{2, 3, 4}) {
+		t.Errorf("gc --json: %s (%v)", out, err)
+	}
+	out = d.ctl(t, 1, "snapshot", "gc", "--incident", "no-such-incident")
+	if !strings.Contains(out, "NOT_FOUND") {
+		t.Errorf("gc of an unknown incident: %s", out)
+	}
+}
