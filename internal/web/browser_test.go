@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,9 +256,29 @@ func TestPatientPageInChromium(t *testing.T) {
 	v2 := d.publish(t, spec, header+affected+",affected,northland,GP-01\n"+underReview+",under_review,,GP-03\n", v1)
 
 	// The portal: the page outside development mode, same origin as the API.
+	// With lagging set, /v1/status answers as a replica one version
+	// behind would.
 	portalMux := http.NewServeMux()
 	apiURL, _ := url.Parse(d.base)
-	portalMux.Handle("/v1/", httputil.NewSingleHostReverseProxy(apiURL))
+	proxy := httputil.NewSingleHostReverseProxy(apiURL)
+	var lagging atomic.Bool
+	var atLeast atomic.Value
+	atLeast.Store("")
+	portalMux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query().Get("at_least_version"); q != "" {
+			atLeast.Store(q)
+		}
+		if !lagging.Load() || r.URL.Path != "/v1/status" {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		proxy.ServeHTTP(rec, r)
+		older := regexp.MustCompile(`"version":\s*`+fmt.Sprint(v2)+`\b`).ReplaceAll(rec.Body.Bytes(), []byte(`"version":`+fmt.Sprint(v1)))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(older)
+	})
 	portalMux.Handle("/", web.Handler(web.Options{}))
 	portal := httptest.NewServer(portalMux)
 	defer portal.Close()
@@ -420,6 +442,22 @@ func TestPatientPageInChromium(t *testing.T) {
 		}
 		if v := one(t, "portal sessionStorage", read(t, ctx)); v.Headline != "You are affected" || v.Meta["Notice"] != claims[affected].NoticeID {
 			t.Fatalf("portal sessionStorage: %+v", v)
+		}
+	})
+
+	t.Run("check again never goes back to an older version", func(t *testing.T) {
+		lagging.Store(true)
+		defer lagging.Store(false)
+		if err := chromedp.Do(ctx,
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("result").dataset.state = "idle"`),
+			chromedp.Click(chromedp.ID("refresh")),
+		); err != nil {
+			t.Fatal(err)
+		}
+		v := one(t, "check again", read(t, ctx))
+		if v.Meta["Snapshot version"] != fmt.Sprint(v2) || atLeast.Load() != fmt.Sprint(v2) {
+			t.Fatalf("after a lagging answer the page shows version %s (asked at_least_version=%q), want %d",
+				v.Meta["Snapshot version"], atLeast.Load(), v2)
 		}
 	})
 

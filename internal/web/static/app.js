@@ -154,8 +154,12 @@
   function atLeastShown(a) {
     var min = shown[a.incident_id] || 0;
     if (a.version >= min) return Promise.resolve(a);
+    // The answer is the response body; the server answers at >= min or
+    // fails (400, retry), never older.
     return get("/v1/incidents/" + encodeURIComponent(a.incident_id) + "/status?at_least_version=" + min)
-      .then(function (r) { return r.answer; });
+      .catch(function (e) {
+        throw e instanceof ApiError && e.code === 400 ? new ApiError(503) : e; // not there yet: try again
+      });
   }
 
   function showError(e) {
