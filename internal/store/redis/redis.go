@@ -21,8 +21,9 @@
 // its top bits, so iterating the buckets in order and sorting each gives
 // increasing key order (Scan). bits is chosen per version when its first
 // records are written: from the entry count when the whole upload fits in
-// the stage buffer, else from WithBucketFill's target assuming a large
-// roster, or fixed by WithBuckets. Buckets of about 32 fields stay
+// the stage buffer, else from WithBucketFill's target assuming a roster of
+// four buffers (2^21 entries, 65536 buckets, by default), or fixed by
+// WithBuckets. Buckets of about 32 fields stay
 // listpack-encoded (compact, and a lookup of an absent key scans few
 // fields). Every bucket of a committed version holds a sentinel field "",
 // so that a read of a bucket that does not exist (a version that was
@@ -87,13 +88,10 @@ const (
 	// DefaultPinBuckets is the number of pin buckets of a new incident.
 	DefaultPinBuckets = 4096
 	// DefaultStageBuffer is how many entries a Stager buffers before it
-	// writes them to Redis grouped by bucket (about 40 bytes each).
+	// writes them to Redis grouped by bucket (about 40 bytes each; two
+	// buffers while one is being written).
 	DefaultStageBuffer = 1 << 19
-	// largeBits is the bucket count (as bits) used when a roster does not
-	// fit in the stage buffer and no fixed count was configured: 65536
-	// buckets, about 30 records each at 2 million entries.
-	largeBits = 16
-	maxBits   = 24
+	maxBits = 24
 )
 
 // Option configures a Store.
@@ -175,8 +173,9 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithStageBuffer sets how many entries a Stager buffers before writing
-// (default 2^19, about 20 MB). Rosters that fit are bucketed by their exact
-// size.
+// (default 2^19, about 20 MB; a second buffer fills while a full one is
+// written). Rosters that fit are bucketed by their exact size; larger ones
+// are assumed to be at least four buffers long.
 func WithStageBuffer(entries int) Option {
 	return func(s *Store) error {
 		if entries < 1 {

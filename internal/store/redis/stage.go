@@ -113,7 +113,9 @@ func (st *stager) chooseBits(ctx context.Context, final bool) error {
 	case final:
 		bits = bitsFor(uint64(len(st.buf)), st.s.fill)
 	default:
-		bits = max(largeBits, bitsFor(uint64(len(st.buf)), st.s.fill))
+		// The roster does not fit in the buffer: assume it is at least four
+		// buffers long (2 million entries, 65536 buckets, by default).
+		bits = bitsFor(4*uint64(st.s.stageBuffer), st.s.fill)
 	}
 	ok, err := st.s.runScript(ctx, setBitsScript, []string{st.s.versionsKey(st.inc)}, st.v, bits)
 	if err != nil {

@@ -165,7 +165,7 @@ func TestBucketsAndScanOrder(t *testing.T) {
 	}{
 		{"adaptive small", nil, 10, 1},
 		{"adaptive", nil, 5000, 256},
-		{"adaptive with flushes", []redisstore.Option{redisstore.WithStageBuffer(1000)}, 5000, 1 << 16},
+		{"adaptive with flushes", []redisstore.Option{redisstore.WithStageBuffer(1000)}, 5000, 128},
 		{"fixed", []redisstore.Option{redisstore.WithBuckets(64)}, 5000, 64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -522,7 +522,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 // WithWait: a pin is acknowledged only once a replica has it.
 func TestWaitForReplicas(t *testing.T) {
 	ctx := context.Background()
-	primary := redisserver.Start(t)
+	primary := redisserver.Start(t, redisserver.Config("repl-diskless-sync-delay 0"))
 	replica := redisserver.Start(t, redisserver.Config("replicaof 127.0.0.1 "+strings.Split(primary.Addr(), ":")[1]))
 	rc := replica.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
