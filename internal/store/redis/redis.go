@@ -91,7 +91,7 @@ const (
 	// writes them to Redis grouped by bucket (about 40 bytes each; two
 	// buffers while one is being written).
 	DefaultStageBuffer = 1 << 19
-	maxBits = 24
+	maxBits            = 24
 )
 
 // Option configures a Store.
