@@ -51,5 +51,13 @@ lint: ## go vet and gofmt
 bench: ## Go benchmarks of the read, claim and publish paths
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./internal/...
 
+GHZ_VERSION := v0.93.0
+LOAD_ARGS   ?=
+
+load: build ## load harness: impactd (Redis store, JWT on) vs minimal grpc-go and net/http servers; LOAD_ARGS="--rows 200000" for a quick run
+	@[ -x $(BIN)/ghz ] || GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION) || \
+		echo "ghz $(GHZ_VERSION) could not be installed: no ghz comparison" >&2
+	$(BIN)/impact-load --impactd $(BIN)/impactd --ghz $$([ -x $(BIN)/ghz ] && echo $(BIN)/ghz || echo off) $(LOAD_ARGS)
+
 clean: ## remove build output and the dev data directory
 	rm -rf $(BIN) $(DATA)

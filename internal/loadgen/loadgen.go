@@ -1,0 +1,612 @@
+// Package loadgen is Impact's load harness (`make load`, cmd/impact-load).
+// It starts its own redis-server (appendfsync always) and impactd (Redis
+// store, JWT verification on, dev keys), publishes a demo roster, mints
+// tokens for many distinct subjects, and measures, with one lean Go client
+// at a fixed concurrency:
+//
+//   - gRPC GetMyStatus and REST GET /v1/incidents/{id}/status on impactd;
+//   - the same load against a minimal grpc-go server and a minimal net/http
+//     handler (protojson per request) returning one fixed answer, run in a
+//     process of their own: the ratio impactd/minimal is the figure;
+//   - the p99 of gRPC reads while a large roster is uploaded and published,
+//     next to the idle p99.
+//
+// All traffic goes to 127.0.0.1, and every loop is bounded in count and
+// time.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/demo"
+)
+
+// Config is the harness's settings (one flag each).
+type Config struct {
+	Impactd      string        // impactd binary
+	RedisServer  string        // redis-server binary
+	Rows         int           // rows of the published roster
+	PublishRows  int           // rows of the roster published under load (phase v); 0 skips it
+	Tokens       int           // distinct subjects with a token
+	AffectedPct  float64       // share of those subjects in the roster, percent
+	Concurrency  int           // concurrent requests
+	Duration     time.Duration // measured time of each phase
+	Warmup       time.Duration // unmeasured time before each phase
+	Conns        int           // gRPC client connections per server
+	PacedPercent float64       // phase v again at this percent of the idle gRPC rate; 0 skips it
+	LogLevel     string        // impactd --log-level
+	WorkDir      string        // where data and logs go (default: a temporary directory, removed)
+	Ghz          string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
+	CPUProfile   string        // write the generator's CPU profile here
+}
+
+func parseFlags(args []string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("impact-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Impactd, "impactd", "bin/impactd", "impactd binary")
+	fs.StringVar(&c.RedisServer, "redis-server", "redis-server", "redis-server binary")
+	fs.IntVar(&c.Rows, "rows", 2_000_000, "rows of the published demo roster")
+	fs.IntVar(&c.PublishRows, "publish-rows", -1, "rows of the roster published under load (default: --rows; 0 skips that phase)")
+	fs.IntVar(&c.Tokens, "tokens", 10_000, "distinct subjects with a token")
+	fs.Float64Var(&c.AffectedPct, "affected-percent", 6, "percent of the token subjects that are in the roster")
+	fs.IntVar(&c.Concurrency, "c", 50, "concurrent requests")
+	fs.DurationVar(&c.Duration, "duration", 15*time.Second, "measured time of each phase")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each phase")
+	fs.IntVar(&c.Conns, "conns", 4, "gRPC client connections per server")
+	fs.Float64Var(&c.PacedPercent, "paced-percent", 50, "repeat the publish phase paced at this percent of the idle gRPC rate (0: skip)")
+	fs.StringVar(&c.LogLevel, "impactd-log-level", "info", "impactd --log-level (info logs every call, as in production)")
+	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for Redis data and logs (default: temporary, removed at the end)")
+	fs.StringVar(&c.Ghz, "ghz", "", `ghz binary for an extra run against the minimal gRPC server ("" looks on PATH, "off" skips)`)
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.PublishRows < 0 {
+		c.PublishRows = c.Rows
+	}
+	switch {
+	case c.Rows < 2 || c.Rows > demo.MaxN, c.PublishRows != 0 && (c.PublishRows < 2 || c.PublishRows > demo.MaxN):
+		return nil, fmt.Errorf("--rows and --publish-rows must be in [2, %d]", demo.MaxN)
+	case c.Tokens < 1 || c.Tokens > 1_000_000:
+		return nil, errors.New("--tokens must be in [1, 1000000]")
+	case c.AffectedPct < 0 || c.AffectedPct > 100:
+		return nil, errors.New("--affected-percent must be in [0, 100]")
+	case c.Concurrency < 1 || c.Concurrency > 10_000:
+		return nil, errors.New("--c must be in [1, 10000]")
+	case c.Duration <= 0 || c.Duration > 10*time.Minute || c.Warmup < 0 || c.Warmup > time.Minute:
+		return nil, errors.New("--duration must be in (0, 10m], --warmup in [0, 1m]")
+	case c.Conns < 1 || c.Conns > 64:
+		return nil, errors.New("--conns must be in [1, 64]")
+	case c.PacedPercent < 0 || c.PacedPercent > 100:
+		return nil, errors.New("--paced-percent must be in [0, 100]")
+	}
+	return c, nil
+}
+
+// Main runs the harness (or, with MinimalCommand first, the minimal
+// servers) and prints the results table to stdout.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == MinimalCommand {
+		return ServeMinimal(ctx, args[1:], stderr)
+	}
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	h := &harness{cfg: cfg, out: stdout, logw: stderr}
+	defer h.close()
+	return h.run(ctx)
+}
+
+// harness is one run.
+type harness struct {
+	cfg  *Config
+	out  io.Writer
+	logw io.Writer // progress
+
+	work    string
+	ownWork bool
+	redis   *proc
+	redisAt string
+	impactd *impactdProc
+	minimal *proc
+	minGRPC string
+	minHTTP string
+
+	adminConn *grpc.ClientConn
+	pubConn   *grpc.ClientConn
+	adminCtx  context.Context
+	spec      []byte
+	tokens    []string      // one per subject
+	tokenMD   []metadata.MD // outgoing gRPC metadata per token
+	authHdr   []string      // "Bearer ..." per token
+	affected  int           // token subjects in the roster
+	notified  int           // of which claimed (pinned)
+	visible   uint32
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.logw, "impact-load: "+format+"\n", args...)
+}
+
+func (h *harness) close() {
+	for _, c := range []*grpc.ClientConn{h.adminConn, h.pubConn} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	h.minimal.stop()
+	if h.impactd != nil {
+		h.impactd.stop()
+	}
+	h.redis.stop()
+	if h.ownWork {
+		_ = os.RemoveAll(h.work)
+	}
+}
+
+func (h *harness) run(ctx context.Context) error {
+	cfg := h.cfg
+	load0 := loadAvg()
+	if cfg.WorkDir == "" {
+		dir, err := os.MkdirTemp("", "impact-load-")
+		if err != nil {
+			return err
+		}
+		h.work, h.ownWork = dir, true
+	} else {
+		h.work = cfg.WorkDir
+		if err := os.MkdirAll(h.work, 0o700); err != nil {
+			return err
+		}
+	}
+	var err error
+	h.logf("starting redis-server (appendfsync always) and impactd (Redis store, JWT verification on)")
+	if h.redis, h.redisAt, err = startRedis(ctx, cfg.RedisServer, filepath.Join(h.work, "redis")); err != nil {
+		return err
+	}
+	dataDir := filepath.Join(h.work, "impactd")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.LogLevel, nil); err != nil {
+		return err
+	}
+	if err := h.setup(ctx, dataDir); err != nil {
+		return err
+	}
+	if err := h.startMinimal(ctx); err != nil {
+		return err
+	}
+
+	impGRPC := h.grpcRequest(h.impactd.grpc)
+	minGRPC := h.grpcRequest(h.minGRPC)
+	impREST := h.restRequest(h.impactd.http)
+	minREST := h.restRequest(h.minHTTP)
+	load := Load{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration}
+	var results []Result
+	measure := func(name string, l Load, req Request) Result {
+		h.logf("measuring %s for %s (c=%d)", name, l.Duration, l.Concurrency)
+		r := Drive(ctx, name, l, nil, req)
+		results = append(results, r)
+		return r
+	}
+	// Baseline and impactd side by side, one after the other.
+	mg := measure("minimal grpc-go server", load, minGRPC)
+	ig := measure("impactd gRPC GetMyStatus", load, impGRPC)
+	mr := measure("minimal net/http + protojson", load, minREST)
+	ir := measure("impactd REST GET .../status", load, impREST)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	var pubRows []publishRow
+	if cfg.PublishRows > 0 {
+		idle := measure("impactd gRPC, idle (before publish)", load, impGRPC)
+		during, took, err := h.duringPublish(ctx, load, impGRPC, 2)
+		if err != nil {
+			return err
+		}
+		results = append(results, during)
+		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, took})
+		if cfg.PacedPercent > 0 {
+			paced := load
+			paced.Rate = ig.RPS() * cfg.PacedPercent / 100
+			pidle := measure(fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
+			pduring, ptook, err := h.duringPublish(ctx, paced, impGRPC, 3)
+			if err != nil {
+				return err
+			}
+			results = append(results, pduring)
+			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, ptook})
+		}
+	}
+	ghz := h.runGhz(ctx)
+
+	h.print(results, ig, mg, ir, mr, pubRows, ghz, load0)
+	return nil
+}
+
+type publishRow struct {
+	mode         string
+	idle, during Result
+	took         time.Duration
+}
+
+// setup publishes the roster, claims notices for half of the sampled
+// affected subjects, and mints the tokens.
+func (h *harness) setup(ctx context.Context, dataDir string) error {
+	cfg := h.cfg
+	var err error
+	if h.adminConn, err = grpc.NewClient(h.impactd.adminGRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return err
+	}
+	adminTok, err := auth.MintDevToken(dataDir, "load-ops", []string{auth.ScopeAdmin, auth.ScopeNotify}, 2*time.Hour)
+	if err != nil {
+		return err
+	}
+	h.adminCtx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+adminTok)
+	var spec bytes.Buffer
+	if err := demo.WriteSpec(&spec); err != nil {
+		return err
+	}
+	h.spec = spec.Bytes()
+
+	var roster bytes.Buffer
+	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: cfg.Rows, Seed: 1}); err != nil {
+		return err
+	}
+	wantAffected := min(cfg.Rows, int(float64(cfg.Tokens)*cfg.AffectedPct/100+0.5))
+	affected := sampleSubjects(roster.Bytes(), wantAffected, 1)
+	before := redisUsedMemory(h.redisAt)
+	took, err := h.publish(ctx, roster.Bytes(), 1)
+	if err != nil {
+		return err
+	}
+	after := redisUsedMemory(h.redisAt)
+	h.logf("published %d rows in %s (upload, stage, verify, publish); Redis used_memory +%.1f MB (%.1f B/row)",
+		cfg.Rows, took.Round(time.Millisecond), float64(after-before)/1e6, float64(after-before)/float64(cfg.Rows))
+	roster = bytes.Buffer{}
+
+	// Pin half of the affected subjects: their reads hit a pin, as those of
+	// patients who got their email do.
+	h.affected = len(affected)
+	if err := h.claim(ctx, affected[:len(affected)/2]); err != nil {
+		return err
+	}
+	h.notified = len(affected) / 2
+
+	// Not-affected subjects: numbers beyond the roster's population.
+	subjects := append([]string{}, affected...)
+	population := max(demo.Population, 2*cfg.Rows)
+	for i := 0; len(subjects) < cfg.Tokens; i++ {
+		subjects = append(subjects, fmt.Sprintf("patient-%07d", population+1+i))
+	}
+	rnd := rand.New(rand.NewPCG(7, 7))
+	rnd.Shuffle(len(subjects), func(i, j int) { subjects[i], subjects[j] = subjects[j], subjects[i] })
+	h.logf("minting %d tokens (%d subjects in the roster, %d of them notified)", len(subjects), h.affected, h.notified)
+	if h.tokens, err = mintTokens(ctx, dataDir, subjects); err != nil {
+		return err
+	}
+	h.tokenMD = make([]metadata.MD, len(h.tokens))
+	h.authHdr = make([]string, len(h.tokens))
+	for i, t := range h.tokens {
+		h.authHdr[i] = "Bearer " + t
+		h.tokenMD[i] = metadata.Pairs("authorization", h.authHdr[i])
+	}
+	return nil
+}
+
+// publish uploads roster and publishes it as version v.
+func (h *harness) publish(ctx context.Context, roster []byte, v uint32) (time.Duration, error) {
+	start := time.Now()
+	snap := impactv1.NewSnapshotServiceClient(h.adminConn)
+	uctx, cancel := context.WithTimeout(h.adminCtx, 10*time.Minute)
+	defer cancel()
+	stream, err := snap.UploadSnapshot(uctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_Header{
+		Header: &impactv1.UploadHeader{IncidentId: demo.IncidentID, Spec: h.spec}}}); err != nil {
+		return 0, err
+	}
+	for b := roster; len(b) > 0; {
+		n := min(len(b), 256<<10)
+		if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_RosterChunk{RosterChunk: b[:n]}}); err != nil {
+			return 0, fmt.Errorf("upload: %w", err)
+		}
+		b = b[n:]
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return 0, fmt.Errorf("upload: %w", err)
+	}
+	if got := resp.GetSnapshot().GetVersion(); got != v {
+		return 0, fmt.Errorf("upload staged version %d, want %d", got, v)
+	}
+	if _, err := snap.PublishSnapshot(uctx, &impactv1.PublishSnapshotRequest{
+		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible)}); err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	h.visible = v
+	return time.Since(start), nil
+}
+
+// claim claims notices for subjects over the wave stream.
+func (h *harness) claim(ctx context.Context, subjects []string) error {
+	cctx, cancel := context.WithTimeout(h.adminCtx, 5*time.Minute)
+	defer cancel()
+	wave, err := impactv1.NewNoticeServiceClient(h.adminConn).ClaimNotices(cctx)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for _, s := range subjects {
+			if err := wave.Send(&impactv1.ClaimNoticesRequest{IncidentId: demo.IncidentID, SubjectId: s, IdempotencyKey: "load-wave-1"}); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- wave.CloseSend()
+	}()
+	for range subjects {
+		r, err := wave.Recv()
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		if r.GetClaim().GetAction() != impactv1.ClaimAction_SEND {
+			return fmt.Errorf("claim of a roster subject: action %v, want SEND", r.GetClaim().GetAction())
+		}
+	}
+	return <-errc
+}
+
+// duringPublish measures load while a fresh roster of PublishRows rows is
+// uploaded and published as version v; the measurement ends with the
+// publish.
+func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint32) (Result, time.Duration, error) {
+	var roster bytes.Buffer
+	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: h.cfg.PublishRows, Seed: int64(v)}); err != nil {
+		return Result{}, 0, err
+	}
+	stop := make(chan struct{})
+	var (
+		took   time.Duration
+		pubErr error
+		wg     sync.WaitGroup
+	)
+	l.Warmup, l.Duration = 0, 10*time.Minute // bounded; ends with the publish
+	name := fmt.Sprintf("impactd gRPC during a %d-row publish", h.cfg.PublishRows)
+	if l.Rate > 0 {
+		name += fmt.Sprintf(", paced %.0f req/s", l.Rate)
+	}
+	h.logf("measuring %s", name)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(stop)
+		time.Sleep(200 * time.Millisecond) // the load is running
+		took, pubErr = h.publish(ctx, roster.Bytes(), v)
+	}()
+	r := Drive(ctx, name, l, stop, req)
+	wg.Wait()
+	return r, took, pubErr
+}
+
+// grpcRequest is GetMyStatus over one of Conns shared connections to addr,
+// with a random subject's token.
+func (h *harness) grpcRequest(addr string) Request {
+	conns := make([]impactv1.StatusServiceClient, h.cfg.Conns)
+	for i := range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			panic(err) // only a malformed target fails here
+		}
+		conns[i] = impactv1.NewStatusServiceClient(cc)
+	}
+	in := &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}
+	return func(ctx context.Context, w int, rnd *rand.Rand) error {
+		md := h.tokenMD[rnd.IntN(len(h.tokenMD))]
+		resp, err := conns[w%len(conns)].GetMyStatus(metadata.NewOutgoingContext(ctx, md), in)
+		if err != nil {
+			return err
+		}
+		if resp.GetAnswer().GetVersion() == 0 {
+			return errors.New("answer without a version")
+		}
+		return nil
+	}
+}
+
+// restRequest is GET /v1/incidents/{id}/status with a random subject's
+// token.
+func (h *harness) restRequest(addr string) Request {
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns: 4 * h.cfg.Concurrency, MaxIdleConnsPerHost: 4 * h.cfg.Concurrency,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}}
+	url := "http://" + addr + "/v1/incidents/" + demo.IncidentID + "/status"
+	return func(ctx context.Context, w int, rnd *rand.Rand) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.Header["Authorization"] = []string{h.authHdr[rnd.IntN(len(h.authHdr))]}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != http.StatusOK:
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		case n < 10:
+			return errors.New("short answer")
+		}
+		return nil
+	}
+}
+
+// startMinimal fetches a real not-affected answer from impactd and starts
+// the minimal servers (this binary, MinimalCommand) returning it.
+func (h *harness) startMinimal(ctx context.Context) error {
+	var answer *impactv1.StatusAnswer
+	for i := range h.tokens {
+		rctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(ctx, h.tokenMD[i]), 10*time.Second)
+		resp, err := impactv1.NewStatusServiceClient(h.publicConn()).GetMyStatus(rctx, &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("status read: %w", err)
+		}
+		if a := resp.GetAnswer(); a.GetStatus() == impactv1.Status_NOT_AFFECTED {
+			answer = a
+			break
+		}
+	}
+	if answer == nil {
+		return errors.New("no token subject is not affected: lower --affected-percent")
+	}
+	raw, err := proto.Marshal(answer)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(h.work, "answer.pb")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		return err
+	}
+	addrs, err := freeAddrs(2)
+	if err != nil {
+		return err
+	}
+	h.minGRPC, h.minHTTP = addrs[0], addrs[1]
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if h.minimal, err = startProc("minimal servers", filepath.Join(h.work, "minimal.log"), nil, self,
+		MinimalCommand, "--grpc-addr", h.minGRPC, "--http-addr", h.minHTTP, "--answer", file); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, h.minimal, "http://"+h.minHTTP+"/healthz", 20*time.Second)
+}
+
+// publicConn is a connection to impactd's patient listener for setup
+// reads.
+func (h *harness) publicConn() *grpc.ClientConn {
+	if h.pubConn == nil {
+		h.pubConn, _ = grpc.NewClient(h.impactd.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	return h.pubConn
+}
+
+// sampleSubjects picks k subject ids of a roster CSV uniformly (reservoir
+// sampling), deterministically for a seed.
+func sampleSubjects(csv []byte, k int, seed uint64) []string {
+	if k <= 0 {
+		return nil
+	}
+	rnd := rand.New(rand.NewPCG(seed, 0x73616d70))
+	out := make([]string, 0, k)
+	n := 0
+	rest := csv[bytes.IndexByte(csv, '\n')+1:]
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		id, _, _ := bytes.Cut(line, []byte(","))
+		if len(id) == 0 {
+			continue
+		}
+		n++
+		if len(out) < k {
+			out = append(out, string(id))
+		} else if j := rnd.IntN(n); j < k {
+			out[j] = string(id)
+		}
+	}
+	return out
+}
+
+// mintTokens mints one dev token per subject, on all cores.
+func mintTokens(ctx context.Context, dataDir string, subjects []string) ([]string, error) {
+	toks := make([]string, len(subjects))
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(subjects) && ctx.Err() == nil; i += workers {
+				t, err := auth.MintDevToken(dataDir, subjects[i], nil, 2*time.Hour)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				toks[i] = t
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return toks, ctx.Err()
+}
+
+// loadAvg is /proc/loadavg's first three fields ("" if unreadable).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,250 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a child process the harness owns; stop ends it.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string // path of its output
+}
+
+// startProc starts name with args, its output in logPath.
+func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = env
+	}
+	// The kernel kills the child if the harness dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+	return p, nil
+}
+
+// pid is the child's process id.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the child has exited.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits (SIGKILL after 15 s).
+func (p *proc) stop() {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// logTail is the end of the child's output, for error messages.
+func (p *proc) logTail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// freeAddrs returns n distinct loopback addresses nobody listens on now.
+func freeAddrs(n int) ([]string, error) {
+	out := make([]string, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		if l.Addr().(*net.TCPAddr).Port == 6379 {
+			continue // never near a Redis the machine runs
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+// startRedis starts a redis-server that keeps acknowledged writes
+// (appendonly yes, appendfsync always) with its data in dir.
+func startRedis(ctx context.Context, bin, dir string) (*proc, string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	addrs, err := freeAddrs(1)
+	if err != nil {
+		return nil, "", err
+	}
+	_, port, _ := net.SplitHostPort(addrs[0])
+	conf := strings.Join([]string{
+		"port " + port, "bind 127.0.0.1", "dir " + dir, `save ""`,
+		"appendonly yes", "appendfsync always", "maxmemory 0",
+	}, "\n") + "\n"
+	confPath := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return nil, "", err
+	}
+	p, err := startProc("redis-server", filepath.Join(dir, "redis.out"), nil, bin, confPath)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ok := ping(addrs[0]); ok {
+			return p, addrs[0], nil
+		}
+		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			p.stop()
+			return nil, "", fmt.Errorf("redis-server did not start: %s", p.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping sends a RESP PING.
+func ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// redisUsedMemory returns INFO memory's used_memory (bytes), -1 on error.
+func redisUsedMemory(addr string) int64 {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return -1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("INFO memory\r\n")); err != nil {
+		return -1
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return -1
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			x, _ := strconv.ParseInt(v, 10, 64)
+			return x
+		}
+	}
+	return -1
+}
+
+// impactdProc is a running impactd and its listeners.
+type impactdProc struct {
+	*proc
+	grpc, http, adminGRPC, adminHTTP string
+}
+
+// startImpactd starts impactd --dev on the Redis at redisAddr, with the
+// patient rate limits off (all load comes from one address), and waits
+// until /readyz says ready.
+func startImpactd(ctx context.Context, bin, dataDir, redisAddr, logLevel string, extra []string) (*impactdProc, error) {
+	addrs, err := freeAddrs(4)
+	if err != nil {
+		return nil, err
+	}
+	p := &impactdProc{grpc: addrs[0], http: addrs[1], adminGRPC: addrs[2], adminHTTP: addrs[3]}
+	args := []string{
+		"--dev", "--data-dir", dataDir, "--store", "redis", "--redis-url", "redis://" + redisAddr + "/0",
+		"--grpc-addr", p.grpc, "--http-addr", p.http, "--admin-grpc-addr", p.adminGRPC, "--admin-http-addr", p.adminHTTP,
+		"--rate-subject", "off", "--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), env, bin, append(args, extra...)...); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, p.proc, "http://"+p.http+"/readyz", 60*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(ctx context.Context, p *proc, url string, timeout time.Duration) error {
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if resp, err := c.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		switch {
+		case p.exited():
+			return fmt.Errorf("%s exited during start-up:\n%s", p.name, p.logTail())
+		case time.Now().After(deadline):
+			return fmt.Errorf("%s not ready within %s:\n%s", p.name, timeout, p.logTail())
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
