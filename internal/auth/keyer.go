@@ -98,8 +98,10 @@ func LoadPepper(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("pepper file %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("pepper file %s has mode %04o; it must not be accessible to group or others (chmod 600)", path, perm)
+	// Group read is allowed: Kubernetes mounts Secret files 0440 with the
+	// pod's fsGroup. Anything for others, or group write, is refused.
+	if perm := fi.Mode().Perm(); perm&0o037 != 0 {
+		return nil, fmt.Errorf("pepper file %s has mode %04o; it must not be accessible to others nor writable by group (chmod 600 or 440)", path, perm)
 	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxPepperFileBytes+1))
 	if err != nil {

@@ -142,7 +142,8 @@ func TestLoadPepper(t *testing.T) {
 		{"short hex", []byte(strings.Repeat("ab", 16)), 0o600, nil, "at least 32"},
 		{"short raw", []byte("too short"), 0o600, nil, "at least 32"},
 		{"empty", nil, 0o600, nil, "at least 32"},
-		{"group readable", []byte(hexP), 0o640, nil, "chmod 600"},
+		{"group readable (Kubernetes Secret with fsGroup)", []byte(hexP), 0o440, testPepper(9), ""},
+		{"group writable", []byte(hexP), 0o660, nil, "chmod 600"},
 		{"world readable", []byte(hexP), 0o644, nil, "chmod 600"},
 		{"too large", bytes.Repeat([]byte{1}, 5000), 0o600, nil, "larger"},
 	}
