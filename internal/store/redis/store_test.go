@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -571,5 +572,45 @@ func TestWaitForReplicas(t *testing.T) {
 	err = s2.ClaimPin(ctx, inc, e[1].Key, nil, pinAt(1, e[1].Record, "n-1"), store.IdemKey{2})
 	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 1 replicas") {
 		t.Errorf("claim without a replica: %v, want ErrUnavailable (0 of 1 replicas)", err)
+	}
+}
+
+// roundTrips counts the commands and pipelines a client sends.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// In the common case a status read is one round trip: the pointer, the
+// record, the pin and the replay record in one pipeline.
+func TestReadIsOneRoundTrip(t *testing.T) {
+	srv := sharedServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	hook := &roundTrips{}
+	c.AddHook(hook)
+	s := newStore(t, c)
+	const inc = "rt"
+	m := testManifest(1)
+	e := genEntries(12, 1000, m)
+	loadVersion(t, s, inc, m, e, 1000)
+	publishVersion(t, s, inc, 1, 0)
+	idem := store.IdemKey{7}
+	mustRead(t, s, inc, e[0].Key, &idem) // learns the incident's layout
+	r := rand.New(rand.NewPCG(12, 12))
+	for i := 0; i < 20; i++ {
+		k := e[i].Key
+		if i%2 == 1 {
+			k = randomKey(r) // absent: the common case
+		}
+		before := hook.n.Load()
+		mustRead(t, s, inc, k, &idem)
+		if n := hook.n.Load() - before; n != 1 {
+			t.Fatalf("read %d took %d round trips, want 1", i, n)
+		}
 	}
 }
