@@ -38,6 +38,7 @@ type Result struct {
 	Elapsed  time.Duration // measured wall time
 	P50, P99 time.Duration // latency percentiles of all measured requests
 	Max      time.Duration
+	CPU      cpuShare // cores used by the server, Redis and the generator (set by the harness)
 }
 
 // RPS is the measured request rate.

@@ -25,11 +25,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,6 +61,7 @@ type Config struct {
 	WorkDir      string        // where data and logs go (default: a temporary directory, removed)
 	Ghz          string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
 	CPUProfile   string        // write the generator's CPU profile here
+	PerfRecord   string        // record impactd with perf during its gRPC phase into this file
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
@@ -80,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for Redis data and logs (default: temporary, removed at the end)")
 	fs.StringVar(&c.Ghz, "ghz", "", `ghz binary for an extra run against the minimal gRPC server ("" looks on PATH, "off" skips)`)
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
+	fs.StringVar(&c.PerfRecord, "perf-record", "", "record impactd's CPU with `perf record -g` during its gRPC phase into this file (Linux perf)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -215,30 +219,39 @@ func (h *harness) run(ctx context.Context) error {
 		return err
 	}
 
-	impGRPC := h.grpcRequest(h.impactd.grpc)
-	minGRPC := h.grpcRequest(h.minGRPC)
-	impREST := h.restRequest(h.impactd.http)
-	minREST := h.restRequest(h.minHTTP)
+	impGRPCCall := h.grpcCall(h.impactd.grpc)
+	impGRPC := h.random(impGRPCCall)
+	minGRPC := h.random(h.grpcCall(h.minGRPC))
+	impREST := h.random(h.restCall(h.impactd.http))
+	minREST := h.random(h.restCall(h.minHTTP))
 	load := Load{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration}
 	var results []Result
-	measure := func(name string, l Load, req Request) Result {
+	measureOn := func(serverPID int, name string, l Load, req Request) Result {
 		h.logf("measuring %s for %s (c=%d)", name, l.Duration, l.Concurrency)
+		m := startCPU(serverPID, h.redis.pid())
 		r := Drive(ctx, name, l, nil, req)
+		r.CPU = m.stop()
 		results = append(results, r)
 		return r
 	}
+	imp, minimal := h.impactd.pid(), h.minimal.pid()
+	if err := h.prewarm(ctx, impGRPCCall); err != nil {
+		return err
+	}
 	// Baseline and impactd side by side, one after the other.
-	mg := measure("minimal grpc-go server", load, minGRPC)
-	ig := measure("impactd gRPC GetMyStatus", load, impGRPC)
-	mr := measure("minimal net/http + protojson", load, minREST)
-	ir := measure("impactd REST GET .../status", load, impREST)
+	mg := measureOn(minimal, "minimal grpc-go server", load, minGRPC)
+	stopPerf := h.startPerf(ctx, load)
+	ig := measureOn(imp, "impactd gRPC GetMyStatus", load, impGRPC)
+	stopPerf()
+	mr := measureOn(minimal, "minimal net/http + protojson", load, minREST)
+	ir := measureOn(imp, "impactd REST GET .../status", load, impREST)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 
 	var pubRows []publishRow
 	if cfg.PublishRows > 0 {
-		idle := measure("impactd gRPC, idle (before publish)", load, impGRPC)
+		idle := measureOn(imp, "impactd gRPC, idle (before publish)", load, impGRPC)
 		during, took, err := h.duringPublish(ctx, load, impGRPC, 2)
 		if err != nil {
 			return err
@@ -248,7 +261,7 @@ func (h *harness) run(ctx context.Context) error {
 		if cfg.PacedPercent > 0 {
 			paced := load
 			paced.Rate = ig.RPS() * cfg.PacedPercent / 100
-			pidle := measure(fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
+			pidle := measureOn(imp, fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
 			pduring, ptook, err := h.duringPublish(ctx, paced, impGRPC, 3)
 			if err != nil {
 				return err
@@ -331,6 +344,37 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 		h.tokenMD[i] = metadata.Pairs("authorization", h.authHdr[i])
 	}
 	return nil
+}
+
+// prewarm sends one read per token, so that measurements see impactd's
+// token cache warm, as it is for patients who poll (each token's first
+// request verifies its ES256 signature, about 0.1 ms of CPU).
+func (h *harness) prewarm(ctx context.Context, call tokenCall) error {
+	h.logf("one read per token to warm impactd's token cache")
+	var next atomic.Int64
+	errs := make([]error, h.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for w := range h.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(h.tokenMD) || ctx.Err() != nil {
+					return
+				}
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := call(cctx, w, i)
+				cancel()
+				if err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // publish uploads roster and publishes it as version v.
@@ -426,14 +470,25 @@ func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint
 		time.Sleep(200 * time.Millisecond) // the load is running
 		took, pubErr = h.publish(ctx, roster.Bytes(), v)
 	}()
+	m := startCPU(h.impactd.pid(), h.redis.pid())
 	r := Drive(ctx, name, l, stop, req)
+	r.CPU = m.stop()
 	wg.Wait()
 	return r, took, pubErr
 }
 
-// grpcRequest is GetMyStatus over one of Conns shared connections to addr,
-// with a random subject's token.
-func (h *harness) grpcRequest(addr string) Request {
+// tokenCall issues one request for worker w with token i.
+type tokenCall func(ctx context.Context, w, i int) error
+
+// random makes a Request of call with a random token per request.
+func (h *harness) random(call tokenCall) Request {
+	return func(ctx context.Context, w int, rnd *rand.Rand) error {
+		return call(ctx, w, rnd.IntN(len(h.tokens)))
+	}
+}
+
+// grpcCall is GetMyStatus over one of Conns shared connections to addr.
+func (h *harness) grpcCall(addr string) tokenCall {
 	conns := make([]impactv1.StatusServiceClient, h.cfg.Conns)
 	for i := range conns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -443,9 +498,8 @@ func (h *harness) grpcRequest(addr string) Request {
 		conns[i] = impactv1.NewStatusServiceClient(cc)
 	}
 	in := &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}
-	return func(ctx context.Context, w int, rnd *rand.Rand) error {
-		md := h.tokenMD[rnd.IntN(len(h.tokenMD))]
-		resp, err := conns[w%len(conns)].GetMyStatus(metadata.NewOutgoingContext(ctx, md), in)
+	return func(ctx context.Context, w, i int) error {
+		resp, err := conns[w%len(conns)].GetMyStatus(metadata.NewOutgoingContext(ctx, h.tokenMD[i]), in)
 		if err != nil {
 			return err
 		}
@@ -456,20 +510,19 @@ func (h *harness) grpcRequest(addr string) Request {
 	}
 }
 
-// restRequest is GET /v1/incidents/{id}/status with a random subject's
-// token.
-func (h *harness) restRequest(addr string) Request {
+// restCall is GET /v1/incidents/{id}/status.
+func (h *harness) restCall(addr string) tokenCall {
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 4 * h.cfg.Concurrency, MaxIdleConnsPerHost: 4 * h.cfg.Concurrency,
 		DisableCompression: true, IdleConnTimeout: time.Minute,
 	}}
 	url := "http://" + addr + "/v1/incidents/" + demo.IncidentID + "/status"
-	return func(ctx context.Context, w int, rnd *rand.Rand) error {
+	return func(ctx context.Context, _, i int) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
-		req.Header["Authorization"] = []string{h.authHdr[rnd.IntN(len(h.authHdr))]}
+		req.Header["Authorization"] = []string{h.authHdr[i]}
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
@@ -596,6 +649,27 @@ func mintTokens(ctx context.Context, dataDir string, subjects []string) ([]strin
 		return nil, err
 	}
 	return toks, ctx.Err()
+}
+
+// startPerf records impactd with perf for the next phase when asked to;
+// the returned func waits for the recording to end.
+func (h *harness) startPerf(ctx context.Context, l Load) func() {
+	if h.cfg.PerfRecord == "" {
+		return func() {}
+	}
+	secs := fmt.Sprintf("%.0f", (l.Warmup + l.Duration).Seconds())
+	cmd := exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-p", fmt.Sprint(h.impactd.pid()),
+		"-o", h.cfg.PerfRecord, "--", "sleep", secs)
+	cmd.Stdout, cmd.Stderr = h.logw, h.logw
+	if err := cmd.Start(); err != nil {
+		h.logf("perf record: %v", err)
+		return func() {}
+	}
+	return func() {
+		if err := cmd.Wait(); err != nil {
+			h.logf("perf record: %v", err)
+		}
+	}
 }
 
 // loadAvg is /proc/loadavg's first three fields ("" if unreadable).

@@ -95,12 +95,17 @@ func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRo
 		runtime.NumCPU(), runtime.Version(), load0, loadAvg())
 	fmt.Fprintf(w, "impactd: --store redis (appendfsync always), JWT verification on, rate limits off, --log-level %s\n\n", cfg.LogLevel)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tmax ms\trequests\terrors\t")
+	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tmax ms\trequests\terrors\tserver cores\tredis cores\tgenerator cores\tserver µs/req\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t\n", r.Name, r.RPS(), ms(r.P50), ms(r.P99), ms(r.Max), r.Requests, r.Errors)
+		perReq := 0.0
+		if r.RPS() > 0 {
+			perReq = r.CPU.server * 1e6 / r.RPS()
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t\n", r.Name, r.RPS(), ms(r.P50), ms(r.P99), ms(r.Max),
+			r.Requests, r.Errors, r.CPU.server, r.CPU.redis, r.CPU.generator, perReq)
 	}
 	if ghz != nil && ghz.note == "" {
-		fmt.Fprintf(tw, "minimal grpc-go server, ghz %s\t%.0f\t%s\t%s\t\t%d\t%d\t\n", ghz.version, ghz.rps, ms(ghz.p50), ms(ghz.p99), ghz.count, ghz.errors)
+		fmt.Fprintf(tw, "minimal grpc-go server, ghz %s\t%.0f\t%s\t%s\t\t%d\t%d\t\t\t\t\t\n", ghz.version, ghz.rps, ms(ghz.p50), ms(ghz.p99), ghz.count, ghz.errors)
 	}
 	_ = tw.Flush()
 	if ghz != nil && ghz.note != "" {
