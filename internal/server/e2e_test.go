@@ -637,3 +637,61 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 		t.Fatalf("/readyz with the store down: %d", code)
 	}
 }
+
+// TestRestoreNotices drives the outbox re-import over gRPC: lines already in
+// the ledger are "present", a line that contradicts its version is refused
+// with its record number.
+func TestRestoreNotices(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	var spec bytes.Buffer
+	if err := demo.WriteSpec(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	ctx := withToken(context.Background(), e.adminTk)
+	notices := impactv1.NewNoticeServiceClient(e.admin)
+	var lines []*impactv1.RestoreNoticesRequest
+	for i := 0; i < 5; i++ {
+		r, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(i), IdempotencyKey: "w:" + sid(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := r.GetClaim()
+		lines = append(lines, &impactv1.RestoreNoticesRequest{IncidentId: demo.IncidentID, SubjectId: sid(i), Version: c.GetVersion(),
+			NoticeId: c.GetNoticeId(), Status: c.GetStatus(), NotifiedAt: c.GetNotifiedAt()})
+	}
+	restore := func(reqs []*impactv1.RestoreNoticesRequest) (*impactv1.RestoreNoticesResponse, error) {
+		stream, err := notices.RestoreNotices(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range reqs {
+			if err := stream.Send(r); err != nil {
+				break
+			}
+		}
+		return stream.CloseAndRecv()
+	}
+	resp, err := restore(lines)
+	if err != nil || resp.GetPresent() != 5 || resp.GetRestored() != 0 {
+		t.Fatalf("restore of present pins: %v %v", resp, err)
+	}
+	bad := proto.Clone(lines[3]).(*impactv1.RestoreNoticesRequest)
+	bad.Status = impactv1.Status_UNDER_REVIEW
+	_, err = restore(append(lines[:2:2], bad))
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
+		t.Fatalf("contradicting line: %v", err)
+	}
+	// A patient token cannot restore.
+	stream, err := notices.RestoreNotices(withToken(context.Background(), e.token(sid(0))))
+	if err == nil {
+		_, err = stream.CloseAndRecv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("patient restoring: %v", err)
+	}
+}

@@ -420,6 +420,55 @@ func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNot
 	return out, nil
 }
 
+// RestoreNotices re-imports wave outbox lines into the ledger. The first
+// invalid line ends the stream with its 1-based number; lines before it
+// stay restored (restoring is idempotent: fix the file and send it again).
+func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoticesServer) error {
+	ctx := stream.Context()
+	var out impactv1.RestoreNoticesResponse
+	for line := 1; ; line++ {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&out)
+		}
+		if err != nil {
+			return err
+		}
+		if err := checkIncidentID(req.GetIncidentId()); err != nil {
+			return fmt.Errorf("record %d: %w", line, err)
+		}
+		if req.GetNotifiedAt() == nil {
+			return fmt.Errorf("record %d: %w: notified_at is required", line, istatus.ErrInvalidArgument)
+		}
+		var st store.Status
+		switch req.GetStatus() {
+		case impactv1.Status_AFFECTED:
+			st = store.Affected
+		case impactv1.Status_UNDER_REVIEW:
+			st = store.UnderReview
+		case impactv1.Status_NOT_AFFECTED:
+			st = store.NotAffected
+		default:
+			return fmt.Errorf("record %d: %w: status is required", line, istatus.ErrInvalidArgument)
+		}
+		res, err := s.status.Restore(ctx, req.GetIncidentId(), istatus.Notified{
+			SubjectID: req.GetSubjectId(), Version: uint64(req.GetVersion()), NoticeID: req.GetNoticeId(),
+			Status: st, NotifiedAt: req.GetNotifiedAt().AsTime(),
+		})
+		if err != nil {
+			return fmt.Errorf("record %d: %w", line, err)
+		}
+		switch res {
+		case istatus.Restored:
+			out.Restored++
+		case istatus.Present:
+			out.Present++
+		case istatus.KeptNewer:
+			out.KeptNewer++
+		}
+	}
+}
+
 func actionPB(a istatus.Action) impactv1.ClaimAction {
 	switch a {
 	case istatus.ActionSend:

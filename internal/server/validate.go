@@ -82,6 +82,10 @@ var (
 		return textRule(m.Get(fd).String(), istatus.MaxSubjectIDBytes, true)
 	}
 
+	noticeID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		return textRule(m.Get(fd).String(), 64, true)
+	}
+
 	idempotencyKey rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
 		return textRule(m.Get(fd).String(), istatus.MaxIdempotencyKeyBytes, false)
 	}
@@ -151,6 +155,12 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.ClaimNoticesRequest.subject_id":      subjectID,
 	"impact.v1.ClaimNoticesRequest.idempotency_key": idempotencyKey,
 	"impact.v1.GetNoticeStatsRequest.incident_id":   incidentID,
+	"impact.v1.RestoreNoticesRequest.incident_id":   incidentID,
+	"impact.v1.RestoreNoticesRequest.subject_id":    subjectID,
+	"impact.v1.RestoreNoticesRequest.version":       positiveVersion,
+	"impact.v1.RestoreNoticesRequest.notice_id":     noticeID,
+	"impact.v1.RestoreNoticesRequest.status":        anything, // checked against the version's record
+	"impact.v1.RestoreNoticesRequest.notified_at":   present,
 }
 
 // requiredOneofs are oneofs that must have a member set.
@@ -194,7 +204,7 @@ func validateMessage(m protoreflect.Message, prefix string, vs *[]fieldViolation
 		if !ok {
 			return errNoRule{field: fd.FullName()}
 		}
-		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && fd.Message().ParentFile().Package() == "impact.v1" {
 			if m.Has(fd) {
 				if err := validateMessage(m.Get(fd).Message(), prefix+string(fd.Name())+".", vs); err != nil {
 					return err

@@ -401,3 +401,54 @@ func TestConcurrentClaimsRacingPublish(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFromOutbox: pins lost by the ledger come back from the wave
+// outbox records, forward-only and idempotent.
+func TestRestoreFromOutbox(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, "alice,affected,northland,", "bob,affected,referrals,")
+	ca := f.claim(t, "alice", "w1:alice")
+	cb := f.claim(t, "bob", "w1:bob")
+	f.publish(t, "alice,under_review,,", "bob,affected,referrals,")
+	cb2 := f.claim(t, "alice", "w2:alice") // alice re-notified at v2
+
+	// A fresh ledger (the store lost every pin): same versions, no pins.
+	lost := newFixture(t)
+	lost.publish(t, "alice,affected,northland,", "bob,affected,referrals,")
+	lost.publish(t, "alice,under_review,,", "bob,affected,referrals,")
+	// Outbox lines in an order where the newer notice comes first.
+	outbox := []status.Notified{
+		{SubjectID: "alice", Version: cb2.Version, NoticeID: cb2.NoticeID, Status: cb2.Status, NotifiedAt: cb2.NotifiedAt},
+		{SubjectID: "bob", Version: cb.Version, NoticeID: cb.NoticeID, Status: cb.Status, NotifiedAt: cb.NotifiedAt},
+		{SubjectID: "alice", Version: ca.Version, NoticeID: ca.NoticeID, Status: ca.Status, NotifiedAt: ca.NotifiedAt},
+	}
+	for round, want := range [][]status.RestoreOutcome{
+		{status.Restored, status.Restored, status.KeptNewer}, // forward-only
+		{status.Present, status.Present, status.KeptNewer},   // idempotent
+	} {
+		for i, n := range outbox {
+			got, err := lost.svc.Restore(context.Background(), incident, n)
+			if err != nil || got != want[i] {
+				t.Fatalf("round %d, line %d: %v %v, want %v", round, i, got, err, want[i])
+			}
+		}
+	}
+	for _, s := range []string{"alice", "bob"} {
+		orig, restored := f.status(t, s, 0), lost.status(t, s, 0)
+		if orig.NoticeID != restored.NoticeID || orig.NotifiedVersion != restored.NotifiedVersion || orig.Notice != restored.Notice ||
+			!orig.NotifiedAt.Equal(restored.NotifiedAt) || orig.Status != restored.Status {
+			t.Fatalf("%s after restore:\n%+v\nwant\n%+v", s, restored, orig)
+		}
+	}
+	// A line that does not match the version's record is refused.
+	bad := outbox[1]
+	bad.Status = store.UnderReview
+	if _, err := lost.svc.Restore(context.Background(), incident, bad); !errors.Is(err, status.ErrInvalidArgument) {
+		t.Fatalf("mismatched status: %v", err)
+	}
+	bad = outbox[1]
+	bad.Version, bad.NoticeID = 9, "v9-XXXX"
+	if _, err := lost.svc.Restore(context.Background(), incident, bad); !errors.Is(err, status.ErrNotFound) {
+		t.Fatalf("missing version: %v", err)
+	}
+}

@@ -78,6 +78,155 @@ func (ClaimAction) EnumDescriptor() ([]byte, []int) {
 	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
 }
 
+type RestoreNoticesRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	SubjectId  string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The version the notice was rendered from, its id, status and time, as
+	// the claim answered them.
+	Version       uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	NoticeId      string                 `protobuf:"bytes,4,opt,name=notice_id,json=noticeId,proto3" json:"notice_id,omitempty"`
+	Status        Status                 `protobuf:"varint,5,opt,name=status,proto3,enum=impact.v1.Status" json:"status,omitempty"`
+	NotifiedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=notified_at,json=notifiedAt,proto3" json:"notified_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreNoticesRequest) Reset() {
+	*x = RestoreNoticesRequest{}
+	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreNoticesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreNoticesRequest) ProtoMessage() {}
+
+func (x *RestoreNoticesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreNoticesRequest.ProtoReflect.Descriptor instead.
+func (*RestoreNoticesRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RestoreNoticesRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *RestoreNoticesRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *RestoreNoticesRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RestoreNoticesRequest) GetNoticeId() string {
+	if x != nil {
+		return x.NoticeId
+	}
+	return ""
+}
+
+func (x *RestoreNoticesRequest) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *RestoreNoticesRequest) GetNotifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotifiedAt
+	}
+	return nil
+}
+
+type RestoreNoticesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pins written again.
+	Restored uint32 `protobuf:"varint,1,opt,name=restored,proto3" json:"restored,omitempty"`
+	// Already in the ledger with the same notice id.
+	Present uint32 `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	// The ledger holds a newer notice for the subject; kept.
+	KeptNewer     uint32 `protobuf:"varint,3,opt,name=kept_newer,json=keptNewer,proto3" json:"kept_newer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreNoticesResponse) Reset() {
+	*x = RestoreNoticesResponse{}
+	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreNoticesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreNoticesResponse) ProtoMessage() {}
+
+func (x *RestoreNoticesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreNoticesResponse.ProtoReflect.Descriptor instead.
+func (*RestoreNoticesResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RestoreNoticesResponse) GetRestored() uint32 {
+	if x != nil {
+		return x.Restored
+	}
+	return 0
+}
+
+func (x *RestoreNoticesResponse) GetPresent() uint32 {
+	if x != nil {
+		return x.Present
+	}
+	return 0
+}
+
+func (x *RestoreNoticesResponse) GetKeptNewer() uint32 {
+	if x != nil {
+		return x.KeptNewer
+	}
+	return 0
+}
+
 type ClaimNoticeRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
@@ -90,7 +239,7 @@ type ClaimNoticeRequest struct {
 
 func (x *ClaimNoticeRequest) Reset() {
 	*x = ClaimNoticeRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	mi := &file_impact_v1_notice_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +251,7 @@ func (x *ClaimNoticeRequest) String() string {
 func (*ClaimNoticeRequest) ProtoMessage() {}
 
 func (x *ClaimNoticeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	mi := &file_impact_v1_notice_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +264,7 @@ func (x *ClaimNoticeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticeRequest.ProtoReflect.Descriptor instead.
 func (*ClaimNoticeRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ClaimNoticeRequest) GetIncidentId() string {
@@ -148,7 +297,7 @@ type ClaimNoticeResponse struct {
 
 func (x *ClaimNoticeResponse) Reset() {
 	*x = ClaimNoticeResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	mi := &file_impact_v1_notice_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +309,7 @@ func (x *ClaimNoticeResponse) String() string {
 func (*ClaimNoticeResponse) ProtoMessage() {}
 
 func (x *ClaimNoticeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	mi := &file_impact_v1_notice_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +322,7 @@ func (x *ClaimNoticeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticeResponse.ProtoReflect.Descriptor instead.
 func (*ClaimNoticeResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{1}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClaimNoticeResponse) GetClaim() *Claim {
@@ -202,7 +351,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	mi := &file_impact_v1_notice_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +363,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	mi := &file_impact_v1_notice_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +376,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{2}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Claim) GetAction() ClaimAction {
@@ -297,7 +446,7 @@ type ClaimNoticesRequest struct {
 
 func (x *ClaimNoticesRequest) Reset() {
 	*x = ClaimNoticesRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[3]
+	mi := &file_impact_v1_notice_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +458,7 @@ func (x *ClaimNoticesRequest) String() string {
 func (*ClaimNoticesRequest) ProtoMessage() {}
 
 func (x *ClaimNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[3]
+	mi := &file_impact_v1_notice_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +471,7 @@ func (x *ClaimNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticesRequest.ProtoReflect.Descriptor instead.
 func (*ClaimNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{3}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClaimNoticesRequest) GetIncidentId() string {
@@ -357,7 +506,7 @@ type ClaimNoticesResponse struct {
 
 func (x *ClaimNoticesResponse) Reset() {
 	*x = ClaimNoticesResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[4]
+	mi := &file_impact_v1_notice_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +518,7 @@ func (x *ClaimNoticesResponse) String() string {
 func (*ClaimNoticesResponse) ProtoMessage() {}
 
 func (x *ClaimNoticesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[4]
+	mi := &file_impact_v1_notice_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +531,7 @@ func (x *ClaimNoticesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticesResponse.ProtoReflect.Descriptor instead.
 func (*ClaimNoticesResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{4}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClaimNoticesResponse) GetSubjectId() string {
@@ -408,7 +557,7 @@ type GetNoticeStatsRequest struct {
 
 func (x *GetNoticeStatsRequest) Reset() {
 	*x = GetNoticeStatsRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[5]
+	mi := &file_impact_v1_notice_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +569,7 @@ func (x *GetNoticeStatsRequest) String() string {
 func (*GetNoticeStatsRequest) ProtoMessage() {}
 
 func (x *GetNoticeStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[5]
+	mi := &file_impact_v1_notice_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +582,7 @@ func (x *GetNoticeStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNoticeStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetNoticeStatsRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{5}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetNoticeStatsRequest) GetIncidentId() string {
@@ -459,7 +608,7 @@ type CohortNoticeStats struct {
 
 func (x *CohortNoticeStats) Reset() {
 	*x = CohortNoticeStats{}
-	mi := &file_impact_v1_notice_proto_msgTypes[6]
+	mi := &file_impact_v1_notice_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +620,7 @@ func (x *CohortNoticeStats) String() string {
 func (*CohortNoticeStats) ProtoMessage() {}
 
 func (x *CohortNoticeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[6]
+	mi := &file_impact_v1_notice_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +633,7 @@ func (x *CohortNoticeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortNoticeStats.ProtoReflect.Descriptor instead.
 func (*CohortNoticeStats) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{6}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CohortNoticeStats) GetCohortId() string {
@@ -541,7 +690,7 @@ type GetNoticeStatsResponse struct {
 
 func (x *GetNoticeStatsResponse) Reset() {
 	*x = GetNoticeStatsResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[7]
+	mi := &file_impact_v1_notice_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +702,7 @@ func (x *GetNoticeStatsResponse) String() string {
 func (*GetNoticeStatsResponse) ProtoMessage() {}
 
 func (x *GetNoticeStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[7]
+	mi := &file_impact_v1_notice_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +715,7 @@ func (x *GetNoticeStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNoticeStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetNoticeStatsResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{7}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetNoticeStatsResponse) GetIncidentId() string {
@@ -629,7 +778,22 @@ var File_impact_v1_notice_proto protoreflect.FileDescriptor
 
 const file_impact_v1_notice_proto_rawDesc = "" +
 	"\n" +
-	"\x16impact/v1/notice.proto\x12\timpact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16impact/v1/common.proto\"}\n" +
+	"\x16impact/v1/notice.proto\x12\timpact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16impact/v1/common.proto\"\xf6\x01\n" +
+	"\x15RestoreNoticesRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\rR\aversion\x12\x1b\n" +
+	"\tnotice_id\x18\x04 \x01(\tR\bnoticeId\x12)\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x11.impact.v1.StatusR\x06status\x12;\n" +
+	"\vnotified_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"notifiedAt\"m\n" +
+	"\x16RestoreNoticesResponse\x12\x1a\n" +
+	"\brestored\x18\x01 \x01(\rR\brestored\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\rR\apresent\x12\x1d\n" +
+	"\n" +
+	"kept_newer\x18\x03 \x01(\rR\tkeptNewer\"}\n" +
 	"\x12ClaimNoticeRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1d\n" +
@@ -682,11 +846,12 @@ const file_impact_v1_notice_proto_rawDesc = "" +
 	"\x18CLAIM_ACTION_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04SEND\x10\x01\x12\x10\n" +
 	"\fALREADY_SENT\x10\x02\x12\b\n" +
-	"\x04NONE\x10\x032\x89\x02\n" +
+	"\x04NONE\x10\x032\xe2\x02\n" +
 	"\rNoticeService\x12L\n" +
 	"\vClaimNotice\x12\x1d.impact.v1.ClaimNoticeRequest\x1a\x1e.impact.v1.ClaimNoticeResponse\x12S\n" +
 	"\fClaimNotices\x12\x1e.impact.v1.ClaimNoticesRequest\x1a\x1f.impact.v1.ClaimNoticesResponse(\x010\x01\x12U\n" +
-	"\x0eGetNoticeStats\x12 .impact.v1.GetNoticeStatsRequest\x1a!.impact.v1.GetNoticeStatsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
+	"\x0eGetNoticeStats\x12 .impact.v1.GetNoticeStatsRequest\x1a!.impact.v1.GetNoticeStatsResponse\x12W\n" +
+	"\x0eRestoreNotices\x12 .impact.v1.RestoreNoticesRequest\x1a!.impact.v1.RestoreNoticesResponse(\x01B8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
 
 var (
 	file_impact_v1_notice_proto_rawDescOnce sync.Once
@@ -701,42 +866,48 @@ func file_impact_v1_notice_proto_rawDescGZIP() []byte {
 }
 
 var file_impact_v1_notice_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_impact_v1_notice_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_impact_v1_notice_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_impact_v1_notice_proto_goTypes = []any{
 	(ClaimAction)(0),               // 0: impact.v1.ClaimAction
-	(*ClaimNoticeRequest)(nil),     // 1: impact.v1.ClaimNoticeRequest
-	(*ClaimNoticeResponse)(nil),    // 2: impact.v1.ClaimNoticeResponse
-	(*Claim)(nil),                  // 3: impact.v1.Claim
-	(*ClaimNoticesRequest)(nil),    // 4: impact.v1.ClaimNoticesRequest
-	(*ClaimNoticesResponse)(nil),   // 5: impact.v1.ClaimNoticesResponse
-	(*GetNoticeStatsRequest)(nil),  // 6: impact.v1.GetNoticeStatsRequest
-	(*CohortNoticeStats)(nil),      // 7: impact.v1.CohortNoticeStats
-	(*GetNoticeStatsResponse)(nil), // 8: impact.v1.GetNoticeStatsResponse
-	(Status)(0),                    // 9: impact.v1.Status
-	(*Cohort)(nil),                 // 10: impact.v1.Cohort
-	(*Notice)(nil),                 // 11: impact.v1.Notice
+	(*RestoreNoticesRequest)(nil),  // 1: impact.v1.RestoreNoticesRequest
+	(*RestoreNoticesResponse)(nil), // 2: impact.v1.RestoreNoticesResponse
+	(*ClaimNoticeRequest)(nil),     // 3: impact.v1.ClaimNoticeRequest
+	(*ClaimNoticeResponse)(nil),    // 4: impact.v1.ClaimNoticeResponse
+	(*Claim)(nil),                  // 5: impact.v1.Claim
+	(*ClaimNoticesRequest)(nil),    // 6: impact.v1.ClaimNoticesRequest
+	(*ClaimNoticesResponse)(nil),   // 7: impact.v1.ClaimNoticesResponse
+	(*GetNoticeStatsRequest)(nil),  // 8: impact.v1.GetNoticeStatsRequest
+	(*CohortNoticeStats)(nil),      // 9: impact.v1.CohortNoticeStats
+	(*GetNoticeStatsResponse)(nil), // 10: impact.v1.GetNoticeStatsResponse
+	(Status)(0),                    // 11: impact.v1.Status
 	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(*Cohort)(nil),                 // 13: impact.v1.Cohort
+	(*Notice)(nil),                 // 14: impact.v1.Notice
 }
 var file_impact_v1_notice_proto_depIdxs = []int32{
-	3,  // 0: impact.v1.ClaimNoticeResponse.claim:type_name -> impact.v1.Claim
-	0,  // 1: impact.v1.Claim.action:type_name -> impact.v1.ClaimAction
-	9,  // 2: impact.v1.Claim.status:type_name -> impact.v1.Status
-	10, // 3: impact.v1.Claim.cohorts:type_name -> impact.v1.Cohort
-	11, // 4: impact.v1.Claim.notice:type_name -> impact.v1.Notice
-	12, // 5: impact.v1.Claim.notified_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: impact.v1.ClaimNoticesResponse.claim:type_name -> impact.v1.Claim
-	7,  // 7: impact.v1.GetNoticeStatsResponse.cohorts:type_name -> impact.v1.CohortNoticeStats
-	1,  // 8: impact.v1.NoticeService.ClaimNotice:input_type -> impact.v1.ClaimNoticeRequest
-	4,  // 9: impact.v1.NoticeService.ClaimNotices:input_type -> impact.v1.ClaimNoticesRequest
-	6,  // 10: impact.v1.NoticeService.GetNoticeStats:input_type -> impact.v1.GetNoticeStatsRequest
-	2,  // 11: impact.v1.NoticeService.ClaimNotice:output_type -> impact.v1.ClaimNoticeResponse
-	5,  // 12: impact.v1.NoticeService.ClaimNotices:output_type -> impact.v1.ClaimNoticesResponse
-	8,  // 13: impact.v1.NoticeService.GetNoticeStats:output_type -> impact.v1.GetNoticeStatsResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	11, // 0: impact.v1.RestoreNoticesRequest.status:type_name -> impact.v1.Status
+	12, // 1: impact.v1.RestoreNoticesRequest.notified_at:type_name -> google.protobuf.Timestamp
+	5,  // 2: impact.v1.ClaimNoticeResponse.claim:type_name -> impact.v1.Claim
+	0,  // 3: impact.v1.Claim.action:type_name -> impact.v1.ClaimAction
+	11, // 4: impact.v1.Claim.status:type_name -> impact.v1.Status
+	13, // 5: impact.v1.Claim.cohorts:type_name -> impact.v1.Cohort
+	14, // 6: impact.v1.Claim.notice:type_name -> impact.v1.Notice
+	12, // 7: impact.v1.Claim.notified_at:type_name -> google.protobuf.Timestamp
+	5,  // 8: impact.v1.ClaimNoticesResponse.claim:type_name -> impact.v1.Claim
+	9,  // 9: impact.v1.GetNoticeStatsResponse.cohorts:type_name -> impact.v1.CohortNoticeStats
+	3,  // 10: impact.v1.NoticeService.ClaimNotice:input_type -> impact.v1.ClaimNoticeRequest
+	6,  // 11: impact.v1.NoticeService.ClaimNotices:input_type -> impact.v1.ClaimNoticesRequest
+	8,  // 12: impact.v1.NoticeService.GetNoticeStats:input_type -> impact.v1.GetNoticeStatsRequest
+	1,  // 13: impact.v1.NoticeService.RestoreNotices:input_type -> impact.v1.RestoreNoticesRequest
+	4,  // 14: impact.v1.NoticeService.ClaimNotice:output_type -> impact.v1.ClaimNoticeResponse
+	7,  // 15: impact.v1.NoticeService.ClaimNotices:output_type -> impact.v1.ClaimNoticesResponse
+	10, // 16: impact.v1.NoticeService.GetNoticeStats:output_type -> impact.v1.GetNoticeStatsResponse
+	2,  // 17: impact.v1.NoticeService.RestoreNotices:output_type -> impact.v1.RestoreNoticesResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_impact_v1_notice_proto_init() }
@@ -751,7 +922,7 @@ func file_impact_v1_notice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_impact_v1_notice_proto_rawDesc), len(file_impact_v1_notice_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	NoticeService_ClaimNotice_FullMethodName    = "/impact.v1.NoticeService/ClaimNotice"
 	NoticeService_ClaimNotices_FullMethodName   = "/impact.v1.NoticeService/ClaimNotices"
 	NoticeService_GetNoticeStats_FullMethodName = "/impact.v1.NoticeService/GetNoticeStats"
+	NoticeService_RestoreNotices_FullMethodName = "/impact.v1.NoticeService/RestoreNotices"
 )
 
 // NoticeServiceClient is the client API for NoticeService service.
@@ -41,6 +42,12 @@ type NoticeServiceClient interface {
 	// GetNoticeStats reports, per cohort, how many subjects were notified at
 	// their current status and how many notices are due.
 	GetNoticeStats(ctx context.Context, in *GetNoticeStatsRequest, opts ...grpc.CallOption) (*GetNoticeStatsResponse, error)
+	// RestoreNotices re-imports the notices of wave outbox files (the lines
+	// `impactctl notice claim --out` wrote) so that pins the ledger lost (for
+	// example in a Redis failover) point again at the version each email was
+	// rendered from. Forward-only and idempotent: a pin that is already there,
+	// or newer, is kept.
+	RestoreNotices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreNoticesRequest, RestoreNoticesResponse], error)
 }
 
 type noticeServiceClient struct {
@@ -84,6 +91,19 @@ func (c *noticeServiceClient) GetNoticeStats(ctx context.Context, in *GetNoticeS
 	return out, nil
 }
 
+func (c *noticeServiceClient) RestoreNotices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreNoticesRequest, RestoreNoticesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NoticeService_ServiceDesc.Streams[1], NoticeService_RestoreNotices_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreNoticesRequest, RestoreNoticesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NoticeService_RestoreNoticesClient = grpc.ClientStreamingClient[RestoreNoticesRequest, RestoreNoticesResponse]
+
 // NoticeServiceServer is the server API for NoticeService service.
 // All implementations must embed UnimplementedNoticeServiceServer
 // for forward compatibility.
@@ -101,6 +121,12 @@ type NoticeServiceServer interface {
 	// GetNoticeStats reports, per cohort, how many subjects were notified at
 	// their current status and how many notices are due.
 	GetNoticeStats(context.Context, *GetNoticeStatsRequest) (*GetNoticeStatsResponse, error)
+	// RestoreNotices re-imports the notices of wave outbox files (the lines
+	// `impactctl notice claim --out` wrote) so that pins the ledger lost (for
+	// example in a Redis failover) point again at the version each email was
+	// rendered from. Forward-only and idempotent: a pin that is already there,
+	// or newer, is kept.
+	RestoreNotices(grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]) error
 	mustEmbedUnimplementedNoticeServiceServer()
 }
 
@@ -119,6 +145,9 @@ func (UnimplementedNoticeServiceServer) ClaimNotices(grpc.BidiStreamingServer[Cl
 }
 func (UnimplementedNoticeServiceServer) GetNoticeStats(context.Context, *GetNoticeStatsRequest) (*GetNoticeStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNoticeStats not implemented")
+}
+func (UnimplementedNoticeServiceServer) RestoreNotices(grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]) error {
+	return status.Error(codes.Unimplemented, "method RestoreNotices not implemented")
 }
 func (UnimplementedNoticeServiceServer) mustEmbedUnimplementedNoticeServiceServer() {}
 func (UnimplementedNoticeServiceServer) testEmbeddedByValue()                       {}
@@ -184,6 +213,13 @@ func _NoticeService_GetNoticeStats_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NoticeService_RestoreNotices_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(NoticeServiceServer).RestoreNotices(&grpc.GenericServerStream[RestoreNoticesRequest, RestoreNoticesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NoticeService_RestoreNoticesServer = grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]
+
 // NoticeService_ServiceDesc is the grpc.ServiceDesc for NoticeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -205,6 +241,11 @@ var NoticeService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ClaimNotices",
 			Handler:       _NoticeService_ClaimNotices_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RestoreNotices",
+			Handler:       _NoticeService_RestoreNotices_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -1,0 +1,90 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// RestoreOutcome says what a restore did with one outbox line.
+type RestoreOutcome int
+
+const (
+	// Restored: the pin was written again.
+	Restored RestoreOutcome = iota + 1
+	// Present: the ledger already holds this notice.
+	Present
+	// KeptNewer: the ledger holds a newer notice for the subject.
+	KeptNewer
+)
+
+// Notified is one notice as the claim answered it and a wave outbox file
+// recorded it.
+type Notified struct {
+	SubjectID  string
+	Version    uint64
+	NoticeID   string
+	Status     store.Status
+	NotifiedAt time.Time
+}
+
+// Restore re-creates the pin of a notice that was sent, if the ledger lost
+// it (DESIGN §7: the wave files are the outbox, and re-importing them must
+// restore lost pins). It is forward-only (a pin at a newer version, or a
+// different notice at the same version, is kept) and idempotent (a restore
+// is recorded under an idempotency key derived from the notice id). The
+// record pinned is the subject's record at the notice's version, which must
+// still exist and must agree with the status the notice was sent for.
+func (s *Service) Restore(ctx context.Context, incident string, n Notified) (RestoreOutcome, error) {
+	if err := checkSubject(n.SubjectID); err != nil {
+		return 0, err
+	}
+	if n.Version == 0 || !strings.HasPrefix(n.NoticeID, fmt.Sprintf("v%d-", n.Version)) || len(n.NoticeID) > 64 {
+		return 0, fmt.Errorf("%w: notice id must be the one the claim returned for that version", ErrInvalidArgument)
+	}
+	if n.NotifiedAt.IsZero() {
+		return 0, fmt.Errorf("%w: notified_at is required", ErrInvalidArgument)
+	}
+	key := s.keyer.SubjectKey(n.SubjectID)
+	idem := s.keyer.IdemKey("restore\x00" + n.NoticeID)
+	recs, err := s.store.Records(ctx, incident, n.Version, []store.Key{key})
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotStaged):
+		return 0, fmt.Errorf("%w: version %d of the notice is not available", ErrNotFound, n.Version)
+	case err != nil:
+		return 0, unavailable(err)
+	}
+	rec := recs[0]
+	if rec.Status != n.Status {
+		return 0, fmt.Errorf("%w: the notice's status differs from the subject's record at version %d", ErrInvalidArgument, n.Version)
+	}
+	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
+		view, err := s.read(ctx, incident, key, &idem)
+		if err != nil {
+			return 0, err
+		}
+		switch p := view.Pin; {
+		case view.Replay != nil, p != nil && p.NoticeID == n.NoticeID:
+			return Present, nil
+		case p != nil && p.Version >= n.Version:
+			return KeptNewer, nil
+		}
+		next := store.Pin{Version: n.Version, Record: rec, NoticeID: n.NoticeID, NotifiedAt: n.NotifiedAt.UTC()}
+		err = s.store.ClaimPin(ctx, incident, key, view.Pin, next, idem)
+		switch {
+		case err == nil:
+			return Restored, nil
+		case errors.Is(err, store.ErrConflict):
+			continue
+		case errors.Is(err, store.ErrNotFound):
+			return 0, ErrNotFound
+		default:
+			return 0, unavailable(err)
+		}
+	}
+	return 0, ErrContended
+}
