@@ -407,17 +407,23 @@ func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint
 		if err != nil {
 			return nil, unavailable(err)
 		}
+		// For each bucket: sentinel flag, field count, blob.
+		reply := make([]any, 0, 3*len(cmds))
+		for _, c := range cmds {
+			r, _ := c.Val().([]any)
+			reply = append(reply, r...)
+		}
+		if len(reply) != 3*len(cmds) {
+			return nil, fmt.Errorf("%w: unexpected bucket reply", store.ErrUnavailable)
+		}
 		var out []store.Entry
-		for j, c := range cmds {
-			res, _ := c.Val().([]any)
-			if len(res) != 3 {
-				return nil, fmt.Errorf("%w: unexpected bucket reply", store.ErrUnavailable)
-			}
-			if res[0] != int64(1) {
+		for j := range cmds {
+			if reply[3*j] != int64(1) {
 				return nil, fmt.Errorf("%w: records of version %d are incomplete", store.ErrUnavailable, v)
 			}
-			fields, _ := res[1].(int64)
-			blob, _ := res[2].(string)
+			fields, _ := reply[3*j+1].(int64)
+			str, _ := reply[3*j+2].(string)
+			blob := []byte(str)
 			start := len(out)
 			for len(blob) > 0 {
 				if len(blob) < store.KeySize {
@@ -425,12 +431,11 @@ func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint
 				}
 				var e store.Entry
 				copy(e.Key[:], blob)
-				r, rest, err := store.DecodeRecord([]byte(blob[store.KeySize:]))
+				r, rest, err := store.DecodeRecord(blob[store.KeySize:])
 				if err != nil {
 					return nil, fmt.Errorf("%w: malformed record", store.ErrVerify)
 				}
-				e.Record = r
-				blob = blob[len(blob)-len(rest):]
+				e.Record, blob = r, rest
 				if bucket(e.Key, bits) != uint32(lo+j) {
 					return nil, fmt.Errorf("%w: record in the wrong bucket", store.ErrVerify)
 				}
