@@ -216,6 +216,17 @@ func dumpRedis(t *testing.T, c *redis.Client) []byte {
 			if vals, err = c.LRange(ctx, k, 0, -1).Result(); err != nil {
 				t.Fatal(err)
 			}
+		case "stream":
+			msgs, err := c.XRange(ctx, k, "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				vals = append(vals, m.ID)
+				for f, v := range m.Values {
+					vals = append(vals, f, fmt.Sprint(v))
+				}
+			}
 		default:
 			t.Fatalf("key of unexpected type %s", typ)
 		}

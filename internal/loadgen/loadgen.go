@@ -62,6 +62,8 @@ type Config struct {
 	Ghz          string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
 	CPUProfile   string        // write the generator's CPU profile here
 	PerfRecord   string        // record impactd with perf during its gRPC phase into this file
+	ImpactdFlags []string      // extra impactd flags (a repeated flag's last value wins)
+	RedisQuery   string        // query appended to impactd's --redis-url, e.g. protocol=2
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
@@ -84,6 +86,11 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.Ghz, "ghz", "", `ghz binary for an extra run against the minimal gRPC server ("" looks on PATH, "off" skips)`)
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
 	fs.StringVar(&c.PerfRecord, "perf-record", "", "record impactd's CPU with `perf record -g` during its gRPC phase into this file (Linux perf)")
+	fs.Func("impactd-flag", "extra impactd flag, e.g. --impactd-flag=--log-level=warn (repeatable)", func(v string) error {
+		c.ImpactdFlags = append(c.ImpactdFlags, v)
+		return nil
+	})
+	fs.StringVar(&c.RedisQuery, "redis-url-query", "", "query string appended to impactd's --redis-url (e.g. protocol=2)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -209,7 +216,7 @@ func (h *harness) run(ctx context.Context) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.LogLevel, nil); err != nil {
+	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.RedisQuery, cfg.LogLevel, cfg.ImpactdFlags); err != nil {
 		return err
 	}
 	if err := h.setup(ctx, dataDir); err != nil {

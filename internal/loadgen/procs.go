@@ -198,14 +198,14 @@ type impactdProc struct {
 // startImpactd starts impactd --dev on the Redis at redisAddr, with the
 // patient rate limits off (all load comes from one address), and waits
 // until /readyz says ready.
-func startImpactd(ctx context.Context, bin, dataDir, redisAddr, logLevel string, extra []string) (*impactdProc, error) {
+func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logLevel string, extra []string) (*impactdProc, error) {
 	addrs, err := freeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
 	p := &impactdProc{grpc: addrs[0], http: addrs[1], adminGRPC: addrs[2], adminHTTP: addrs[3]}
 	args := []string{
-		"--dev", "--data-dir", dataDir, "--store", "redis", "--redis-url", "redis://" + redisAddr + "/0",
+		"--dev", "--data-dir", dataDir, "--store", "redis", "--redis-url", "redis://" + redisAddr + "/0" + query(redisQuery),
 		"--grpc-addr", p.grpc, "--http-addr", p.http, "--admin-grpc-addr", p.adminGRPC, "--admin-http-addr", p.adminHTTP,
 		"--rate-subject", "off", "--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
 	}
@@ -223,6 +223,13 @@ func startImpactd(ctx context.Context, bin, dataDir, redisAddr, logLevel string,
 		return nil, err
 	}
 	return p, nil
+}
+
+func query(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "?" + q
 }
 
 // waitHTTP polls url until it answers 200.

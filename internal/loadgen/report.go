@@ -89,6 +89,10 @@ func (h *harness) runGhz(ctx context.Context) *ghzResult {
 func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRow, ghz *ghzResult, load0 string) {
 	cfg := h.cfg
 	w := h.out
+	extra := append([]string{}, cfg.ImpactdFlags...)
+	if cfg.RedisQuery != "" {
+		extra = append(extra, "--redis-url ...?"+cfg.RedisQuery)
+	}
 	fmt.Fprintf(w, "\nimpact-load: roster %d rows; %d token subjects (%d in the roster, %d of them notified); c=%d, %d gRPC conns, %s per phase after %s warm-up\n",
 		cfg.Rows, len(h.tokens), h.affected, h.notified, cfg.Concurrency, cfg.Conns, cfg.Duration, cfg.Warmup)
 	fmt.Fprintf(w, "machine: %d CPUs (generator, servers and Redis share them), %s; load average at start %s, at end %s\n",
