@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -114,6 +115,23 @@ func TestCluster(t *testing.T) {
 	}
 	if err := s.DeleteVersion(ctx, inc, 1); err == nil {
 		t.Error("deleted v1 while pins refer to it")
+	}
+
+	// A claim at a version that is being deleted is undone (the check after
+	// the write, Cluster only).
+	if err := cc.HSet(ctx, "impact:{i:"+inc+"}:versions", "1:state", 5, "1:prev", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	late := store.IdemKey{8}
+	err = s.ClaimPin(ctx, inc, e[4000].Key, nil, pinAt(1, e[4000].Record, "late"), late)
+	if !errors.Is(err, store.ErrConflict) {
+		t.Errorf("claim on a deleting version: %v, want ErrConflict", err)
+	}
+	if v := mustRead(t, s, inc, e[4000].Key, &late); v.Pin != nil || v.Replay != nil {
+		t.Errorf("undone claim left pin %+v replay %+v", v.Pin, v.Replay)
+	}
+	if err := cc.HSet(ctx, "impact:{i:"+inc+"}:versions", "1:state", 3).Err(); err != nil {
+		t.Fatal(err)
 	}
 
 	// Keys spread over every master: no tag covers a whole snapshot.

@@ -162,11 +162,14 @@ func (s *Store) Records(ctx context.Context, incident string, version uint64, ke
 }
 
 // ClaimPin replaces the subject's pin old by next and records next under
-// idem, atomically (claimScript), then checks that next.Version still
-// exists and is not being deleted; if it is, the claim is undone and
-// ErrConflict returned, so the caller decides again at the visible version
-// (see DeleteVersion for why this check is enough). With WithWait, it
-// returns only after the replicas acknowledged the pin.
+// idem, atomically (claimScript), if next.Version is staged or published
+// (ErrConflict if it is being or was deleted, so that the caller decides
+// again at the visible version; ErrNotFound if it was never allocated).
+// On a standalone or Sentinel Redis the script checks the version too; on
+// a Cluster, where the version's state is in another slot, the version is
+// checked right after the write and the claim undone if it fails (see
+// DeleteVersion for why this is enough). With WithWait, it returns only
+// after the replicas acknowledged the pin.
 func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, old *store.Pin, next store.Pin, idem store.IdemKey) error {
 	pinBits, err := s.pinBitsOf(ctx, incident)
 	if err != nil {
@@ -177,6 +180,10 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	}
 	pb := bucket(key, pinBits)
 	keys := []string{s.pinsKey(incident, pb), s.idemKey(incident, pb)}
+	_, cluster := s.c.(*redis.ClusterClient)
+	if !cluster {
+		keys = append(keys, s.versionsKey(incident), s.headKey(incident))
+	}
 	field, ifield := string(key[:]), idemField(idem, key)
 	hasOld, oldID := "0", ""
 	if old != nil {
@@ -195,14 +202,22 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	case "ok":
 	case "conflict", "idem":
 		return fmt.Errorf("pin changed: %w", store.ErrConflict)
+	case "unpinnable":
+		return fmt.Errorf("version %d is not available to pin: %w", next.Version, store.ErrConflict)
+	case "notfound":
+		return fmt.Errorf("version: %w", store.ErrNotFound)
 	default:
 		return fmt.Errorf("%w: unexpected claim reply", store.ErrUnavailable)
 	}
+	if !cluster {
+		return nil // the script checked the version
+	}
 	prev, _ := arr[1].(string)
 
-	// The version must exist and must not be being deleted. This read
-	// follows the pin write; DeleteVersion marks a version deleting before
-	// it reads the pins, so one of the two sees the other.
+	// Cluster: the version's state lives in another slot, so it is read
+	// after the pin write; DeleteVersion marks a version deleting before it
+	// reads the pins, so one of the two sees the other. A claim that finds
+	// its version unavailable is undone.
 	var state *redis.StringCmd
 	var latest *redis.StringCmd
 	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {

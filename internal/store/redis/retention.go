@@ -12,17 +12,21 @@ import (
 // refers to. Idempotency records that refer to the version (replays of
 // superseded claims) are removed with it.
 //
-// A claim may race with the deletion: ClaimPin writes the pin, then reads
-// the version's state; DeleteVersion marks the version "deleting" (one
-// script on the incident's slot, which also refuses the visible version),
-// then reads every pin. Each step is a linearizable single-node operation,
-// so at least one side sees the other: either the scan finds the new pin and
-// the deletion is refused (the mark is undone), or the claim sees the mark,
-// undoes its pin and returns ErrConflict, and the caller decides again at
-// the visible version. A version marked deleting cannot be published
-// (publish needs staged or published) and is reported as aborted. If
-// DeleteVersion stops half way (crash, Redis down), the version stays
-// marked; calling it again finishes the job.
+// A claim may race with the deletion. DeleteVersion first marks the version
+// "deleting" (one script on the incident's slot, which also refuses the
+// visible version), then reads every pin. On a standalone or Sentinel Redis
+// the claim script checks the version's state in the same script that
+// writes the pin, so a claim either lands before the mark (and the pin scan
+// finds it: the deletion is refused and the mark undone) or after it (and
+// is refused with ErrConflict). On a Cluster the state is in another slot:
+// ClaimPin writes the pin, then reads the state. Each step is a
+// linearizable single-node operation, so at least one side sees the other:
+// either the scan finds the new pin, or the claim sees the mark, undoes its
+// pin and returns ErrConflict, and the caller decides again at the visible
+// version. A version marked deleting cannot be published (publish needs
+// staged or published) and is reported as aborted. If DeleteVersion stops
+// half way (crash, Redis down), the version stays marked; calling it again
+// finishes the job.
 func (s *Store) DeleteVersion(ctx context.Context, incident string, version uint64) error {
 	pinBits, err := s.pinBitsOf(ctx, incident)
 	if err != nil {

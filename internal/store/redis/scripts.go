@@ -88,6 +88,15 @@ local function uvarint(s, pos)
   end
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[6]) == 1 then return {'idem'} end
+if KEYS[3] then
+  local st = redis.call('HGET', KEYS[3], ARGV[5] .. ':state')
+  if st ~= '2' and st ~= '3' then
+    if not st and tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[4], 'latest') or '0') then
+      return {'notfound'}
+    end
+    return {'unpinnable'}
+  end
+end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then
   if ARGV[2] == '1' then return {'conflict'} end
