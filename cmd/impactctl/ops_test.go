@@ -150,3 +150,50 @@ func TestSnapshotGC(t *testing.T) {
 		t.Errorf("gc of an unknown incident: %s", out)
 	}
 }
+
+func TestAudit(t *testing.T) {
+	d := startImpactd(t)
+	spec, roster := demoFiles(t, t.TempDir(), 100)
+	inc := demo.IncidentID
+	if out := d.ctl(t, 0, "audit"); out != "no audit events\n" {
+		t.Errorf("empty trail: %q", out)
+	}
+	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
+	d.ctl(t, 1, "snapshot", "publish", "--incident", inc, "--version", "1", "--expect", "0")
+
+	out := d.ctl(t, 0, "audit", "--incident", inc)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "SEQ") {
+		t.Fatalf("audit table:\n%s", out)
+	}
+	for i, want := range [][]string{
+		{"1 ", "ops-alice", "upload", inc, "v1", "ok", "staged: 100 entries"},
+		{"2 ", "ops-alice", "publish", "v1", "ok", "visible v0 -> v1"},
+		{"3 ", "ops-alice", "publish", "v1", "conflict", "expected visible v0"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("audit row %d %q lacks %q", i+1, lines[i+1], w)
+			}
+		}
+	}
+	// --limit keeps the newest.
+	out = d.ctl(t, 0, "audit", "--limit", "1")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "3 ") {
+		t.Errorf("audit --limit 1:\n%s", out)
+	}
+	var js struct {
+		Events []struct {
+			Seq    string `json:"seq"`
+			Action string `json:"action"`
+		} `json:"events"`
+	}
+	out = d.ctl(t, 0, "--json", "audit", "--after", "1")
+	if err := json.Unmarshal([]byte(out), &js); err != nil || len(js.Events) != 2 || js.Events[0].Seq != "2" {
+		t.Errorf("audit --json --after 1: %s (%v)", out, err)
+	}
+	if out := d.ctl(t, 2, "audit", "--limit", "-1"); !strings.Contains(out, "--limit must not be negative") {
+		t.Errorf("negative limit: %s", out)
+	}
+}

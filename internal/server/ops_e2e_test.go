@@ -8,12 +8,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
@@ -98,5 +100,113 @@ func TestGcSnapshots(t *testing.T) {
 	}
 	if _, err := snaps.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: "no-such-incident"}); status.Code(err) != codes.NotFound {
 		t.Errorf("gc of an unknown incident: %v, want NOT_FOUND", err)
+	}
+}
+
+func TestAuditTrailEndToEnd(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	spec := demoSpec(t)
+	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	snaps := impactv1.NewSnapshotServiceClient(e.admin)
+	ctx := withToken(context.Background(), e.adminTk)
+	if _, err := snaps.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 1, ExpectedVisibleVersion: proto.Uint32(0)}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale publish: %v", err)
+	}
+	// A wave by the notifier: two notices due, one subject not affected.
+	notifier := e.token("notifier-1", auth.ScopeNotify)
+	stream, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotices(withToken(context.Background(), notifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 39} {
+		if err := stream.Send(&impactv1.ClaimNoticesRequest{IncidentId: demo.IncidentID, SubjectId: sid(i), IdempotencyKey: "wave-1:" + sid(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := snaps.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: demo.IncidentID}); err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := snaps.ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{IncidentId: demo.IncidentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ev struct{ actor, action, outcome, detail string }
+	want := []ev{
+		{"ops-alice", "upload", "ok", "staged: 34 entries (30 affected, 4 under review)"},
+		{"ops-alice", "publish", "ok", "visible v0 -> v1"},
+		{"ops-alice", "publish", "conflict", "expected visible v0"},
+		{"notifier-1", "claim_wave", "ok", "3 claims: send 2, already sent 0, none 1"},
+		{"ops-alice", "gc", "ok", "keep last 3: removed none; kept v1"},
+	}
+	var got []ev
+	for i, x := range resp.GetEvents() {
+		got = append(got, ev{x.GetActor(), x.GetAction(), x.GetOutcome(), x.GetDetail()})
+		if x.GetSeq() != uint64(i+1) || x.GetTime() == nil || x.GetIncidentId() != demo.IncidentID {
+			t.Errorf("event %d: %v", i, x)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit trail:\n got %v\nwant %v", got, want)
+	}
+	if w := resp.GetEvents()[3]; w.GetVersion() != 1 || w.GetDigest() == "" || w.GetDigest() != resp.GetEvents()[0].GetDigest() {
+		t.Errorf("wave event names version %d digest %q, want v1 and the upload's digest", w.GetVersion(), w.GetDigest())
+	}
+	if resp.GetNextAfterSeq() != 5 {
+		t.Errorf("next_after_seq %d, want 5", resp.GetNextAfterSeq())
+	}
+	// Paging.
+	page, err := snaps.ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{AfterSeq: 2, PageSize: 2})
+	if err != nil || len(page.GetEvents()) != 2 || page.GetEvents()[0].GetSeq() != 3 || page.GetNextAfterSeq() != 4 {
+		t.Errorf("page after 2, size 2: %v, %v", page, err)
+	}
+	if _, err := snaps.ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{PageSize: 5000}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("page size 5000: %v, want INVALID_ARGUMENT", err)
+	}
+
+	// REST.
+	code, _, body := e.rest(http.MethodGet, e.addrs.AdminHTTP, "/v1/audit?incident_id="+demo.IncidentID+"&after_seq=3", e.adminTk, "")
+	if code != http.StatusOK {
+		t.Fatalf("REST audit: %d %s", code, body)
+	}
+	var rest struct {
+		Events []struct {
+			Seq    string `json:"seq"`
+			Actor  string `json:"actor"`
+			Action string `json:"action"`
+		} `json:"events"`
+		NextAfterSeq string `json:"next_after_seq"`
+	}
+	if err := json.Unmarshal(body, &rest); err != nil {
+		t.Fatal(err)
+	}
+	if len(rest.Events) != 2 || rest.Events[0].Seq != "4" || rest.Events[0].Actor != "notifier-1" || rest.Events[1].Action != "gc" || rest.NextAfterSeq != "5" {
+		t.Errorf("REST audit: %s", body)
+	}
+	// Never a subject id.
+	for i := 0; i < 40; i++ {
+		if bytes.Contains(body, []byte(sid(i))) {
+			t.Fatalf("audit trail holds subject id %s", sid(i))
+		}
+	}
+	// impact.admin only.
+	for _, tok := range []string{notifier, e.token(sid(0))} {
+		if code, _, _ := e.rest(http.MethodGet, e.addrs.AdminHTTP, "/v1/audit", tok, ""); code != http.StatusForbidden {
+			t.Errorf("REST audit without impact.admin: %d, want 403", code)
+		}
 	}
 }

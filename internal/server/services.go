@@ -340,14 +340,19 @@ func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoti
 const waveConcurrency = 32
 
 type waveResult struct {
-	resp *impactv1.ClaimNoticesResponse
-	err  error
+	resp  *impactv1.ClaimNoticesResponse
+	claim istatus.Claim
+	err   error
 }
 
 // ClaimNotices answers a wave, one claim per request, in request order.
 // Claims run concurrently (up to waveConcurrency); answers are sent in the
-// order the requests came. The first error ends the stream.
-func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) error {
+// order the requests came. The first error ends the stream. When the stream
+// ends, the wave is recorded in the audit trail: one event per incident
+// claimed in, with the counts per action (see istatus.Service.RecordWave).
+func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) (err error) {
+	waves := map[string]*istatus.Wave{} // by incident; written by this goroutine only
+	defer func() { err = s.recordWaves(stream.Context(), waves, err) }()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	pending := make(chan chan waveResult, waveConcurrency)
@@ -379,6 +384,12 @@ func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesS
 		if err := stream.Send(r.resp); err != nil {
 			return err
 		}
+		w := waves[r.claim.Incident]
+		if w == nil {
+			w = &istatus.Wave{Incident: r.claim.Incident}
+			waves[r.claim.Incident] = w
+		}
+		w.Add(r.claim)
 	}
 	select {
 	case err := <-recvErr:
@@ -397,7 +408,24 @@ func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNotices
 		return waveResult{err: err}
 	}
 	s.metrics.Claim(ctx, c.Incident, c.Action.String())
-	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}}
+	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}, claim: c}
+}
+
+// recordWaves records a wave's claims, per incident in id order, and
+// returns the wave's error or, failing that, the first recording error.
+func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*istatus.Wave, waveErr error) error {
+	incidents := make([]string, 0, len(waves))
+	for inc := range waves {
+		incidents = append(incidents, inc)
+	}
+	sort.Strings(incidents)
+	err := waveErr
+	for _, inc := range incidents {
+		if rerr := s.status.RecordWave(ctx, actor(ctx), *waves[inc], waveErr); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {

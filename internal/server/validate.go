@@ -11,6 +11,7 @@ import (
 
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
 )
 
 // Request validation, in the spirit of protovalidate (which is not
@@ -59,6 +60,21 @@ var (
 	incidentID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
 		if !snapshot.IsIncidentID(m.Get(fd).String()) {
 			return "must match [a-z0-9-]{1,64}"
+		}
+		return ""
+	}
+
+	// optionalIncidentID: empty (every incident) or an incident id.
+	optionalIncidentID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		if m.Get(fd).String() == "" {
+			return ""
+		}
+		return incidentID(m, fd)
+	}
+
+	auditPageSize rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		if m.Get(fd).Uint() > store.MaxAuditPage {
+			return fmt.Sprintf("must be at most %d", store.MaxAuditPage)
 		}
 		return ""
 	}
@@ -146,6 +162,9 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.RollbackSnapshotRequest.expected_visible_version": present,
 	"impact.v1.GcSnapshotsRequest.incident_id":                   incidentID,
 	"impact.v1.GcSnapshotsRequest.keep_last":                     anything, // 0: the default
+	"impact.v1.ListAuditEventsRequest.incident_id":               optionalIncidentID,
+	"impact.v1.ListAuditEventsRequest.after_seq":                 anything,
+	"impact.v1.ListAuditEventsRequest.page_size":                 auditPageSize, // 0: the default
 
 	// NoticeService (impact.notify).
 	"impact.v1.ClaimNoticeRequest.incident_id":      incidentID,

@@ -25,10 +25,19 @@ const DefaultKeepLast = 3
 //
 // If the store fails part way, GC returns what it removed so far with the
 // error; running it again finishes the job.
+//
+// The run is recorded in the audit trail (store.AuditGC).
 func (s *Service) GC(ctx context.Context, incident string, keepLast int, actor string) (removed, kept []uint64, err error) {
 	if keepLast <= 0 {
 		keepLast = DefaultKeepLast
 	}
+	removed, kept, err = s.gc(ctx, incident, keepLast)
+	ev := store.AuditEvent{Action: store.AuditGC, Actor: actor, Incident: incident,
+		Detail: fmt.Sprintf("keep last %d: removed %s; kept %s", keepLast, versionsDetail(removed), versionsDetail(kept))}
+	return removed, kept, s.record(ctx, ev, err)
+}
+
+func (s *Service) gc(ctx context.Context, incident string, keepLast int) (removed, kept []uint64, err error) {
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gc %s: head: %w", incident, err)

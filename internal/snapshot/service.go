@@ -82,7 +82,29 @@ type UploadRequest struct {
 // against what it holds. If the roster read the second time differs from
 // the first, or loading fails, the version is aborted and the error
 // returned.
+//
+// The upload is recorded in the audit trail (store.AuditUpload), staged or
+// not.
 func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionInfo, error) {
+	ev := store.AuditEvent{Action: store.AuditUpload, Incident: req.Incident, Actor: req.Actor}
+	info, err := s.upload(ctx, req, &ev)
+	if err == nil {
+		ev.Version, ev.Digest = info.Version, info.Digest
+		ev.Detail = "staged: " + countsDetail(info.Counts)
+	} else {
+		var ve *ValidationError
+		switch {
+		case errors.As(err, &ve):
+			ev.Detail = fmt.Sprintf("rejected: %s, %d errors", ve.Input, ve.Total)
+		case ev.Version != 0:
+			ev.Detail = fmt.Sprintf("v%d aborted", ev.Version)
+		}
+	}
+	return info, s.record(ctx, ev, err)
+}
+
+// upload is Upload; it sets ev.Version once a version is allocated.
+func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.AuditEvent) (store.VersionInfo, error) {
 	spec, err := ParseSpec(req.Spec)
 	if err != nil {
 		return store.VersionInfo{}, err
@@ -107,6 +129,7 @@ func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionI
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("stage %s: %w", req.Incident, err)
 	}
+	ev.Version = stager.Version()
 	info, err := func() (store.VersionInfo, error) {
 		batch := make([]store.Entry, 0, s.batchSize)
 		flush := func() error {
@@ -199,8 +222,19 @@ func (s *Service) List(ctx context.Context, incident string) (store.Head, []stor
 
 // Publish makes a staged version visible if the visible version is
 // expectVisible (store.ErrConflict if not, or if version is not newer), and
-// returns its info and the previously visible version.
+// returns its info and the previously visible version. The attempt is
+// recorded in the audit trail (store.AuditPublish), with its outcome.
 func (s *Service) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
+	info, prev, err := s.publish(ctx, incident, version, expectVisible, actor)
+	ev := store.AuditEvent{Action: store.AuditPublish, Actor: actor, Incident: incident, Version: version, Digest: info.Digest,
+		Detail: fmt.Sprintf("visible v%d -> v%d", expectVisible, version)}
+	if err != nil {
+		ev.Detail = fmt.Sprintf("expected visible v%d", expectVisible)
+	}
+	return info, prev, s.record(ctx, ev, err)
+}
+
+func (s *Service) publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
 	info, err := s.st.Publish(ctx, incident, version, expectVisible, actor, s.now())
 	if err != nil {
 		return store.VersionInfo{}, 0, fmt.Errorf("publish %s v%d (expecting v%d visible): %w", incident, version, expectVisible, err)
@@ -214,7 +248,20 @@ func (s *Service) Publish(ctx context.Context, incident string, version, expectV
 // copied (store.ErrNotStaged otherwise). The visible version number only
 // moves forward: the copy gets a new, higher number. If the publish fails
 // the copy stays staged and the error names it.
+//
+// The attempt is recorded in the audit trail (store.AuditRollback), with
+// its outcome.
 func (s *Service) Rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
+	info, prev, err := s.rollback(ctx, incident, to, expectVisible, actor)
+	ev := store.AuditEvent{Action: store.AuditRollback, Actor: actor, Incident: incident, Version: info.Version, Digest: info.Digest,
+		Detail: fmt.Sprintf("content of v%d; visible v%d -> v%d", to, expectVisible, info.Version)}
+	if err != nil {
+		ev.Detail = fmt.Sprintf("to the content of v%d, expected visible v%d", to, expectVisible)
+	}
+	return info, prev, s.record(ctx, ev, err)
+}
+
+func (s *Service) rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
 	src, err := s.catalog.Get(ctx, incident, to)
 	if err != nil {
 		return store.VersionInfo{}, 0, fmt.Errorf("rollback: %w", err)
@@ -241,7 +288,7 @@ func (s *Service) Rollback(ctx context.Context, incident string, to, expectVisib
 	if err != nil {
 		return store.VersionInfo{}, 0, abort(ctx, stager, err)
 	}
-	info, prev, err := s.Publish(ctx, incident, staged.Version, expectVisible, actor)
+	info, prev, err := s.publish(ctx, incident, staged.Version, expectVisible, actor)
 	if err != nil {
 		return store.VersionInfo{}, 0, fmt.Errorf("rollback copy v%d is staged but not published: %w", staged.Version, err)
 	}

@@ -1219,6 +1219,242 @@ func (x *GcSnapshotsResponse) GetKept() []uint32 {
 	return nil
 }
 
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this incident's events; empty for every incident's (and erasures,
+	// which belong to none).
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Only events numbered after this one (0: from the first).
+	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// At most this many events (0: 100; at most 1000).
+	PageSize      uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListAuditEventsRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// AuditEvent is one ops action in the audit trail.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's number: 1, 2, 3... in the order the events were recorded.
+	Seq  uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Token subject of the operator (or notifier) who acted.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// "upload", "publish", "rollback", "gc", "claim_wave" or "erase".
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// Empty for an erase (it concerns every incident).
+	IncidentId string `protobuf:"bytes,5,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The version staged, published or claimed at (0: none).
+	Version uint32 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Hex SHA-256 of that version's content, when known.
+	Digest string `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`
+	// "ok", or what the action failed with ("conflict", "invalid",
+	// "not_found", "unavailable", ...).
+	Outcome string `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// A short summary: counts and version numbers, never a subject id.
+	Detail        string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AuditEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ListAuditEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The after_seq of the next page: the last event's number, or the
+	// request's after_seq when there is none (poll again later).
+	NextAfterSeq  uint64 `protobuf:"varint,2,opt,name=next_after_seq,json=nextAfterSeq,proto3" json:"next_after_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextAfterSeq() uint64 {
+	if x != nil {
+		return x.NextAfterSeq
+	}
+	return 0
+}
+
 var File_impact_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_impact_v1_snapshot_proto_rawDesc = "" +
@@ -1316,21 +1552,42 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aremoved\x18\x02 \x03(\rR\aremoved\x12\x12\n" +
-	"\x04kept\x18\x03 \x03(\rR\x04kept*d\n" +
+	"\x04kept\x18\x03 \x03(\rR\x04kept\"s\n" +
+	"\x16ListAuditEventsRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x1b\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\"\x81\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x1f\n" +
+	"\vincident_id\x18\x05 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\rR\aversion\x12\x16\n" +
+	"\x06digest\x18\a \x01(\tR\x06digest\x12\x18\n" +
+	"\aoutcome\x18\b \x01(\tR\aoutcome\x12\x16\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"n\n" +
+	"\x17ListAuditEventsResponse\x12-\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.impact.v1.AuditEventR\x06events\x12$\n" +
+	"\x0enext_after_seq\x18\x02 \x01(\x04R\fnextAfterSeq*d\n" +
 	"\rSnapshotState\x12\x1e\n" +
 	"\x1aSNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aSTAGING\x10\x01\x12\n" +
 	"\n" +
 	"\x06STAGED\x10\x02\x12\r\n" +
 	"\tPUBLISHED\x10\x03\x12\v\n" +
-	"\aABORTED\x10\x042\x97\x04\n" +
+	"\aABORTED\x10\x042\xf1\x04\n" +
 	"\x0fSnapshotService\x12W\n" +
 	"\x0eUploadSnapshot\x12 .impact.v1.UploadSnapshotRequest\x1a!.impact.v1.UploadSnapshotResponse(\x01\x12R\n" +
 	"\rListSnapshots\x12\x1f.impact.v1.ListSnapshotsRequest\x1a .impact.v1.ListSnapshotsResponse\x12R\n" +
 	"\rDiffSnapshots\x12\x1f.impact.v1.DiffSnapshotsRequest\x1a .impact.v1.DiffSnapshotsResponse\x12X\n" +
 	"\x0fPublishSnapshot\x12!.impact.v1.PublishSnapshotRequest\x1a\".impact.v1.PublishSnapshotResponse\x12[\n" +
 	"\x10RollbackSnapshot\x12\".impact.v1.RollbackSnapshotRequest\x1a#.impact.v1.RollbackSnapshotResponse\x12L\n" +
-	"\vGcSnapshots\x12\x1d.impact.v1.GcSnapshotsRequest\x1a\x1e.impact.v1.GcSnapshotsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
+	"\vGcSnapshots\x12\x1d.impact.v1.GcSnapshotsRequest\x1a\x1e.impact.v1.GcSnapshotsResponse\x12X\n" +
+	"\x0fListAuditEvents\x12!.impact.v1.ListAuditEventsRequest\x1a\".impact.v1.ListAuditEventsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
 
 var (
 	file_impact_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1345,7 +1602,7 @@ func file_impact_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_impact_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_impact_v1_snapshot_proto_goTypes = []any{
 	(SnapshotState)(0),               // 0: impact.v1.SnapshotState
 	(*UploadSnapshotRequest)(nil),    // 1: impact.v1.UploadSnapshotRequest
@@ -1365,40 +1622,47 @@ var file_impact_v1_snapshot_proto_goTypes = []any{
 	(*RollbackSnapshotResponse)(nil), // 15: impact.v1.RollbackSnapshotResponse
 	(*GcSnapshotsRequest)(nil),       // 16: impact.v1.GcSnapshotsRequest
 	(*GcSnapshotsResponse)(nil),      // 17: impact.v1.GcSnapshotsResponse
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(Status)(0),                      // 19: impact.v1.Status
+	(*ListAuditEventsRequest)(nil),   // 18: impact.v1.ListAuditEventsRequest
+	(*AuditEvent)(nil),               // 19: impact.v1.AuditEvent
+	(*ListAuditEventsResponse)(nil),  // 20: impact.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(Status)(0),                      // 22: impact.v1.Status
 }
 var file_impact_v1_snapshot_proto_depIdxs = []int32{
 	2,  // 0: impact.v1.UploadSnapshotRequest.header:type_name -> impact.v1.UploadHeader
 	5,  // 1: impact.v1.UploadSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
 	0,  // 2: impact.v1.SnapshotInfo.state:type_name -> impact.v1.SnapshotState
 	4,  // 3: impact.v1.SnapshotInfo.cohorts:type_name -> impact.v1.CohortCount
-	18, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	18, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
+	21, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	21, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
 	5,  // 6: impact.v1.ListSnapshotsResponse.snapshots:type_name -> impact.v1.SnapshotInfo
-	19, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
-	19, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
+	22, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
+	22, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
 	10, // 9: impact.v1.DiffSnapshotsResponse.cohorts:type_name -> impact.v1.CohortDiff
 	9,  // 10: impact.v1.DiffSnapshotsResponse.transitions:type_name -> impact.v1.StatusTransition
 	5,  // 11: impact.v1.PublishSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
 	5,  // 12: impact.v1.RollbackSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
-	1,  // 13: impact.v1.SnapshotService.UploadSnapshot:input_type -> impact.v1.UploadSnapshotRequest
-	6,  // 14: impact.v1.SnapshotService.ListSnapshots:input_type -> impact.v1.ListSnapshotsRequest
-	8,  // 15: impact.v1.SnapshotService.DiffSnapshots:input_type -> impact.v1.DiffSnapshotsRequest
-	12, // 16: impact.v1.SnapshotService.PublishSnapshot:input_type -> impact.v1.PublishSnapshotRequest
-	14, // 17: impact.v1.SnapshotService.RollbackSnapshot:input_type -> impact.v1.RollbackSnapshotRequest
-	16, // 18: impact.v1.SnapshotService.GcSnapshots:input_type -> impact.v1.GcSnapshotsRequest
-	3,  // 19: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
-	7,  // 20: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
-	11, // 21: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
-	13, // 22: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
-	15, // 23: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
-	17, // 24: impact.v1.SnapshotService.GcSnapshots:output_type -> impact.v1.GcSnapshotsResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	21, // 13: impact.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	19, // 14: impact.v1.ListAuditEventsResponse.events:type_name -> impact.v1.AuditEvent
+	1,  // 15: impact.v1.SnapshotService.UploadSnapshot:input_type -> impact.v1.UploadSnapshotRequest
+	6,  // 16: impact.v1.SnapshotService.ListSnapshots:input_type -> impact.v1.ListSnapshotsRequest
+	8,  // 17: impact.v1.SnapshotService.DiffSnapshots:input_type -> impact.v1.DiffSnapshotsRequest
+	12, // 18: impact.v1.SnapshotService.PublishSnapshot:input_type -> impact.v1.PublishSnapshotRequest
+	14, // 19: impact.v1.SnapshotService.RollbackSnapshot:input_type -> impact.v1.RollbackSnapshotRequest
+	16, // 20: impact.v1.SnapshotService.GcSnapshots:input_type -> impact.v1.GcSnapshotsRequest
+	18, // 21: impact.v1.SnapshotService.ListAuditEvents:input_type -> impact.v1.ListAuditEventsRequest
+	3,  // 22: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
+	7,  // 23: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
+	11, // 24: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
+	13, // 25: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
+	15, // 26: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
+	17, // 27: impact.v1.SnapshotService.GcSnapshots:output_type -> impact.v1.GcSnapshotsResponse
+	20, // 28: impact.v1.SnapshotService.ListAuditEvents:output_type -> impact.v1.ListAuditEventsResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_impact_v1_snapshot_proto_init() }
@@ -1419,7 +1683,7 @@ func file_impact_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_impact_v1_snapshot_proto_rawDesc), len(file_impact_v1_snapshot_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

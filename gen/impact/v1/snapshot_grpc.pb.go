@@ -25,6 +25,7 @@ const (
 	SnapshotService_PublishSnapshot_FullMethodName  = "/impact.v1.SnapshotService/PublishSnapshot"
 	SnapshotService_RollbackSnapshot_FullMethodName = "/impact.v1.SnapshotService/RollbackSnapshot"
 	SnapshotService_GcSnapshots_FullMethodName      = "/impact.v1.SnapshotService/GcSnapshots"
+	SnapshotService_ListAuditEvents_FullMethodName  = "/impact.v1.SnapshotService/ListAuditEvents"
 )
 
 // SnapshotServiceClient is the client API for SnapshotService service.
@@ -54,6 +55,11 @@ type SnapshotServiceClient interface {
 	// by any subject's pin (the ledger), not being loaded. A pinned version is
 	// never removed.
 	GcSnapshots(ctx context.Context, in *GcSnapshotsRequest, opts ...grpc.CallOption) (*GcSnapshotsResponse, error)
+	// ListAuditEvents reads the audit trail, oldest first: every ops action
+	// (upload, publish, rollback, gc, claim wave, erase), who did it, when,
+	// on which incident, version and digest, and its outcome. Events never
+	// hold a patient's subject id.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type snapshotServiceClient struct {
@@ -127,6 +133,16 @@ func (c *snapshotServiceClient) GcSnapshots(ctx context.Context, in *GcSnapshots
 	return out, nil
 }
 
+func (c *snapshotServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, SnapshotService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SnapshotServiceServer is the server API for SnapshotService service.
 // All implementations must embed UnimplementedSnapshotServiceServer
 // for forward compatibility.
@@ -154,6 +170,11 @@ type SnapshotServiceServer interface {
 	// by any subject's pin (the ledger), not being loaded. A pinned version is
 	// never removed.
 	GcSnapshots(context.Context, *GcSnapshotsRequest) (*GcSnapshotsResponse, error)
+	// ListAuditEvents reads the audit trail, oldest first: every ops action
+	// (upload, publish, rollback, gc, claim wave, erase), who did it, when,
+	// on which incident, version and digest, and its outcome. Events never
+	// hold a patient's subject id.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedSnapshotServiceServer()
 }
 
@@ -181,6 +202,9 @@ func (UnimplementedSnapshotServiceServer) RollbackSnapshot(context.Context, *Rol
 }
 func (UnimplementedSnapshotServiceServer) GcSnapshots(context.Context, *GcSnapshotsRequest) (*GcSnapshotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GcSnapshots not implemented")
+}
+func (UnimplementedSnapshotServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedSnapshotServiceServer) mustEmbedUnimplementedSnapshotServiceServer() {}
 func (UnimplementedSnapshotServiceServer) testEmbeddedByValue()                         {}
@@ -300,6 +324,24 @@ func _SnapshotService_GcSnapshots_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SnapshotService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SnapshotServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SnapshotService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SnapshotServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SnapshotService_ServiceDesc is the grpc.ServiceDesc for SnapshotService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +368,10 @@ var SnapshotService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GcSnapshots",
 			Handler:    _SnapshotService_GcSnapshots_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _SnapshotService_ListAuditEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -77,6 +77,8 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LargeLoad", testLargeLoad},
 		{"DeleteVersion", testDeleteVersion},
 		{"DeleteRacingClaims", testDeleteRacingClaims},
+		{"Audit", testAudit},
+		{"AuditAppendOnly", testAuditAppendOnly},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}

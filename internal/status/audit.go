@@ -1,0 +1,50 @@
+package status
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/impact-health/impact/internal/snapshot"
+	"github.com/impact-health/impact/internal/store"
+)
+
+// Wave counts the claims of one notice wave (a ClaimNotices stream) in one
+// incident, for the audit trail.
+type Wave struct {
+	Incident string
+	// Send, AlreadySent and None count the claims by action.
+	Send, AlreadySent, None int
+	// Version is the newest version a claim was decided at (0: none).
+	Version uint64
+}
+
+// Add counts one claim's answer.
+func (w *Wave) Add(c Claim) {
+	switch c.Action {
+	case ActionSend:
+		w.Send++
+	case ActionAlreadySent:
+		w.AlreadySent++
+	case ActionNone:
+		w.None++
+	}
+	w.Version = max(w.Version, c.Version)
+}
+
+// RecordWave records a notice wave in the audit trail (store.AuditClaimWave):
+// who ran it, the incident, the newest version claimed at with its digest,
+// and the counts per action; waveErr, if the wave ended with an error, sets
+// the outcome. Single ClaimNotice calls are not recorded one by one: the
+// notification ledger (the pins) is their record, and the wave is the ops
+// action. It returns waveErr, or an error if a wave that succeeded could
+// not be recorded.
+func (s *Service) RecordWave(ctx context.Context, actor string, w Wave, waveErr error) error {
+	ev := store.AuditEvent{Action: store.AuditClaimWave, Actor: actor, Incident: w.Incident, Version: w.Version,
+		Detail: fmt.Sprintf("%d claims: send %d, already sent %d, none %d", w.Send+w.AlreadySent+w.None, w.Send, w.AlreadySent, w.None)}
+	if w.Version != 0 {
+		if v, err := s.versions.Get(ctx, w.Incident, w.Version); err == nil {
+			ev.Digest = v.Info.Digest
+		}
+	}
+	return snapshot.Record(ctx, s.store, s.now(), ev, waveErr, store.OutcomeOf(waveErr))
+}
