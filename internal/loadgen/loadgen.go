@@ -61,7 +61,8 @@ type Config struct {
 	WorkDir      string        // where data and logs go (default: a temporary directory, removed)
 	Ghz          string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
 	CPUProfile   string        // write the generator's CPU profile here
-	PerfRecord   string        // record impactd with perf during its gRPC phase into this file
+	PerfRecord   string        // record impactd with perf during one phase into this file
+	PerfPhase    string        // that phase: grpc or rest
 	ImpactdFlags []string      // extra impactd flags (a repeated flag's last value wins)
 	RedisQuery   string        // query appended to impactd's --redis-url, e.g. protocol=2
 }
@@ -85,7 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for Redis data and logs (default: temporary, removed at the end)")
 	fs.StringVar(&c.Ghz, "ghz", "", `ghz binary for an extra run against the minimal gRPC server ("" looks on PATH, "off" skips)`)
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
-	fs.StringVar(&c.PerfRecord, "perf-record", "", "record impactd's CPU with `perf record -g` during its gRPC phase into this file (Linux perf)")
+	fs.StringVar(&c.PerfRecord, "perf-record", "", "record impactd's CPU with `perf record -g` during one phase into this file (Linux perf)")
+	fs.StringVar(&c.PerfPhase, "perf-phase", "grpc", "phase --perf-record records: grpc or rest")
 	fs.Func("impactd-flag", "extra impactd flag, e.g. --impactd-flag=--log-level=warn (repeatable)", func(v string) error {
 		c.ImpactdFlags = append(c.ImpactdFlags, v)
 		return nil
@@ -247,11 +249,13 @@ func (h *harness) run(ctx context.Context) error {
 	}
 	// Baseline and impactd side by side, one after the other.
 	mg := measureOn(minimal, "minimal grpc-go server", load, minGRPC)
-	stopPerf := h.startPerf(ctx, load)
+	stopPerf := h.startPerf(ctx, load, "grpc")
 	ig := measureOn(imp, "impactd gRPC GetMyStatus", load, impGRPC)
 	stopPerf()
 	mr := measureOn(minimal, "minimal net/http + protojson", load, minREST)
+	stopPerf = h.startPerf(ctx, load, "rest")
 	ir := measureOn(imp, "impactd REST GET .../status", load, impREST)
+	stopPerf()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -660,8 +664,8 @@ func mintTokens(ctx context.Context, dataDir string, subjects []string) ([]strin
 
 // startPerf records impactd with perf for the next phase when asked to;
 // the returned func waits for the recording to end.
-func (h *harness) startPerf(ctx context.Context, l Load) func() {
-	if h.cfg.PerfRecord == "" {
+func (h *harness) startPerf(ctx context.Context, l Load, phase string) func() {
+	if h.cfg.PerfRecord == "" || h.cfg.PerfPhase != phase {
 		return func() {}
 	}
 	secs := fmt.Sprintf("%.0f", (l.Warmup + l.Duration).Seconds())
