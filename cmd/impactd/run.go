@@ -121,6 +121,7 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (store.Store,
 	case "redis":
 		return openRedis(ctx, cfg, log)
 	default:
+		// #nosec G703 -- --data-dir is the operator's choice, not request input.
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
