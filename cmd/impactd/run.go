@@ -66,10 +66,11 @@ func realMain(ctx context.Context, args []string) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
-	subjectLimit, addrLimit, rateKeys, err := newLimiters(cfg, pepper, st, log)
+	subjectLimit, addrLimit, rateKeys, closeLimiters, err := newLimiters(cfg, pepper)
 	if err != nil {
 		return err
 	}
+	defer closeLimiters()
 	st = telemetry.InstrumentStore(st, tel)
 
 	catalog := snapshot.NewCatalog(st, catalogSize)

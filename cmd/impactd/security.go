@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -107,29 +106,28 @@ func (l *limitFlag) Set(v string) error {
 	return nil
 }
 
-// redisClienter is implemented by stores that run on Redis; the rate
-// limiters then share their client so that limits hold across replicas.
-type redisClienter interface {
-	Client() redis.UniversalClient
-}
-
 // newLimiters builds the patient listener's rate limiters: in Redis (shared
-// by every replica) when the store runs on Redis, in process otherwise.
-// Limiter keys are keyed hashes (under a secret derived from the pepper, so
-// replicas agree) of the subject or client address, never the raw values.
-func newLimiters(c *config, pepper []byte, st any, log *slog.Logger) (subject, addr ratelimit.Limiter, keys *ratelimit.Hasher, err error) {
+// by every replica) with --store redis, in process otherwise. The Redis
+// limiters use a client of their own (same topology and password as the
+// store's) so that their short deadline never shares a pool with the
+// ledger. Limiter keys are keyed hashes (under a secret derived from the
+// pepper, so replicas agree) of the subject or client address, never the
+// raw values. closeFn releases the client.
+func newLimiters(c *config, pepper []byte) (subject, addr ratelimit.Limiter, keys *ratelimit.Hasher, closeFn func(), err error) {
+	closeFn = func() {}
 	if c.RateSubject.IsZero() && c.RateIP.IsZero() {
-		return nil, nil, nil, nil
+		return nil, nil, nil, closeFn, nil
 	}
 	secret := sha256.Sum256(append([]byte("impact rate-limit keys\x00"), pepper...))
 	if keys, err = ratelimit.NewHasher(secret[:]); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, closeFn, err
 	}
 	var client redis.UniversalClient
-	if rc, ok := st.(redisClienter); ok {
-		client = rc.Client()
-	} else if c.Store == "redis" {
-		log.Warn("rate limits are per replica: the Redis store exposes no client to share them")
+	if c.Store == "redis" {
+		if client, err = redisClient(c); err != nil {
+			return nil, nil, nil, closeFn, err
+		}
+		closeFn = func() { _ = client.Close() }
 	}
 	build := func(l ratelimit.Limit) (ratelimit.Limiter, error) {
 		switch {
@@ -141,11 +139,12 @@ func newLimiters(c *config, pepper []byte, st any, log *slog.Logger) (subject, a
 			return ratelimit.NewLocal(l)
 		}
 	}
-	if subject, err = build(c.RateSubject); err != nil {
-		return nil, nil, nil, fmt.Errorf("--rate-subject: %w", err)
+	if subject, err = build(c.RateSubject); err == nil {
+		addr, err = build(c.RateIP)
 	}
-	if addr, err = build(c.RateIP); err != nil {
-		return nil, nil, nil, fmt.Errorf("--rate-ip: %w", err)
+	if err != nil {
+		closeFn()
+		return nil, nil, nil, func() {}, fmt.Errorf("rate limit: %w", err)
 	}
-	return subject, addr, keys, nil
+	return subject, addr, keys, closeFn, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -190,7 +191,7 @@ func TestRedisGCRA(t *testing.T) {
 		t.Fatalf("redis keys %q", keys)
 	}
 
-	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer dead.Close()
 	rd, _ := NewRedis(dead, "impact:", limit)
 	_, _, derr := rd.Allow(ctx, key)
@@ -200,6 +201,32 @@ func TestRedisGCRA(t *testing.T) {
 	var ee *ExceededError
 	if errors.As(derr, &ee) {
 		t.Fatal("unreachable is not exceeded")
+	}
+
+	// A Redis that accepts connections and never answers: the decision
+	// ends at the limiter's own deadline, not the caller's.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	mute := redis.NewClient(&redis.Options{Addr: l.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		ReadTimeout: time.Hour, WriteTimeout: time.Hour, DialTimeout: time.Hour})
+	defer mute.Close()
+	rm, _ := NewRedis(mute, "impact:", limit)
+	_, _, err = rm.Allow(context.Background(), key)
+	var ne net.Error
+	if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("silent Redis: %v, want the limiter's deadline", err)
 	}
 }
 

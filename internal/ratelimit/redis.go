@@ -14,10 +14,16 @@ import (
 // stored as "rate:" + prefix + key; pass hashed keys (see Hasher), never raw
 // identifiers. It is safe for concurrent use.
 type Redis struct {
-	lim    *redis_rate.Limiter
-	limit  redis_rate.Limit
-	prefix string
+	lim     *redis_rate.Limiter
+	limit   redis_rate.Limit
+	prefix  string
+	timeout time.Duration
 }
+
+// DefaultRedisTimeout bounds one decision: a limiter must not add a
+// noticeable delay when Redis is slow or gone (the caller then fails open).
+// The client needs ContextTimeoutEnabled for the deadline to bound its I/O.
+const DefaultRedisTimeout = 100 * time.Millisecond
 
 // NewRedis returns a Redis limiter for limit on client; prefix namespaces
 // its keys (e.g. "impact:").
@@ -26,15 +32,18 @@ func NewRedis(client redis.UniversalClient, prefix string, limit Limit) (*Redis,
 		return nil, err
 	}
 	return &Redis{
-		lim:    redis_rate.NewLimiter(client),
-		limit:  redis_rate.Limit{Rate: limit.Rate, Period: limit.Period, Burst: limit.Burst},
-		prefix: prefix,
+		lim:     redis_rate.NewLimiter(client),
+		limit:   redis_rate.Limit{Rate: limit.Rate, Period: limit.Period, Burst: limit.Burst},
+		prefix:  prefix,
+		timeout: DefaultRedisTimeout,
 	}, nil
 }
 
 // Allow implements Limiter. A Redis error is returned as is: the caller
 // decides whether to fail open.
 func (r *Redis) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	res, err := r.lim.Allow(ctx, r.prefix+key, r.limit)
 	if err != nil {
 		return false, 0, err
