@@ -125,11 +125,17 @@ func ParseLimit(s string) (Limit, error) {
 }
 
 // Hasher derives limiter keys from identifiers: the first 16 bytes of
-// HMAC-SHA256(secret, "impact-rate\x00" + id), hex encoded. Replicas that
-// share a Redis limiter must share the secret (impactd uses its pepper).
-// It is safe for concurrent use.
+// HMAC-SHA256(secret, "impact-rate\x00" + namespace + "\x00" + id), hex
+// encoded. Replicas that share a Redis limiter must share the secret
+// (impactd derives it from its pepper). It is safe for concurrent use.
 type Hasher struct {
-	pool sync.Pool // of hash.Hash
+	pool sync.Pool // of *hasherState
+}
+
+type hasherState struct {
+	mac hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
 }
 
 // MinSecretBytes is the shortest secret NewHasher accepts.
@@ -142,24 +148,32 @@ func NewHasher(secret []byte) (*Hasher, error) {
 	}
 	key := append([]byte(nil), secret...)
 	h := &Hasher{}
-	h.pool.New = func() any { return hmac.New(sha256.New, key) }
+	h.pool.New = func() any { return &hasherState{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 128)} }
 	return h, nil
 }
 
-// Key returns the limiter key of id within a namespace (e.g. "sub", "ip").
-// The namespace is kept in clear so that keys of different limits never
-// collide and an operator can tell them apart; id is not recoverable.
+// Key returns the limiter key of id within a namespace (e.g. "sub", "ip"):
+// namespace + ":" + 32 hex digits. The namespace stays in clear so that
+// keys of different limits never collide and an operator can tell them
+// apart; id is not recoverable.
 func (h *Hasher) Key(namespace, id string) string {
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte("impact-rate\x00"))
-	m.Write([]byte(namespace))
-	m.Write([]byte{0})
-	m.Write([]byte(id))
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	h.pool.Put(m)
-	return namespace + ":" + hex.EncodeToString(sum[:16])
+	st := h.pool.Get().(*hasherState)
+	st.mac.Reset()
+	st.buf = append(append(append(append(st.buf[:0], "impact-rate\x00"...), namespace...), 0), id...)
+	st.mac.Write(st.buf)
+	st.mac.Sum(st.sum[:0])
+	var out [64 + 1 + 32]byte
+	n := copy(out[:64], namespace)
+	out[n] = ':'
+	hex.Encode(out[n+1:], st.sum[:16])
+	if cap(st.buf) > 4096 {
+		st.buf = make([]byte, 0, 128)
+	}
+	h.pool.Put(st)
+	if len(namespace) > 64 {
+		return namespace + ":" + string(out[n+1:n+33])
+	}
+	return string(out[:n+33])
 }
 
 // ExceededError is returned when a limiter refused an event; the transport

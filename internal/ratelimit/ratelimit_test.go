@@ -139,6 +139,10 @@ func TestHasher(t *testing.T) {
 	if strings.Contains(a, "patient") || !strings.HasPrefix(a, "sub:") || len(a) != len("sub:")+32 {
 		t.Fatalf("key %q", a)
 	}
+	long := strings.Repeat("n", 70)
+	if k := h1.Key(long, "x"); !strings.HasPrefix(k, long+":") || len(k) != len(long)+33 || k[len(long)+1:] == h1.Key("sub", "x")[4:] {
+		t.Fatalf("long namespace key %q", k)
+	}
 }
 
 // TestRedisGCRA: the Redis limiter enforces the same limit across two
