@@ -99,6 +99,7 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          httpErrorLog(s.log),
 	}
 	srv.RegisterOnShutdown(func() { _ = conn.Close() })
 	return srv, nil

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -64,4 +68,23 @@ func retryAfterSeconds(st *status.Status) string {
 		}
 	}
 	return "1"
+}
+
+// httpErrorLog routes net/http's own messages (TLS handshake failures,
+// accept errors, recovered panics) to the structured log: handshake
+// failures, which any scanner causes, at debug level; the rest as warnings.
+func httpErrorLog(l *slog.Logger) *log.Logger {
+	return log.New(httpLogWriter{l}, "", 0)
+}
+
+type httpLogWriter struct{ l *slog.Logger }
+
+func (w httpLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.l.Log(context.Background(), level, "http server", "err", msg)
+	return len(p), nil
 }
