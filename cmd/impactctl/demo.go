@@ -30,7 +30,7 @@ func (a *app) demoCommand() *cobra.Command {
 	var out string
 	var opts demo.RosterOptions
 	cmd := &cobra.Command{
-		Use:   "demo --out DIR [--n 10000] [--seed 1]",
+		Use:   "demo --out DIR [--n 10000] [--seed 1] [--revision 2]",
 		Short: "Write a synthetic incident spec and roster (DIR/spec.yaml, DIR/roster.csv)",
 		Long: `Demo writes the spec of the December 2025 Health Documents breach (three
 cohorts: northland, referrals, uploads) and a roster of N synthetic subjects,
@@ -45,6 +45,9 @@ the same for the same seed. Nothing in it is real patient data.`,
 			}
 			spec := filepath.Join(out, "spec.yaml")
 			roster := filepath.Join(out, "roster.csv")
+			if opts.Revision > 1 {
+				roster = filepath.Join(out, fmt.Sprintf("roster-v%d.csv", opts.Revision))
+			}
 			if err := writeFile(spec, func(f *os.File) error { return demo.WriteSpec(f) }); err != nil {
 				return err
 			}
@@ -75,6 +78,7 @@ the same for the same seed. Nothing in it is real patient data.`,
 	f.IntVar(&opts.N, "n", demo.DefaultN, "number of roster rows")
 	f.Int64Var(&opts.Seed, "seed", 1, "random seed: the same seed gives the same roster")
 	f.Float64Var(&opts.UnderReviewPercent, "under-review-percent", demo.DefaultUnderReviewPercent, "share of rows under review, in percent")
+	f.IntVar(&opts.Revision, "revision", 1, "2 or more: a later revision of the same roster (corrections, moves, a cohort added), written to DIR/roster-vN.csv")
 	markRequired(cmd, "out")
 	cmd.MarkFlagDirname("out")
 	return cmd

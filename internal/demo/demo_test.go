@@ -262,3 +262,42 @@ func TestRosterPassesValidation(t *testing.T) {
 		t.Errorf("%d practices, want about %d", len(r.Practices), want)
 	}
 }
+
+// TestRevision: a later revision changes a small, reproducible part of the
+// same roster and never the well-known subjects.
+func TestRevision(t *testing.T) {
+	read := func(rev int) map[string]string {
+		var b strings.Builder
+		if _, err := WriteRoster(&b, RosterOptions{N: 20000, Seed: 7, Revision: rev}); err != nil {
+			t.Fatal(err)
+		}
+		rows := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:] {
+			id, rest, _ := strings.Cut(line, ",")
+			rows[id] = rest
+		}
+		return rows
+	}
+	v1, v2, v2again := read(1), read(2), read(2)
+	if fmt.Sprint(v2) != fmt.Sprint(v2again) {
+		t.Fatal("a revision must be reproducible")
+	}
+	removed, changed := 0, 0
+	for id, r := range v1 {
+		r2, ok := v2[id]
+		switch {
+		case !ok:
+			removed++
+		case r2 != r:
+			changed++
+		}
+	}
+	if len(v2) > len(v1) || removed < 50 || removed > 200 || changed < 150 || changed > 500 {
+		t.Fatalf("revision 2 of 20,000 rows: %d removed, %d changed", removed, changed)
+	}
+	for _, id := range []string{AffectedSubject, UnderReviewSubject} {
+		if v1[id] != v2[id] {
+			t.Fatalf("%s changed between revisions", id)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 )
 
@@ -47,6 +48,13 @@ type RosterOptions struct {
 	// (0 means DefaultUnderReviewPercent; negative means none but
 	// UnderReviewSubject). AffectedSubject is affected whatever the share.
 	UnderReviewPercent float64
+	// Revision 0 or 1 is the first roster of an incident; 2 and later are
+	// the same roster as a later investigation would revise it: about 0.5%
+	// of subjects corrected to not affected (removed), 0.5% moved between
+	// affected and under review, and 1% found in the uploads cohort too.
+	// Each revision builds on the previous one. AffectedSubject and
+	// UnderReviewSubject never change.
+	Revision int
 }
 
 // Summary counts what WriteRoster wrote.
@@ -152,7 +160,10 @@ func WriteRoster(w io.Writer, opts RosterOptions) (Summary, error) {
 		}
 		rowsLeft--
 		cohorts, practice := drawCohorts(rng)
-		emit(num, status, cohorts, practice)
+		var keep bool
+		if status, cohorts, keep = revise(opts.Seed, num, opts.Revision, status, cohorts); keep {
+			emit(num, status, cohorts, practice)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return Summary{}, fmt.Errorf("demo: write roster: %w", err)
@@ -217,4 +228,27 @@ func appendPadded(b []byte, num, width int) []byte {
 		b = append(b, '0')
 	}
 	return append(b, s...)
+}
+
+// revise applies revisions 2..rev to one row, each revision's changes drawn
+// from a hash of (seed, subject number, revision) so that the base roster's
+// random stream is untouched and every revision is reproducible.
+func revise(seed int64, num, rev int, status string, cohorts []string) (string, []string, bool) {
+	for r := 2; r <= rev; r++ {
+		// #nosec G404 -- synthetic demo data must be reproducible; not a secret.
+		u := rand.New(rand.NewPCG(uint64(seed)^uint64(num)<<20, uint64(r))).Float64()
+		switch {
+		case u < 0.005:
+			return "", nil, false // corrected: not affected after all
+		case u < 0.010:
+			if status == "affected" {
+				status = "under_review"
+			} else {
+				status = "affected"
+			}
+		case u < 0.020 && !slices.Contains(cohorts, CohortUploads):
+			cohorts = append(slices.Clone(cohorts), CohortUploads)
+		}
+	}
+	return status, cohorts, true
 }
