@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ type app struct {
 	jsonOut  bool
 	timeout  time.Duration
 	insecure bool
+	// TLS material for an ops listener with TLS or mutual TLS
+	// (impactd --tls-cert ... --admin-client-ca ...).
+	caFile, certFile, keyFile string
 
 	root *cobra.Command
 	conn *grpc.ClientConn
@@ -99,10 +103,13 @@ A first run on one machine:
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON (protojson with proto field names) instead of tables")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "deadline of each call; uploads and waves have none unless this is set")
 	pf.BoolVar(&a.insecure, "insecure", false, "use plaintext instead of TLS (default: plaintext for loopback addresses only)")
+	pf.StringVar(&a.caFile, "ca-file", a.env("IMPACT_CA_FILE", ""), "PEM CA bundle that signed impactd's certificate (default: the system roots) (env IMPACT_CA_FILE)")
+	pf.StringVar(&a.certFile, "cert", a.env("IMPACT_CERT", ""), "PEM client certificate for an ops listener with mutual TLS (env IMPACT_CERT)")
+	pf.StringVar(&a.keyFile, "key", a.env("IMPACT_KEY", ""), "PEM private key of --cert (env IMPACT_KEY)")
 	pf.StringVar(&a.dataDir, "data-dir", a.env("IMPACT_DATA_DIR", defaultDataDir), "impactd --dev data directory, for dev tokens (env IMPACT_DATA_DIR)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 
-	root.AddCommand(a.snapshotCommand(), a.noticeCommand(), a.auditCommand(), a.devCommand(), a.demoCommand())
+	root.AddCommand(a.snapshotCommand(), a.noticeCommand(), a.subjectCommand(), a.auditCommand(), a.devCommand(), a.demoCommand())
 	return root
 }
 
@@ -156,13 +163,21 @@ func (a *app) client() (*grpc.ClientConn, error) {
 	if a.addr == "" {
 		return nil, errors.New("no address: set --addr or IMPACT_ADDR")
 	}
+	tlsSet := a.caFile != "" || a.certFile != "" || a.keyFile != ""
 	plaintext := a.insecure
 	if !a.root.PersistentFlags().Changed("insecure") {
-		plaintext = isLoopback(a.addr)
+		plaintext = isLoopback(a.addr) && !tlsSet
+	}
+	if plaintext && tlsSet {
+		return nil, usageError("--ca-file, --cert and --key need TLS; drop --insecure")
 	}
 	creds := insecure.NewCredentials()
 	if !plaintext {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+		cfg, err := a.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
 	}
 	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -170,6 +185,33 @@ func (a *app) client() (*grpc.ClientConn, error) {
 	}
 	a.conn = conn
 	return conn, nil
+}
+
+// tlsConfig is the client side of TLS to the ops listener: the system roots
+// or --ca-file, and a client certificate when --cert/--key are given.
+func (a *app) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.caFile != "" {
+		pem, err := os.ReadFile(a.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", a.caFile)
+		}
+	}
+	if (a.certFile == "") != (a.keyFile == "") {
+		return nil, usageError("--cert and --key go together")
+	}
+	if a.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.certFile, a.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func (a *app) snapshots() (impactv1.SnapshotServiceClient, error) {
