@@ -197,3 +197,36 @@ func TestAudit(t *testing.T) {
 		t.Errorf("negative limit: %s", out)
 	}
 }
+
+func TestSubjectErase(t *testing.T) {
+	d := startImpactd(t)
+	spec, roster := demoFiles(t, t.TempDir(), 100)
+	inc := demo.IncidentID
+	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
+	d.ctl(t, 0, "notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject)
+
+	out := d.ctl(t, 0, "subject", "erase", "--subject", demo.AffectedSubject)
+	if want := "account closed: 1 notification pins removed; later snapshots drop the subject\n"; out != want {
+		t.Errorf("erase: %q, want %q", out, want)
+	}
+	out = d.ctl(t, 0, "notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject)
+	if !strings.Contains(strings.ToLower(out), "none") {
+		t.Errorf("claim after erasure:\n%s", out)
+	}
+	out = d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
+	if !strings.Contains(out, "99 entries") {
+		t.Errorf("upload after erasure (the erased row dropped):\n%s", out)
+	}
+	out = d.ctl(t, 0, "--json", "subject", "erase", "--subject", demo.AffectedSubject)
+	var js struct {
+		PinsRemoved int `json:"pins_removed"`
+	}
+	if err := json.Unmarshal([]byte(out), &js); err != nil || js.PinsRemoved != 0 {
+		t.Errorf("second erase --json: %s (%v)", out, err)
+	}
+	if out := d.ctl(t, 0, "audit", "--limit", "3"); strings.Contains(out, demo.AffectedSubject) || strings.Count(out, "erase") != 2 {
+		t.Errorf("audit after erasures:\n%s", out)
+	}
+	d.ctl(t, 2, "subject", "erase")
+}

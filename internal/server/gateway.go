@@ -57,6 +57,9 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		if err == nil {
 			err = impactv1.RegisterNoticeServiceHandler(ctx, gw, conn)
 		}
+		if err == nil {
+			err = impactv1.RegisterSubjectServiceHandler(ctx, gw, conn)
+		}
 	} else {
 		err = impactv1.RegisterStatusServiceHandler(ctx, gw, conn)
 	}

@@ -50,6 +50,8 @@ func policyFor(fullMethod string) (policy, bool) {
 		return policy{scope: auth.ScopeAdmin}, true
 	case strings.HasPrefix(fullMethod, "/impact.v1.NoticeService/"):
 		return policy{scope: auth.ScopeNotify}, true
+	case strings.HasPrefix(fullMethod, "/impact.v1.SubjectService/"):
+		return policy{scope: auth.ScopeAdmin}, true
 	}
 	return policy{}, false
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -207,6 +208,118 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	for _, tok := range []string{notifier, e.token(sid(0))} {
 		if code, _, _ := e.rest(http.MethodGet, e.addrs.AdminHTTP, "/v1/audit", tok, ""); code != http.StatusForbidden {
 			t.Errorf("REST audit without impact.admin: %d, want 403", code)
+		}
+	}
+}
+
+func TestEraseSubject(t *testing.T) {
+	e := startEnv(t)
+	e.waitReady()
+	spec := demoSpec(t)
+	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	ctx := withToken(context.Background(), e.adminTk)
+	notices := impactv1.NewNoticeServiceClient(e.admin)
+	if c, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(0), IdempotencyKey: "w1:0"}); err != nil || c.GetClaim().GetAction() != impactv1.ClaimAction_SEND {
+		t.Fatalf("claim: %v, %v", c, err)
+	}
+	pub := impactv1.NewStatusServiceClient(e.public)
+	statusPath := "/v1/incidents/" + demo.IncidentID + "/status"
+	if code, _, body := e.rest(http.MethodGet, e.addrs.HTTP, statusPath, e.token(sid(0)), ""); code != http.StatusOK {
+		t.Fatalf("status before erasure: %d %s", code, body)
+	}
+
+	// gRPC.
+	subjects := impactv1.NewSubjectServiceClient(e.admin)
+	resp, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{SubjectId: sid(0)})
+	if err != nil || resp.GetPinsRemoved() != 1 {
+		t.Fatalf("erase: %v, %v; want 1 pin removed", resp, err)
+	}
+	// REST, a subject never notified.
+	code, _, body := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/subjects:erase", e.adminTk, `{"subject_id": "`+sid(1)+`"}`)
+	if code != http.StatusOK {
+		t.Fatalf("REST erase: %d %s", code, body)
+	}
+	var rest struct {
+		PinsRemoved int `json:"pins_removed"`
+	}
+	if err := json.Unmarshal(body, &rest); err != nil || rest.PinsRemoved != 0 {
+		t.Errorf("REST erase: %s (%v)", body, err)
+	}
+
+	// Both erased subjects now read NOT_FOUND on both transports.
+	for _, i := range []int{0, 1} {
+		tok := e.token(sid(i))
+		if _, err := pub.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+			t.Errorf("%s: GetMyStatus after erasure: %v, want NOT_FOUND", sid(i), err)
+		}
+		if _, err := pub.ListMyStatuses(withToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); status.Code(err) != codes.NotFound {
+			t.Errorf("%s: ListMyStatuses after erasure: %v, want NOT_FOUND", sid(i), err)
+		}
+		if code, _, body := e.rest(http.MethodGet, e.addrs.HTTP, statusPath, tok, ""); code != http.StatusNotFound {
+			t.Errorf("%s: REST status after erasure: %d %s, want 404", sid(i), code, body)
+		}
+		c, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(i), IdempotencyKey: "w2"})
+		if err != nil || c.GetClaim().GetAction() != impactv1.ClaimAction_NONE {
+			t.Errorf("%s: claim after erasure: %v, %v; want NONE", sid(i), c, err)
+		}
+	}
+	// Others are untouched.
+	if a, err := pub.GetMyStatus(withToken(context.Background(), e.token(sid(2))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+		t.Errorf("another subject: %v, %v", a, err)
+	}
+	// Again: idempotent.
+	if resp, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{SubjectId: sid(0)}); err != nil || resp.GetPinsRemoved() != 0 {
+		t.Errorf("second erase: %v, %v", resp, err)
+	}
+	// The next upload drops both rows.
+	info, err := e.upload(spec, csvOf(rosterV1()))
+	if err != nil || info.GetEntries() != 32 {
+		t.Fatalf("upload after erasures: %v, %v; want 32 of 34 rows", info, err)
+	}
+
+	// impact.admin only; a subject id is required.
+	for _, tok := range []string{e.token("notifier-1", auth.ScopeNotify), e.token(sid(3))} {
+		if _, err := subjects.EraseSubject(withToken(context.Background(), tok), &impactv1.EraseSubjectRequest{SubjectId: sid(3)}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("erase without impact.admin: %v, want PERMISSION_DENIED", err)
+		}
+		if code, _, _ := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/subjects:erase", tok, `{"subject_id": "`+sid(3)+`"}`); code != http.StatusForbidden {
+			t.Errorf("REST erase without impact.admin: %d, want 403", code)
+		}
+	}
+	if _, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("erase without a subject: %v, want INVALID_ARGUMENT", err)
+	}
+	if a, err := pub.GetMyStatus(withToken(context.Background(), e.token(sid(3))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+		t.Errorf("a refused erase changed the subject: %v, %v", a, err)
+	}
+
+	// The audit trail records the erasures, never whom.
+	audit, err := impactv1.NewSnapshotServiceClient(e.admin).ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erasures := 0
+	for _, ev := range audit.GetEvents() {
+		if ev.GetAction() == "erase" {
+			erasures++
+			if ev.GetActor() != "ops-alice" || ev.GetIncidentId() != "" {
+				t.Errorf("erase event: %v", ev)
+			}
+		}
+		if strings.Contains(ev.String(), sid(0)) || strings.Contains(ev.String(), sid(1)) {
+			t.Errorf("audit event names an erased subject: %v", ev)
+		}
+	}
+	if erasures != 3 {
+		t.Errorf("%d erase events, want 3", erasures)
+	}
+	// Nor do the logs.
+	for _, i := range []int{0, 1} {
+		if strings.Contains(e.logs.String(), sid(i)) {
+			t.Errorf("logs hold the erased subject id %s", sid(i))
 		}
 	}
 }

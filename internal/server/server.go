@@ -177,6 +177,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		snapshots: deps.Snapshots, catalog: deps.Catalog, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
 	})
 	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
+	impactv1.RegisterSubjectServiceServer(s.admin, &subjectService{status: deps.Status})
 	s.setServing(false)
 	if deps.Telemetry != nil {
 		if s.stopObserve, err = s.observe(); err != nil {
@@ -233,7 +234,7 @@ func (s *Server) Addrs() Addrs {
 }
 
 var publicServices = []string{"", impactv1.StatusService_ServiceDesc.ServiceName}
-var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceName, impactv1.NoticeService_ServiceDesc.ServiceName}
+var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceName, impactv1.NoticeService_ServiceDesc.ServiceName, impactv1.SubjectService_ServiceDesc.ServiceName}
 
 // setServing flips grpc.health.v1 and /readyz together.
 func (s *Server) setServing(ok bool) {

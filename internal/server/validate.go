@@ -166,6 +166,9 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.ListAuditEventsRequest.after_seq":                 anything,
 	"impact.v1.ListAuditEventsRequest.page_size":                 auditPageSize, // 0: the default
 
+	// SubjectService (impact.admin).
+	"impact.v1.EraseSubjectRequest.subject_id": subjectID,
+
 	// NoticeService (impact.notify).
 	"impact.v1.ClaimNoticeRequest.incident_id":      incidentID,
 	"impact.v1.ClaimNoticeRequest.subject_id":       subjectID,

@@ -83,14 +83,22 @@ type UploadRequest struct {
 // the first, or loading fails, the version is aborted and the error
 // returned.
 //
+// Rows of subjects whose accounts were closed (status.Service.Erase) are
+// dropped while loading: the version holds the rest, with their digest and
+// count, and the audit event says how many rows were dropped (never whose).
+//
 // The upload is recorded in the audit trail (store.AuditUpload), staged or
 // not.
 func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionInfo, error) {
 	ev := store.AuditEvent{Action: store.AuditUpload, Incident: req.Incident, Actor: req.Actor}
-	info, err := s.upload(ctx, req, &ev)
+	var dropped uint64
+	info, err := s.upload(ctx, req, &ev, &dropped)
 	if err == nil {
 		ev.Version, ev.Digest = info.Version, info.Digest
 		ev.Detail = "staged: " + countsDetail(info.Counts)
+		if dropped > 0 {
+			ev.Detail += fmt.Sprintf("; %d rows of closed accounts dropped", dropped)
+		}
 	} else {
 		var ve *ValidationError
 		switch {
@@ -103,8 +111,9 @@ func (s *Service) Upload(ctx context.Context, req UploadRequest) (store.VersionI
 	return info, s.record(ctx, ev, err)
 }
 
-// upload is Upload; it sets ev.Version once a version is allocated.
-func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.AuditEvent) (store.VersionInfo, error) {
+// upload is Upload; it sets ev.Version once a version is allocated, and
+// dropped to the number of rows of closed accounts it left out.
+func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.AuditEvent, dropped *uint64) (store.VersionInfo, error) {
 	spec, err := ParseSpec(req.Spec)
 	if err != nil {
 		return store.VersionInfo{}, err
@@ -132,11 +141,11 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 	ev.Version = stager.Version()
 	info, err := func() (store.VersionInfo, error) {
 		batch := make([]store.Entry, 0, s.batchSize)
+		// Subjects whose accounts were closed are dropped; the version's
+		// digest and count are those of what is kept.
+		kept := newErasedFilter(s.st, first.Practices)
 		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			err := stager.Put(ctx, batch)
+			err := kept.put(ctx, stager, batch)
 			batch = batch[:0]
 			return err
 		}
@@ -156,8 +165,9 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 		if second.Digest != first.Digest || second.Entries != first.Entries {
 			return store.VersionInfo{}, fmt.Errorf("%w: the roster changed between validation and load", store.ErrVerify)
 		}
+		*dropped = kept.dropped
 		m := store.Manifest{Spec: spec.Canonical(), Cohorts: len(spec.Cohorts), Practices: second.Practices}
-		info, err := stager.Commit(ctx, m, second.Digest, second.Entries)
+		info, err := stager.Commit(ctx, m, kept.kept.Sum(m.Spec), kept.kept.Count())
 		if err != nil {
 			return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", req.Incident, stager.Version(), err)
 		}
@@ -296,25 +306,32 @@ func (s *Service) rollback(ctx context.Context, incident string, to, expectVisib
 }
 
 // copyVersion loads src's entries into stager and commits it with src's
-// manifest, digest and count.
+// manifest, digest and count; entries of closed accounts are left out (and
+// the digest and count are then those of what was copied).
 func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.Stager) (store.VersionInfo, error) {
 	batch := make([]store.Entry, 0, s.batchSize)
+	kept := newErasedFilter(s.st, src.Manifest.Practices)
 	err := s.st.Scan(ctx, src.Info.Incident, src.Info.Version, func(e store.Entry) error {
 		batch = append(batch, e)
 		if len(batch) < cap(batch) {
 			return nil
 		}
-		err := stager.Put(ctx, batch)
+		err := kept.put(ctx, stager, batch)
 		batch = batch[:0]
 		return err
 	})
-	if err == nil && len(batch) > 0 {
-		err = stager.Put(ctx, batch)
+	if err == nil {
+		err = kept.put(ctx, stager, batch)
 	}
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("copy %s v%d into v%d: %w", src.Info.Incident, src.Info.Version, stager.Version(), err)
 	}
-	info, err := stager.Commit(ctx, src.Manifest, src.Info.Digest, src.Info.Counts.Entries)
+	digest, count := src.Info.Digest, src.Info.Counts.Entries
+	if kept.dropped > 0 {
+		// Closed accounts are not copied back.
+		digest, count = kept.kept.Sum(src.Manifest.Spec), kept.kept.Count()
+	}
+	info, err := stager.Commit(ctx, src.Manifest, digest, count)
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", src.Info.Incident, stager.Version(), err)
 	}

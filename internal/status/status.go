@@ -32,6 +32,10 @@ var (
 	ErrVersionAhead = errors.New("requested version is not published yet")
 	// ErrInvalidArgument: a malformed request (empty subject, key too long).
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrErased: the subject's account was closed (Erase). It wraps
+	// ErrNotFound: the transport answers NOT_FOUND, as for an unknown
+	// incident.
+	ErrErased = fmt.Errorf("%w: subject erased", ErrNotFound)
 )
 
 // Keyer turns raw identifiers into store keys (package auth implements it).
@@ -152,6 +156,9 @@ func (s *Service) Status(ctx context.Context, incident, subjectID string, atLeas
 	if err != nil {
 		return Answer{}, err
 	}
+	if view.Erased {
+		return Answer{}, ErrErased
+	}
 	if atLeast > view.Visible {
 		return Answer{}, fmt.Errorf("%w: version %d requested, %d is the newest", ErrVersionAhead, atLeast, view.Visible)
 	}
@@ -177,6 +184,9 @@ func (s *Service) Statuses(ctx context.Context, subjectID string) ([]Answer, err
 		view, err := s.read(ctx, h.Incident, key, nil)
 		if err != nil {
 			return nil, err
+		}
+		if view.Erased {
+			return nil, ErrErased
 		}
 		a, err := s.answer(ctx, h.Incident, view)
 		if err != nil {
@@ -267,6 +277,10 @@ func (s *Service) Claim(ctx context.Context, incident, subjectID, idempotencyKey
 		view, err := s.read(ctx, incident, key, &idem)
 		if err != nil {
 			return Claim{}, err
+		}
+		if view.Erased {
+			// A closed account is never notified (and never pinned again).
+			return Claim{Action: ActionNone, Incident: incident, Version: view.Visible, Status: store.NotAffected}, nil
 		}
 		if view.Replay != nil {
 			// Invariant 9: the same key gets the same answer.

@@ -185,6 +185,9 @@ type View struct {
 	// Replay is the pin recorded by an earlier claim with the idempotency
 	// key asked for, if any.
 	Replay *Pin
+	// Erased: the subject's account was closed (Tombstone). Nothing may be
+	// answered or claimed for it; Pin and Replay are nil.
+	Erased bool
 }
 
 // StageRequest starts a new version.
@@ -244,8 +247,9 @@ type Store interface {
 	// records next under idem, atomically. ErrConflict if the current pin is
 	// not old (compared by NoticeID) or next.Version is lower than the
 	// current pin's version, or if next.Version is not a staged or published
-	// version (being or having been deleted, say); ErrNotFound if it was
-	// never allocated. A failed claim changes nothing.
+	// version (being or having been deleted, say), or if the subject is
+	// tombstoned; ErrNotFound if the version was never allocated. A failed
+	// claim changes nothing.
 	ClaimPin(ctx context.Context, incident string, key Key, old *Pin, next Pin, idem IdemKey) error
 	// Pins calls fn for every pin of the incident, in no particular order.
 	Pins(ctx context.Context, incident string, fn func(Key, Pin) error) error
@@ -270,4 +274,16 @@ type Store interface {
 	// incident is "" (see AuditLimit for limit). An incident with no events
 	// (or unknown) has an empty list.
 	ListAudit(ctx context.Context, incident string, afterSeq uint64, limit int) ([]AuditEvent, error)
+
+	// Tombstone records that a subject's account was closed, for every
+	// incident, then removes its pins and idempotency records in every
+	// incident, and returns how many pins it removed. From then on Read
+	// reports View.Erased for the key, Tombstoned reports it, and ClaimPin
+	// refuses it with ErrConflict; a claim racing the tombstone either
+	// comes first (its pin is removed) or is refused. Records of existing
+	// versions are immutable and stay until the versions are deleted.
+	// Idempotent: a second call finds nothing more to remove.
+	Tombstone(ctx context.Context, key Key) (pinsRemoved int, err error)
+	// Tombstoned reports, for each key, whether it is tombstoned.
+	Tombstoned(ctx context.Context, keys []Key) ([]bool, error)
 }

@@ -412,6 +412,10 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 			return err
 		}
 		v.Visible = getU64(ib, keyVisible)
+		if tombstoned(tx, key) {
+			v.Erased = true
+			return nil
+		}
 		if v.Visible != 0 {
 			rb := ib.Bucket(bucketRecords).Bucket(u64(v.Visible))
 			if rb == nil {
@@ -566,6 +570,9 @@ func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
 	ib, err := incidentBucket(tx, c.incident)
 	if err != nil {
 		return err, nil
+	}
+	if tombstoned(tx, c.key) {
+		return fmt.Errorf("embedded: claim pin: the subject's account was closed: %w", store.ErrConflict), nil
 	}
 	pins := ib.Bucket(bucketPins)
 	if b := pins.Get(c.key[:]); b != nil {

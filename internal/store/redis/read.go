@@ -36,9 +36,11 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		recCmd  *redis.SliceCmd
 		pinCmd  *redis.StringCmd
 		idemCmd *redis.StringCmd
+		tombCmd *redis.BoolCmd
 	)
 	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		headCmd = p.HMGet(ctx, s.headKey(incident), "visible", "latest")
+		tombCmd = p.HExists(ctx, s.tombKey(key), field)
 		if cached > 0 {
 			recCmd = p.HMGet(ctx, s.recordsKey(incident, cached, bucket(key, cachedBits)), field, sentinelName)
 		}
@@ -59,6 +61,10 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		return store.View{}, fmt.Errorf("incident: %w", store.ErrNotFound)
 	}
 	view := store.View{Visible: h.Visible}
+	if tombCmd.Val() {
+		view.Erased = true // see Tombstone
+		return view, nil
+	}
 	if view.Pin, err = optionalPin(pinCmd); err != nil {
 		return store.View{}, err
 	}
@@ -182,7 +188,7 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	keys := []string{s.pinsKey(incident, pb), s.idemKey(incident, pb)}
 	_, cluster := s.c.(*redis.ClusterClient)
 	if !cluster {
-		keys = append(keys, s.versionsKey(incident), s.headKey(incident))
+		keys = append(keys, s.versionsKey(incident), s.headKey(incident), s.tombKey(key))
 	}
 	field, ifield := string(key[:]), idemField(idem, key)
 	hasOld, oldID := "0", ""
@@ -206,11 +212,13 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 		return fmt.Errorf("version %d is not available to pin: %w", next.Version, store.ErrConflict)
 	case "notfound":
 		return fmt.Errorf("version: %w", store.ErrNotFound)
+	case "erased":
+		return fmt.Errorf("the subject's account was closed: %w", store.ErrConflict)
 	default:
 		return fmt.Errorf("%w: unexpected claim reply", store.ErrUnavailable)
 	}
 	if !cluster {
-		return nil // the script checked the version
+		return nil // the script checked the version and the tombstone
 	}
 	prev, _ := arr[1].(string)
 
@@ -218,11 +226,14 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	// after the pin write; DeleteVersion marks a version deleting before it
 	// reads the pins, so one of the two sees the other. A claim that finds
 	// its version unavailable is undone.
+	// Likewise the subject must not be tombstoned (see Tombstone).
 	var state *redis.StringCmd
 	var latest *redis.StringCmd
+	var tomb *redis.BoolCmd
 	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		state = p.HGet(ctx, s.versionsKey(incident), vfield(next.Version, ":state"))
 		latest = p.HGet(ctx, s.headKey(incident), "latest")
+		tomb = p.HExists(ctx, s.tombKey(key), field)
 		return nil
 	})
 	if err := cmdErr(cmds, err); err != nil {
@@ -230,11 +241,14 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 		// idempotency key, which replays it.
 		return err
 	}
-	if st := state.Val(); st == "2" || st == "3" {
+	if st := state.Val(); (st == "2" || st == "3") && !tomb.Val() {
 		return nil
 	}
 	if _, err := s.runScript(ctx, unclaimScript, keys, field, pin, prev, ifield); err != nil {
 		return err
+	}
+	if tomb.Val() {
+		return fmt.Errorf("the subject's account was closed: %w", store.ErrConflict)
 	}
 	if l, _ := strconv.ParseUint(latest.Val(), 10, 64); next.Version > l {
 		return fmt.Errorf("version: %w", store.ErrNotFound)

@@ -71,7 +71,10 @@ return 'ok'
 // expected, or if the new version is lower than the current pin's. It
 // returns {'ok', previous pin or ”} so that a claim can be undone.
 // KEYS: pins bucket, idem bucket. ARGV: subject field, has old ('0'/'1'),
-// old notice id, next pin, next version, idem field.
+// old notice id, next pin, next version, idem field. Outside a Cluster,
+// KEYS 3 to 5 (versions, head, the subject's tombstone hash) make it also
+// refuse a version that is not pinnable ('unpinnable', 'notfound') and a
+// tombstoned subject ('erased').
 //
 // A pin is store.AppendPin: 0x01, uvarint version, status byte, uvarint
 // cohorts, uvarint practice, varint time, uvarint len, notice id.
@@ -97,6 +100,7 @@ if KEYS[3] then
     return {'unpinnable'}
   end
 end
+if KEYS[5] and redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {'erased'} end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then
   if ARGV[2] == '1' then return {'conflict'} end

@@ -79,6 +79,8 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteRacingClaims", testDeleteRacingClaims},
 		{"Audit", testAudit},
 		{"AuditAppendOnly", testAuditAppendOnly},
+		{"Tombstone", testTombstone},
+		{"TombstoneRacingClaims", testTombstoneRacingClaims},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}

@@ -1,0 +1,57 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/impact-health/impact/internal/store"
+)
+
+// erasedFilter drops the entries of tombstoned subjects (closed accounts,
+// status.Service.Erase) from the batches a load hands to a stager, and
+// digests and counts what it keeps, so that the version is committed with
+// the digest of its actual content. It never learns a subject id: it sees
+// keys only.
+type erasedFilter struct {
+	st      store.Store
+	kept    *store.Digester
+	dropped uint64
+	keys    []store.Key
+}
+
+func newErasedFilter(st store.Store, practices []string) *erasedFilter {
+	return &erasedFilter{st: st, kept: store.NewDigester(practices)}
+}
+
+// put asks the store which of batch's subjects are tombstoned (one call
+// per batch), drops them, and puts the rest. It reorders nothing and may
+// overwrite batch.
+func (f *erasedFilter) put(ctx context.Context, stager store.Stager, batch []store.Entry) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	f.keys = f.keys[:0]
+	for _, e := range batch {
+		f.keys = append(f.keys, e.Key)
+	}
+	erased, err := f.st.Tombstoned(ctx, f.keys)
+	if err != nil {
+		return fmt.Errorf("check closed accounts: %w", err)
+	}
+	n := 0
+	for i, e := range batch {
+		if erased[i] {
+			f.dropped++
+			continue
+		}
+		if err := f.kept.Add(e); err != nil {
+			return err
+		}
+		batch[n] = e
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return stager.Put(ctx, batch[:n])
+}
