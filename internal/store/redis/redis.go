@@ -16,6 +16,8 @@
 //	p{p:<i>:<bucket>}                hash: 16-byte key -> store.AppendPin bytes
 //	p{p:<i>:<bucket>}:idem           hash: idem key ++ subject key -> pin bytes
 //	p visible                        pub/sub channel announcing publishes
+//	p{audit}:log                     stream: the audit trail, id "<seq>-0" (never trimmed)
+//	p{t:<b>}                         hash: 16-byte key -> erasure time (closed accounts)
 //
 // A version's records live in 2^bits bucket hashes; the bucket of a key is
 // its top bits, so iterating the buckets in order and sorting each gives

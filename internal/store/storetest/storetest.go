@@ -27,7 +27,14 @@
 //   - a canceled context makes Read, Publish and ClaimPin fail, changing
 //     nothing; after Close every call fails with ErrUnavailable;
 //   - Scan and Pins callbacks may call the store, and their error is
-//     returned as is.
+//     returned as is;
+//   - DeleteVersion of a version that is gone, or never was, fails with
+//     ErrNotFound; a deletion that a racing claim makes refuse may also
+//     make that claim fail (both back off, neither wins: safe);
+//   - audit events are numbered 1, 2, 3... per store; ListAudit of an
+//     unknown incident is empty, and limit 0 means store.MaxAuditPage;
+//   - a tombstone applies to incidents created after it too, and Tombstone
+//     counts the pins it removed (0 the second time).
 package storetest
 
 import (
