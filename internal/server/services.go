@@ -322,6 +322,9 @@ type noticeService struct {
 	metrics *telemetry.Metrics // nil: none
 }
 
+// ClaimNotice decides and pins one subject's notice. Single claims are not
+// recorded in the audit trail one by one (the pins are their record); a
+// wave (ClaimNotices) is, as one event per incident.
 func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
 	if err := checkIncidentID(req.GetIncidentId()); err != nil {
 		return nil, err
