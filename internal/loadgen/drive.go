@@ -39,6 +39,8 @@ type Result struct {
 	P50, P99 time.Duration // latency percentiles of all measured requests
 	Max      time.Duration
 	CPU      cpuShare // cores used by the server, Redis and the generator (set by the harness)
+
+	lat []time.Duration // every measured latency, sorted (for merge)
 }
 
 // RPS is the measured request rate.
@@ -118,14 +120,46 @@ func Drive(ctx context.Context, name string, l Load, stop <-chan struct{}, req R
 			r.FirstErr = w.firstErr
 		}
 	}
-	r.Requests = len(all)
-	if len(all) > 0 {
-		slices.Sort(all)
-		r.P50 = all[len(all)*50/100]
-		r.P99 = all[min(len(all)-1, len(all)*99/100)]
-		r.Max = all[len(all)-1]
-	}
+	r.setLatencies(all)
 	return r
+}
+
+// setLatencies sorts lat and sets the counts and percentiles from it.
+func (r *Result) setLatencies(lat []time.Duration) {
+	slices.Sort(lat)
+	r.lat, r.Requests = lat, len(lat)
+	if len(lat) > 0 {
+		r.P50 = lat[len(lat)*50/100]
+		r.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		r.Max = lat[len(lat)-1]
+	}
+}
+
+// merge combines measurements of one target taken in slices: requests,
+// errors and time add up, percentiles are those of all latencies, CPU
+// shares are time-weighted.
+func merge(name string, rs []Result) Result {
+	m := Result{Name: name}
+	var all []time.Duration
+	for _, r := range rs {
+		all = append(all, r.lat...)
+		m.Errors += r.Errors
+		if m.FirstErr == nil {
+			m.FirstErr = r.FirstErr
+		}
+		m.Elapsed += r.Elapsed
+		w := r.Elapsed.Seconds()
+		m.CPU.server += r.CPU.server * w
+		m.CPU.redis += r.CPU.redis * w
+		m.CPU.generator += r.CPU.generator * w
+	}
+	if s := m.Elapsed.Seconds(); s > 0 {
+		m.CPU.server /= s
+		m.CPU.redis /= s
+		m.CPU.generator /= s
+	}
+	m.setLatencies(all)
+	return m
 }
 
 func closed(c <-chan struct{}) bool {

@@ -56,6 +56,7 @@ type Config struct {
 	Duration     time.Duration // measured time of each phase
 	Warmup       time.Duration // unmeasured time before each phase
 	Conns        int           // gRPC client connections per server
+	Rounds       int           // the side-by-side phases take turns in this many slices
 	PacedPercent float64       // phase v again at this percent of the idle gRPC rate; 0 skips it
 	LogLevel     string        // impactd --log-level
 	WorkDir      string        // where data and logs go (default: a temporary directory, removed)
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Duration, "duration", 15*time.Second, "measured time of each phase")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each phase")
 	fs.IntVar(&c.Conns, "conns", 4, "gRPC client connections per server")
+	fs.IntVar(&c.Rounds, "rounds", 3, "slices in which the four side-by-side targets take turns (each gets --duration in total)")
 	fs.Float64Var(&c.PacedPercent, "paced-percent", 50, "repeat the publish phase paced at this percent of the idle gRPC rate (0: skip)")
 	fs.StringVar(&c.LogLevel, "impactd-log-level", "info", "impactd --log-level (info logs every call, as in production)")
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for Redis data and logs (default: temporary, removed at the end)")
@@ -115,6 +117,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("--duration must be in (0, 10m], --warmup in [0, 1m]")
 	case c.Conns < 1 || c.Conns > 64:
 		return nil, errors.New("--conns must be in [1, 64]")
+	case c.Rounds < 1 || c.Rounds > 20:
+		return nil, errors.New("--rounds must be in [1, 20]")
 	case c.PacedPercent < 0 || c.PacedPercent > 100:
 		return nil, errors.New("--paced-percent must be in [0, 100]")
 	}
@@ -235,11 +239,15 @@ func (h *harness) run(ctx context.Context) error {
 	minREST := h.random(h.restCall(h.minHTTP))
 	load := Load{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration}
 	var results []Result
-	measureOn := func(serverPID int, name string, l Load, req Request) Result {
-		h.logf("measuring %s for %s (c=%d)", name, l.Duration, l.Concurrency)
+	drive := func(serverPID int, name string, l Load, req Request) Result {
 		m := startCPU(serverPID, h.redis.pid())
 		r := Drive(ctx, name, l, nil, req)
 		r.CPU = m.stop()
+		return r
+	}
+	measureOn := func(serverPID int, name string, l Load, req Request) Result {
+		h.logf("measuring %s for %s (c=%d)", name, l.Duration, l.Concurrency)
+		r := drive(serverPID, name, l, req)
 		results = append(results, r)
 		return r
 	}
@@ -247,15 +255,44 @@ func (h *harness) run(ctx context.Context) error {
 	if err := h.prewarm(ctx, impGRPCCall); err != nil {
 		return err
 	}
-	// Baseline and impactd side by side, one after the other.
-	mg := measureOn(minimal, "minimal grpc-go server", load, minGRPC)
-	stopPerf := h.startPerf(ctx, load, "grpc")
-	ig := measureOn(imp, "impactd gRPC GetMyStatus", load, impGRPC)
-	stopPerf()
-	mr := measureOn(minimal, "minimal net/http + protojson", load, minREST)
-	stopPerf = h.startPerf(ctx, load, "rest")
-	ir := measureOn(imp, "impactd REST GET .../status", load, impREST)
-	stopPerf()
+	// Baselines and impactd side by side: the four targets take turns in
+	// Rounds slices, so that a change of the machine's background load
+	// falls on all of them alike.
+	type target struct {
+		name   string
+		pid    int
+		req    Request
+		perf   string
+		slices []Result
+	}
+	targets := []*target{
+		{name: "minimal grpc-go server", pid: minimal, req: minGRPC},
+		{name: "impactd gRPC GetMyStatus", pid: imp, req: impGRPC, perf: "grpc"},
+		{name: "minimal net/http + protojson", pid: minimal, req: minREST},
+		{name: "impactd REST GET .../status", pid: imp, req: impREST, perf: "rest"},
+	}
+	slice := load
+	slice.Duration = cfg.Duration / time.Duration(cfg.Rounds)
+	h.logf("measuring 4 targets in %d rounds of %s each (c=%d)", cfg.Rounds, slice.Duration, cfg.Concurrency)
+	for round := range cfg.Rounds {
+		if round > 0 {
+			slice.Warmup = min(cfg.Warmup, 500*time.Millisecond) // connections are warm already
+		}
+		for _, tg := range targets {
+			var stopPerf func()
+			if round == 0 {
+				stopPerf = h.startPerf(ctx, slice, tg.perf)
+			}
+			tg.slices = append(tg.slices, drive(tg.pid, tg.name, slice, tg.req))
+			if stopPerf != nil {
+				stopPerf()
+			}
+		}
+	}
+	for _, tg := range targets {
+		results = append(results, merge(tg.name, tg.slices))
+	}
+	mg, ig, mr, ir := results[0], results[1], results[2], results[3]
 	if err := ctx.Err(); err != nil {
 		return err
 	}

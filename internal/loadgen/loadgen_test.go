@@ -93,3 +93,28 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeCombinesSlices(t *testing.T) {
+	ms := func(xs ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range xs {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	var a, b Result
+	a.setLatencies(ms(5, 1, 3))
+	a.Elapsed, a.Errors, a.CPU = time.Second, 1, cpuShare{server: 1}
+	b.setLatencies(ms(2, 4, 100))
+	b.Elapsed, a.FirstErr, b.CPU = 3*time.Second, errors.New("x"), cpuShare{server: 0.5}
+	m := merge("m", []Result{a, b})
+	if m.Requests != 6 || m.Errors != 1 || m.Elapsed != 4*time.Second || m.FirstErr == nil {
+		t.Fatalf("%+v", m)
+	}
+	if m.P50 != 4*time.Millisecond || m.Max != 100*time.Millisecond || m.RPS() != 1.5 {
+		t.Fatalf("p50 %v max %v rps %v", m.P50, m.Max, m.RPS())
+	}
+	if m.CPU.server != 0.625 { // (1*1 + 0.5*3) / 4
+		t.Fatalf("cpu %v", m.CPU.server)
+	}
+}

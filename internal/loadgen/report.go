@@ -136,6 +136,20 @@ func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRo
 	g, r := ratio(ig, mg), ratio(ir, mr)
 	fmt.Fprintf(w, "gRPC: impactd / minimal grpc-go = %.0f%% (target >= %.0f%%): %s\n", 100*g, 100*targetGRPCRatio, verdict(g >= targetGRPCRatio))
 	fmt.Fprintf(w, "REST: impactd / minimal net/http = %.0f%% (target >= %.0f%%): %s\n", 100*r, 100*targetRESTRatio, verdict(r >= targetRESTRatio))
+	// CPU per request of all three parties: what the ratio would be on a
+	// machine whose cores only this run used (the run is CPU-bound).
+	perReq := func(x Result) float64 {
+		if x.RPS() == 0 {
+			return 0
+		}
+		return (x.CPU.server + x.CPU.redis + x.CPU.generator) * 1e6 / x.RPS()
+	}
+	for _, p := range [][2]Result{{ig, mg}, {ir, mr}} {
+		if a, b := perReq(p[0]), perReq(p[1]); a > 0 {
+			fmt.Fprintf(w, "  CPU per request (server + Redis + generator): %s %.0f µs, %s %.0f µs: CPU-bound ratio %.0f%%\n",
+				p[0].Name, a, p[1].Name, b, 100*b/a)
+		}
+	}
 	for _, p := range pub {
 		x := 0.0
 		if p.idle.P99 > 0 {
