@@ -299,23 +299,25 @@ func (h *harness) run(ctx context.Context) error {
 
 	var pubRows []publishRow
 	if cfg.PublishRows > 0 {
-		idle := measureOn(imp, "impactd gRPC, idle (before publish)", load, impGRPC)
-		during, took, err := h.duringPublish(ctx, load, impGRPC, 2)
+		idle, idlePing := h.idleWithProbe(func() Result { return measureOn(imp, "impactd gRPC, idle (before publish)", load, impGRPC) })
+		during, duringPing, took, err := h.duringPublish(ctx, load, impGRPC, 2)
 		if err != nil {
 			return err
 		}
 		results = append(results, during)
-		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, took})
+		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took})
 		if cfg.PacedPercent > 0 {
 			paced := load
 			paced.Rate = ig.RPS() * cfg.PacedPercent / 100
-			pidle := measureOn(imp, fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
-			pduring, ptook, err := h.duringPublish(ctx, paced, impGRPC, 3)
+			pidle, pidlePing := h.idleWithProbe(func() Result {
+				return measureOn(imp, fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
+			})
+			pduring, pduringPing, ptook, err := h.duringPublish(ctx, paced, impGRPC, 3)
 			if err != nil {
 				return err
 			}
 			results = append(results, pduring)
-			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, ptook})
+			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook})
 		}
 	}
 	ghz := h.runGhz(ctx)
@@ -325,9 +327,10 @@ func (h *harness) run(ctx context.Context) error {
 }
 
 type publishRow struct {
-	mode         string
-	idle, during Result
-	took         time.Duration
+	mode                 string
+	idle, during         Result
+	idlePing, duringPing Result // Redis PING round trips alongside
+	took                 time.Duration
 }
 
 // setup publishes the roster, claims notices for half of the sampled
@@ -494,10 +497,10 @@ func (h *harness) claim(ctx context.Context, subjects []string) error {
 // duringPublish measures load while a fresh roster of PublishRows rows is
 // uploaded and published as version v; the measurement ends with the
 // publish.
-func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint32) (Result, time.Duration, error) {
+func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint32) (Result, Result, time.Duration, error) {
 	var roster bytes.Buffer
 	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: h.cfg.PublishRows, Seed: int64(v)}); err != nil {
-		return Result{}, 0, err
+		return Result{}, Result{}, 0, err
 	}
 	stop := make(chan struct{})
 	var (
@@ -518,11 +521,24 @@ func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint
 		time.Sleep(200 * time.Millisecond) // the load is running
 		took, pubErr = h.publish(ctx, roster.Bytes(), v)
 	}()
+	probe := make(chan Result, 1)
+	go func() { probe <- probeRedis(h.redisAt, stop, l.Duration) }()
 	m := startCPU(h.impactd.pid(), h.redis.pid())
 	r := Drive(ctx, name, l, stop, req)
 	r.CPU = m.stop()
 	wg.Wait()
-	return r, took, pubErr
+	return r, <-probe, took, pubErr
+}
+
+// idleWithProbe measures req like measure and Redis's PING round trip
+// alongside.
+func (h *harness) idleWithProbe(measure func() Result) (Result, Result) {
+	stop := make(chan struct{})
+	probe := make(chan Result, 1)
+	go func() { probe <- probeRedis(h.redisAt, stop, time.Hour) }()
+	r := measure()
+	close(stop)
+	return r, <-probe
 }
 
 // tokenCall issues one request for worker w with token i.

@@ -255,3 +255,40 @@ func waitHTTP(ctx context.Context, p *proc, url string, timeout time.Duration) e
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// probeRedis sends a PING every 10 ms on one connection until stop is
+// closed (at most limit), and returns the round-trip times: how long Redis
+// keeps a command waiting (head-of-line blocking by large pipelines, AOF
+// fsyncs, CPU contention).
+func probeRedis(addr string, stop <-chan struct{}, limit time.Duration) Result {
+	r := Result{Name: "Redis PING"}
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		r.FirstErr = err
+		return r
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	var lat []time.Duration
+	start := time.Now()
+	for i := 0; i < int(limit/(10*time.Millisecond)) && !closed(stop); i++ {
+		t0 := time.Now()
+		_ = c.SetDeadline(t0.Add(10 * time.Second))
+		_, err := c.Write([]byte("PING\r\n"))
+		if err == nil {
+			var line string
+			if line, err = rd.ReadString('\n'); err == nil && !strings.HasPrefix(line, "+PONG") {
+				err = fmt.Errorf("PING answered %q", line)
+			}
+		}
+		if err != nil {
+			r.FirstErr, r.Errors = err, r.Errors+1
+			break
+		}
+		lat = append(lat, time.Since(t0))
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Elapsed = time.Since(start)
+	r.setLatencies(lat)
+	return r
+}

@@ -157,5 +157,7 @@ func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRo
 		}
 		fmt.Fprintf(w, "publish of %d rows took %s; gRPC p99 %s ms during it vs %s ms idle, %s: %.2fx (target <= %.0fx): %s\n",
 			cfg.PublishRows, p.took.Round(time.Millisecond), ms(p.during.P99), ms(p.idle.P99), p.mode, x, targetPublishRatio, verdict(x <= targetPublishRatio))
+		fmt.Fprintf(w, "  Redis PING every 10 ms alongside: p50/p99/max %s/%s/%s ms idle, %s/%s/%s ms during the publish\n",
+			ms(p.idlePing.P50), ms(p.idlePing.P99), ms(p.idlePing.Max), ms(p.duringPing.P50), ms(p.duringPing.P99), ms(p.duringPing.Max))
 	}
 }
