@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +13,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,95 +24,52 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/server"
-	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
-	"github.com/impact-health/impact/internal/telemetry"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
 
-// env is one in-process impactd on the embedded store with dev keys.
+// env is one in-process impactd (impacttest) with gRPC connections to its
+// patient and ops listeners, its logs and an ops token.
 type env struct {
+	*impacttest.Env
 	t       *testing.T
-	dir     string
-	store   store.Store
-	srv     *server.Server
-	addrs   server.Addrs
 	public  *grpc.ClientConn
 	admin   *grpc.ClientConn
 	logs    *lockedWriter
 	adminTk string
 }
 
-func startEnv(t *testing.T) *env {
-	t.Helper()
-	return startEnvWith(t, nil)
+// clientCreds are the transport credentials the test clients dial the
+// patient and ops gRPC listeners with; nil means plaintext.
+type clientCreds struct {
+	public, admin credentials.TransportCredentials
 }
 
-// startEnvWith is startEnv with telemetry (nil: none): the store is
-// instrumented and the server traced and measured.
-func startEnvWith(t *testing.T, tel *telemetry.Telemetry) *env {
+func startEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := auth.EnsureDevKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pepper, err := auth.LoadPepper(files.PepperFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyer, err := auth.NewKeyer(pepper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	return startEnvWith(t, impacttest.Options{Config: server.Config{RequestTimeout: 2 * time.Second}}, clientCreds{})
+}
+
+// startEnvWith is startEnv with the server options o (its logs go to
+// env.logs) and the clients' credentials c.
+func startEnvWith(t *testing.T, o impacttest.Options, c clientCreds) *env {
+	t.Helper()
 	logs := &lockedWriter{}
-	var sst store.Store = st
-	if tel != nil {
-		sst = telemetry.InstrumentStore(st, tel)
-	}
-	cat := snapshot.NewCatalog(sst, 16)
-	srv, err := server.New(server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
-		ReadyInterval: 50 * time.Millisecond, UploadDir: dir, RequestTimeout: 2 * time.Second,
-	}, server.Deps{
-		Store: sst, Catalog: cat, Authenticator: verifier,
-		Status:    istatus.New(sst, cat, keyer),
-		Snapshots: snapshot.NewService(sst, keyer, snapshot.WithCatalog(cat)),
-		Logger:    slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(logs, nil))),
-		Telemetry: tel,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	e := &env{t: t, dir: dir, store: st, srv: srv, addrs: srv.Addrs(), logs: logs}
-	e.public = dial(t, e.addrs.GRPC)
-	e.admin = dial(t, e.addrs.AdminGRPC)
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-		verifier.Close()
-		_ = st.Close()
-	})
-	e.adminTk = e.token("ops-alice", auth.ScopeAdmin, auth.ScopeNotify)
+	o.LogWriter = logs
+	ie := impacttest.Start(t, o)
+	e := &env{Env: ie, t: t, logs: logs}
+	e.public = dial(t, e.Addrs.GRPC, c.public)
+	e.admin = dial(t, e.Addrs.AdminGRPC, c.admin)
+	e.adminTk = e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)
 	return e
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial connects to a gRPC listener with creds (none: plaintext).
+func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,30 +77,8 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-func (e *env) token(sub string, scopes ...string) string {
-	tok, err := auth.MintDevToken(e.dir, sub, scopes, time.Hour)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
-}
-
 func withToken(ctx context.Context, tok string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-}
-
-func (e *env) waitReady() {
-	e.t.Helper()
-	h := healthpb.NewHealthClient(e.public)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		r, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "impact.v1.StatusService"})
-		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatal("server never became ready")
 }
 
 func (e *env) upload(spec []byte, roster string) (*impactv1.SnapshotInfo, error) {
@@ -184,23 +116,11 @@ func (e *env) publish(version, expect uint32) *impactv1.PublishSnapshotResponse 
 	return resp
 }
 
-// rest performs a REST call and returns the status code and body.
+// rest performs a plaintext REST call and returns the status code,
+// headers and body.
 func (e *env) rest(method, addr, path, tok, body string) (int, http.Header, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return call(e.t, http.DefaultClient, method, "http://"+addr+path, tok, body)
 }
 
 // lockedWriter collects the server's logs; String may be called while the
@@ -323,7 +243,7 @@ func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue 
 // and checks invariants 3 and 4 for every subject at the end.
 func TestMMHTimeline(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	ctx := withToken(context.Background(), e.adminTk)
 	var spec bytes.Buffer
 	if err := demo.WriteSpec(&spec); err != nil {
@@ -342,7 +262,7 @@ func TestMMHTimeline(t *testing.T) {
 		t.Fatalf("v1 staged: %v", v1)
 	}
 	// Staged is invisible: patients get NOT_FOUND until it is published.
-	patient0 := e.token(sid(0))
+	patient0 := e.Token(t, sid(0))
 	if _, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(withToken(context.Background(), patient0),
 		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
 		t.Fatalf("staged-only incident: %v, want NotFound", err)
@@ -406,7 +326,7 @@ func TestMMHTimeline(t *testing.T) {
 			continue
 		}
 		wantDue := m.due(s)
-		code, _, body := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
+		code, _, body := e.rest("POST", e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
 			fmt.Sprintf(`{"subject_id":%q,"idempotency_key":"wave2:%s"}`, s, s))
 		if code != 200 {
 			t.Fatalf("REST claim %s: %d %s", s, code, body)
@@ -417,7 +337,7 @@ func TestMMHTimeline(t *testing.T) {
 		}
 		m.record(t, s, &c, wantDue, 2)
 		// A retry with the same key is the same answer.
-		if _, _, again := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
+		if _, _, again := e.rest("POST", e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk,
 			fmt.Sprintf(`{"subject_id":%q,"idempotency_key":"wave2:%s"}`, s, s)); c.GetAction() == impactv1.ClaimAction_SEND && !bytes.Equal(again, body) {
 			t.Fatalf("idempotent replay differs:\n%s\n%s", body, again)
 		}
@@ -440,12 +360,12 @@ func TestMMHTimeline(t *testing.T) {
 	statusClient := impactv1.NewStatusServiceClient(e.public)
 	for i := 0; i < 40; i++ {
 		s := sid(i)
-		tok := e.token(s)
+		tok := e.Token(t, s)
 		g, err := statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 3})
 		if err != nil {
 			t.Fatalf("%s gRPC: %v", s, err)
 		}
-		code, hdr, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=3", tok, "")
+		code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=3", tok, "")
 		if code != 200 {
 			t.Fatalf("%s REST: %d %s", s, code, body)
 		}
@@ -481,13 +401,13 @@ func TestMMHTimeline(t *testing.T) {
 		if status.Code(err) != codes.OutOfRange {
 			t.Fatalf("%s at_least_version 4: %v, want OutOfRange", s, err)
 		}
-		if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=4", tok, ""); code != 400 {
+		if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=4", tok, ""); code != 400 {
 			t.Fatalf("%s REST at_least_version 4: %d", s, code)
 		}
 	}
 	// Spot checks of the story: patient-0006 was corrected then rolled back
 	// to affected: the app shows the correction and that an update is due.
-	code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/status", e.token(sid(6)), "")
+	code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", e.Token(t, sid(6)), "")
 	if code != 200 || !strings.Contains(string(body), `"update_pending":true`) || !strings.Contains(string(body), `"status":"NOT_AFFECTED"`) ||
 		!strings.Contains(string(body), `"visible_status":"AFFECTED"`) {
 		t.Fatalf("patient-0006 list: %d %s", code, body)
@@ -517,47 +437,47 @@ func TestMMHTimeline(t *testing.T) {
 // patient reaches no ops method, a notify token cannot publish.
 func TestAccessControl(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	status401 := func(path, tok string) []byte {
-		code, hdr, body := e.rest("GET", e.addrs.HTTP, path, tok, "")
+		code, hdr, body := e.rest("GET", e.Addrs.HTTP, path, tok, "")
 		if code != 401 || hdr.Get("WWW-Authenticate") == "" {
 			t.Fatalf("%s with %.12q: %d %s", path, tok, code, body)
 		}
 		return body
 	}
 	first := status401("/v1/status", "")
-	for _, tok := range []string{"garbage", "a.b.c", e.token("alice") + "x", "a.b.c.d.e"} {
+	for _, tok := range []string{"garbage", "a.b.c", e.Token(t, "alice") + "x", "a.b.c.d.e"} {
 		if b := status401("/v1/status", tok); !bytes.Equal(b, first) {
 			t.Fatalf("401 bodies differ: %s vs %s", b, first)
 		}
 	}
-	patient := e.token("alice")
+	patient := e.Token(t, "alice")
 	ctx := withToken(context.Background(), patient)
 	_, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("patient on ops: %v", err)
 	}
-	notify := e.token("mailer", auth.ScopeNotify)
-	code, _, _ := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots/1:publish", notify, `{"expected_visible_version":0}`)
+	notify := e.Token(t, "mailer", auth.ScopeNotify)
+	code, _, _ := e.rest("POST", e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots/1:publish", notify, `{"expected_visible_version":0}`)
 	if code != 403 {
 		t.Fatalf("notify token publishing: %d, want 403", code)
 	}
 	// The ops API is not on the patient listener at all.
-	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots", e.adminTk, ""); code != 404 {
+	if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots", e.adminTk, ""); code != 404 {
 		t.Fatalf("ops path on the patient listener: %d", code)
 	}
 	// The patient listener documents the patient API only.
-	if code, _, doc := e.rest("GET", e.addrs.HTTP, "/openapi.json", "", ""); code != 200 ||
+	if code, _, doc := e.rest("GET", e.Addrs.HTTP, "/openapi.json", "", ""); code != 200 ||
 		!bytes.Contains(doc, []byte("/v1/incidents/{incident_id}/status")) || bytes.Contains(doc, []byte(":publish")) {
 		t.Fatalf("patient /openapi.json: %d", code)
 	}
-	if code, _, doc := e.rest("GET", e.addrs.AdminHTTP, "/openapi.json", "", ""); code != 200 || !bytes.Contains(doc, []byte(":publish")) {
+	if code, _, doc := e.rest("GET", e.Addrs.AdminHTTP, "/openapi.json", "", ""); code != 200 || !bytes.Contains(doc, []byte(":publish")) {
 		t.Fatalf("ops /openapi.json: %d", code)
 	}
-	if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/unknown-incident/status", patient, ""); code != 404 {
+	if code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/unknown-incident/status", patient, ""); code != 404 {
 		t.Fatalf("unknown incident: %d %s", code, body)
 	}
-	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/v1/incidents/BAD_ID/status", patient, ""); code != 400 {
+	if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/BAD_ID/status", patient, ""); code != 400 {
 		t.Fatalf("malformed incident id: %d", code)
 	}
 }
@@ -566,7 +486,7 @@ func TestAccessControl(t *testing.T) {
 // row-level errors; nothing is staged and the visible version is unchanged.
 func TestBadUploadLosesNothing(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	var spec bytes.Buffer
 	if err := demo.WriteSpec(&spec); err != nil {
 		t.Fatal(err)
@@ -605,7 +525,7 @@ func TestBadUploadLosesNothing(t *testing.T) {
 // (503), never a status, and readiness goes NOT_SERVING.
 func TestStoreOutageFailsClosed(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	var spec bytes.Buffer
 	if err := demo.WriteSpec(&spec); err != nil {
 		t.Fatal(err)
@@ -614,9 +534,9 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publish(1, 0)
-	_ = e.store.Close()
+	_ = e.Store.Close()
 	for _, s := range []string{sid(0), sid(39)} {
-		code, hdr, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", e.token(s), "")
+		code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", e.Token(t, s), "")
 		if code != 503 || hdr.Get("Retry-After") == "" || bytes.Contains(body, []byte("AFFECTED")) {
 			t.Fatalf("%s with the store down: %d %s", s, code, body)
 		}
@@ -627,13 +547,13 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for e.srv.Ready() {
+	for e.Server.Ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("readiness stayed SERVING with the store down")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/readyz", "", ""); code != 503 {
+	if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/readyz", "", ""); code != 503 {
 		t.Fatalf("/readyz with the store down: %d", code)
 	}
 }
@@ -643,7 +563,7 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 // with its record number.
 func TestRestoreNotices(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	var spec bytes.Buffer
 	if err := demo.WriteSpec(&spec); err != nil {
 		t.Fatal(err)
@@ -687,7 +607,7 @@ func TestRestoreNotices(t *testing.T) {
 		t.Fatalf("contradicting line: %v", err)
 	}
 	// A patient token cannot restore.
-	stream, err := notices.RestoreNotices(withToken(context.Background(), e.token(sid(0))))
+	stream, err := notices.RestoreNotices(withToken(context.Background(), e.Token(t, sid(0))))
 	if err == nil {
 		_, err = stream.CloseAndRecv()
 	}

@@ -34,7 +34,7 @@ func demoSpec(t *testing.T) []byte {
 
 func TestGcSnapshots(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	spec := demoSpec(t)
 	for range 4 {
 		if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
@@ -62,7 +62,7 @@ func TestGcSnapshots(t *testing.T) {
 	}
 	// The pinned subject still reads from v2.
 	pub := impactv1.NewStatusServiceClient(e.public)
-	a, err := pub.GetMyStatus(withToken(context.Background(), e.token(sid(0))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+	a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(0))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 	if err != nil || a.GetAnswer().GetNotifiedVersion() != 2 || a.GetAnswer().GetVersion() != 3 {
 		t.Fatalf("pinned subject after gc: %v, %v", a, err)
 	}
@@ -74,7 +74,7 @@ func TestGcSnapshots(t *testing.T) {
 	if _, err := e.upload(spec, csvOf(rosterV2())); err != nil {
 		t.Fatal(err)
 	}
-	code, _, body := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots:gc", e.adminTk, `{"keep_last": 2}`)
+	code, _, body := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots:gc", e.adminTk, `{"keep_last": 2}`)
 	if code != http.StatusOK {
 		t.Fatalf("REST gc: %d %s", code, body)
 	}
@@ -91,11 +91,11 @@ func TestGcSnapshots(t *testing.T) {
 	}
 
 	// Scope: impact.admin only.
-	for _, tok := range []string{e.token("ops-bob", auth.ScopeNotify), e.token(sid(1))} {
+	for _, tok := range []string{e.Token(t, "ops-bob", auth.ScopeNotify), e.Token(t, sid(1))} {
 		if _, err := snaps.GcSnapshots(withToken(context.Background(), tok), &impactv1.GcSnapshotsRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("gc without impact.admin: %v, want PERMISSION_DENIED", err)
 		}
-		if code, _, _ := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots:gc", tok, `{}`); code != http.StatusForbidden {
+		if code, _, _ := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots:gc", tok, `{}`); code != http.StatusForbidden {
 			t.Errorf("REST gc without impact.admin: %d, want 403", code)
 		}
 	}
@@ -106,7 +106,7 @@ func TestGcSnapshots(t *testing.T) {
 
 func TestAuditTrailEndToEnd(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	spec := demoSpec(t)
 	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		t.Fatalf("stale publish: %v", err)
 	}
 	// A wave by the notifier: two notices due, one subject not affected.
-	notifier := e.token("notifier-1", auth.ScopeNotify)
+	notifier := e.Token(t, "notifier-1", auth.ScopeNotify)
 	stream, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotices(withToken(context.Background(), notifier))
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	}
 
 	// REST.
-	code, _, body := e.rest(http.MethodGet, e.addrs.AdminHTTP, "/v1/audit?incident_id="+demo.IncidentID+"&after_seq=3", e.adminTk, "")
+	code, _, body := e.rest(http.MethodGet, e.Addrs.AdminHTTP, "/v1/audit?incident_id="+demo.IncidentID+"&after_seq=3", e.adminTk, "")
 	if code != http.StatusOK {
 		t.Fatalf("REST audit: %d %s", code, body)
 	}
@@ -205,8 +205,8 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		}
 	}
 	// impact.admin only.
-	for _, tok := range []string{notifier, e.token(sid(0))} {
-		if code, _, _ := e.rest(http.MethodGet, e.addrs.AdminHTTP, "/v1/audit", tok, ""); code != http.StatusForbidden {
+	for _, tok := range []string{notifier, e.Token(t, sid(0))} {
+		if code, _, _ := e.rest(http.MethodGet, e.Addrs.AdminHTTP, "/v1/audit", tok, ""); code != http.StatusForbidden {
 			t.Errorf("REST audit without impact.admin: %d, want 403", code)
 		}
 	}
@@ -214,7 +214,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 
 func TestEraseSubject(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	spec := demoSpec(t)
 	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestEraseSubject(t *testing.T) {
 	}
 	pub := impactv1.NewStatusServiceClient(e.public)
 	statusPath := "/v1/incidents/" + demo.IncidentID + "/status"
-	if code, _, body := e.rest(http.MethodGet, e.addrs.HTTP, statusPath, e.token(sid(0)), ""); code != http.StatusOK {
+	if code, _, body := e.rest(http.MethodGet, e.Addrs.HTTP, statusPath, e.Token(t, sid(0)), ""); code != http.StatusOK {
 		t.Fatalf("status before erasure: %d %s", code, body)
 	}
 
@@ -238,7 +238,7 @@ func TestEraseSubject(t *testing.T) {
 		t.Fatalf("erase: %v, %v; want 1 pin removed", resp, err)
 	}
 	// REST, a subject never notified.
-	code, _, body := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/subjects:erase", e.adminTk, `{"subject_id": "`+sid(1)+`"}`)
+	code, _, body := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/subjects:erase", e.adminTk, `{"subject_id": "`+sid(1)+`"}`)
 	if code != http.StatusOK {
 		t.Fatalf("REST erase: %d %s", code, body)
 	}
@@ -251,14 +251,14 @@ func TestEraseSubject(t *testing.T) {
 
 	// Both erased subjects now read NOT_FOUND on both transports.
 	for _, i := range []int{0, 1} {
-		tok := e.token(sid(i))
+		tok := e.Token(t, sid(i))
 		if _, err := pub.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
 			t.Errorf("%s: GetMyStatus after erasure: %v, want NOT_FOUND", sid(i), err)
 		}
 		if _, err := pub.ListMyStatuses(withToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); status.Code(err) != codes.NotFound {
 			t.Errorf("%s: ListMyStatuses after erasure: %v, want NOT_FOUND", sid(i), err)
 		}
-		if code, _, body := e.rest(http.MethodGet, e.addrs.HTTP, statusPath, tok, ""); code != http.StatusNotFound {
+		if code, _, body := e.rest(http.MethodGet, e.Addrs.HTTP, statusPath, tok, ""); code != http.StatusNotFound {
 			t.Errorf("%s: REST status after erasure: %d %s, want 404", sid(i), code, body)
 		}
 		c, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(i), IdempotencyKey: "w2"})
@@ -267,7 +267,7 @@ func TestEraseSubject(t *testing.T) {
 		}
 	}
 	// Others are untouched.
-	if a, err := pub.GetMyStatus(withToken(context.Background(), e.token(sid(2))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+	if a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(2))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Errorf("another subject: %v, %v", a, err)
 	}
 	// Again: idempotent.
@@ -281,18 +281,18 @@ func TestEraseSubject(t *testing.T) {
 	}
 
 	// impact.admin only; a subject id is required.
-	for _, tok := range []string{e.token("notifier-1", auth.ScopeNotify), e.token(sid(3))} {
+	for _, tok := range []string{e.Token(t, "notifier-1", auth.ScopeNotify), e.Token(t, sid(3))} {
 		if _, err := subjects.EraseSubject(withToken(context.Background(), tok), &impactv1.EraseSubjectRequest{SubjectId: sid(3)}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("erase without impact.admin: %v, want PERMISSION_DENIED", err)
 		}
-		if code, _, _ := e.rest(http.MethodPost, e.addrs.AdminHTTP, "/v1/subjects:erase", tok, `{"subject_id": "`+sid(3)+`"}`); code != http.StatusForbidden {
+		if code, _, _ := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/subjects:erase", tok, `{"subject_id": "`+sid(3)+`"}`); code != http.StatusForbidden {
 			t.Errorf("REST erase without impact.admin: %d, want 403", code)
 		}
 	}
 	if _, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("erase without a subject: %v, want INVALID_ARGUMENT", err)
 	}
-	if a, err := pub.GetMyStatus(withToken(context.Background(), e.token(sid(3))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+	if a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(3))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Errorf("a refused erase changed the subject: %v, %v", a, err)
 	}
 

@@ -14,13 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,95 +42,9 @@ import (
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
-	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
-
-// secureOpts configure startSecure: transport settings and dependencies on
-// top of startEnv's, and the credentials the test clients dial with.
-type secureOpts struct {
-	cfg                     func(dir string, c *server.Config)
-	deps                    func(d *server.Deps)
-	publicCreds, adminCreds credentials.TransportCredentials
-}
-
-// startSecure is startEnv with options; it returns the env and the server.
-func startSecure(t *testing.T, o secureOpts) *env {
-	t.Helper()
-	dir := t.TempDir()
-	files, err := auth.EnsureDevKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pepper, err := auth.LoadPepper(files.PepperFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyer, err := auth.NewKeyer(pepper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedWriter{}
-	cat := snapshot.NewCatalog(st, 16)
-	cfg := server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
-		ReadyInterval: 50 * time.Millisecond, UploadDir: dir, RequestTimeout: 5 * time.Second,
-	}
-	if o.cfg != nil {
-		o.cfg(dir, &cfg)
-	}
-	deps := server.Deps{
-		Store: st, Catalog: cat, Authenticator: verifier,
-		Status:    istatus.New(st, cat, keyer),
-		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
-		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
-	}
-	if o.deps != nil {
-		o.deps(&deps)
-	}
-	srv, err := server.New(cfg, deps)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	e := &env{t: t, dir: dir, store: st, srv: srv, addrs: srv.Addrs(), logs: logs}
-	dialWith := func(addr string, c credentials.TransportCredentials) *grpc.ClientConn {
-		if c == nil {
-			c = insecure.NewCredentials()
-		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		return conn
-	}
-	e.public = dialWith(e.addrs.GRPC, o.publicCreds)
-	e.admin = dialWith(e.addrs.AdminGRPC, o.adminCreds)
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-		verifier.Close()
-		_ = st.Close()
-	})
-	e.adminTk = e.token("ops-alice", auth.ScopeAdmin, auth.ScopeNotify)
-	return e
-}
 
 // call does an HTTP request with a client and optional headers.
 func call(t *testing.T, c *http.Client, method, url, tok, body string, hdr ...string) (int, http.Header, []byte) {
@@ -165,19 +77,19 @@ func httpsClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
 // TestTLS: the patient listeners serve TLS only (1.2 or later) with HSTS,
 // and the gateway reaches the gRPC listener over TLS.
 func TestTLS(t *testing.T) {
-	ca := newTestCA(t, "impact test CA")
-	_, certPEM, keyPEM := ca.issue(false, []string{"impact.test"}, net.ParseIP("127.0.0.1"))
-	e := startSecure(t, secureOpts{
-		cfg: func(dir string, c *server.Config) {
-			c.TLSCertFile = writeFile(t, dir, "cert.pem", certPEM)
-			c.TLSKeyFile = writeFile(t, dir, "key.pem", keyPEM)
-		},
-		publicCreds: credentials.NewTLS(&tls.Config{RootCAs: ca.pool, ServerName: "impact.test", MinVersion: tls.VersionTLS12}),
+	ca := impacttest.NewCA(t, "impact test CA")
+	_, certPEM, keyPEM := ca.IssueServer(t, []string{"impact.test"}, net.ParseIP("127.0.0.1"))
+	dir := t.TempDir()
+	e := startEnvWith(t, impacttest.Options{Config: server.Config{
+		TLSCertFile: impacttest.WriteFile(t, dir, "cert.pem", certPEM),
+		TLSKeyFile:  impacttest.WriteFile(t, dir, "key.pem", keyPEM),
+	}}, clientCreds{
+		public: credentials.NewTLS(&tls.Config{RootCAs: ca.Pool, ServerName: "impact.test", MinVersion: tls.VersionTLS12}),
 	})
-	e.waitReady()
+	e.WaitReady(t)
 
-	tok := e.token("alice")
-	code, hdr, body := call(t, httpsClient(ca.pool), "GET", "https://"+e.addrs.HTTP+"/v1/status", tok, "")
+	tok := e.Token(t, "alice")
+	code, hdr, body := call(t, httpsClient(ca.Pool), "GET", "https://"+e.Addrs.HTTP+"/v1/status", tok, "")
 	if code != 200 || hdr.Get("Strict-Transport-Security") != "max-age=31536000; includeSubDomains" || hdr.Get("Cache-Control") != "no-store" {
 		t.Fatalf("HTTPS through the TLS gateway: %d %v %s", code, hdr, body)
 	}
@@ -186,24 +98,24 @@ func TestTLS(t *testing.T) {
 	}
 
 	// Plaintext is refused on both (Go's TLS server answers a bare 400).
-	if resp, err := http.Get("http://" + e.addrs.HTTP + "/healthz"); err == nil {
+	if resp, err := http.Get("http://" + e.Addrs.HTTP + "/healthz"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 400 || bytes.Contains(b, []byte("ok")) {
 			t.Fatalf("plaintext HTTP on the TLS listener: %d %s", resp.StatusCode, b)
 		}
 	}
-	plain := dial(t, e.addrs.GRPC)
+	plain := dial(t, e.Addrs.GRPC, nil)
 	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext gRPC on the TLS listener: %v", err)
 	}
 	// TLS 1.1 is refused.
-	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "impact.test", MaxVersion: tls.VersionTLS11}}}
-	if _, err := old.Get("https://" + e.addrs.HTTP + "/healthz"); err == nil {
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "impact.test", MaxVersion: tls.VersionTLS11}}}
+	if _, err := old.Get("https://" + e.Addrs.HTTP + "/healthz"); err == nil {
 		t.Fatal("TLS 1.1 accepted")
 	}
 	// The ops listeners stay plaintext without a client CA (loopback).
-	if code, hdr, _ := e.rest("GET", e.addrs.AdminHTTP, "/healthz", "", ""); code != 200 || hdr.Get("Strict-Transport-Security") != "" {
+	if code, hdr, _ := e.rest("GET", e.Addrs.AdminHTTP, "/healthz", "", ""); code != 200 || hdr.Get("Strict-Transport-Security") != "" {
 		t.Fatalf("ops REST without a client CA: %d %v", code, hdr)
 	}
 }
@@ -211,25 +123,25 @@ func TestTLS(t *testing.T) {
 // TestAdminMutualTLS: with --admin-client-ca the ops listeners require a
 // client certificate from that CA; the ops gateway uses its own.
 func TestAdminMutualTLS(t *testing.T) {
-	ca := newTestCA(t, "impact test CA")
-	opsCA := newTestCA(t, "ops CA")
-	rogueCA := newTestCA(t, "rogue CA")
-	_, certPEM, keyPEM := ca.issue(false, []string{"impact.test"})
-	opsCert, _, _ := opsCA.issue(true, nil)
-	rogueCert, _, _ := rogueCA.issue(true, nil)
+	ca := impacttest.NewCA(t, "impact test CA")
+	opsCA := impacttest.NewCA(t, "ops CA")
+	rogueCA := impacttest.NewCA(t, "rogue CA")
+	_, certPEM, keyPEM := ca.IssueServer(t, []string{"impact.test"})
+	opsCert, _, _ := opsCA.IssueClient(t)
+	rogueCert, _, _ := rogueCA.IssueClient(t)
 	serverTLS := func(certs ...tls.Certificate) *tls.Config {
-		return &tls.Config{RootCAs: ca.pool, ServerName: "impact.test", MinVersion: tls.VersionTLS12, Certificates: certs}
+		return &tls.Config{RootCAs: ca.Pool, ServerName: "impact.test", MinVersion: tls.VersionTLS12, Certificates: certs}
 	}
-	e := startSecure(t, secureOpts{
-		cfg: func(dir string, c *server.Config) {
-			c.TLSCertFile = writeFile(t, dir, "cert.pem", certPEM)
-			c.TLSKeyFile = writeFile(t, dir, "key.pem", keyPEM)
-			c.AdminClientCAFile = writeFile(t, dir, "ops-ca.pem", opsCA.pem)
-		},
-		publicCreds: credentials.NewTLS(serverTLS()),
-		adminCreds:  credentials.NewTLS(serverTLS(opsCert)),
+	dir := t.TempDir()
+	e := startEnvWith(t, impacttest.Options{Config: server.Config{
+		TLSCertFile:       impacttest.WriteFile(t, dir, "cert.pem", certPEM),
+		TLSKeyFile:        impacttest.WriteFile(t, dir, "key.pem", keyPEM),
+		AdminClientCAFile: impacttest.WriteFile(t, dir, "ops-ca.pem", opsCA.PEM),
+	}}, clientCreds{
+		public: credentials.NewTLS(serverTLS()),
+		admin:  credentials.NewTLS(serverTLS(opsCert)),
 	})
-	e.waitReady()
+	e.WaitReady(t)
 	ctx := withToken(context.Background(), e.adminTk)
 	// NOT_FOUND (nothing uploaded) is the service's answer: the call got
 	// through TLS and authentication.
@@ -241,7 +153,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		"rogue CA":              credentials.NewTLS(serverTLS(rogueCert)),
 		"plaintext":             insecure.NewCredentials(),
 	} {
-		conn, err := grpc.NewClient(e.addrs.AdminGRPC, grpc.WithTransportCredentials(creds))
+		conn, err := grpc.NewClient(e.Addrs.AdminGRPC, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,11 +166,11 @@ func TestAdminMutualTLS(t *testing.T) {
 
 	// REST: the ops gateway dials the mTLS gRPC listener with its own
 	// certificate; callers need theirs.
-	path := "https://" + e.addrs.AdminHTTP + "/v1/incidents/" + demo.IncidentID + "/snapshots"
-	if code, hdr, body := call(t, httpsClient(ca.pool, opsCert), "GET", path, e.adminTk, ""); code != 404 || hdr.Get("Strict-Transport-Security") == "" {
+	path := "https://" + e.Addrs.AdminHTTP + "/v1/incidents/" + demo.IncidentID + "/snapshots"
+	if code, hdr, body := call(t, httpsClient(ca.Pool, opsCert), "GET", path, e.adminTk, ""); code != 404 || hdr.Get("Strict-Transport-Security") == "" {
 		t.Fatalf("ops REST with an ops client certificate: %d %s", code, body)
 	}
-	for _, c := range []*http.Client{httpsClient(ca.pool), httpsClient(ca.pool, rogueCert)} {
+	for _, c := range []*http.Client{httpsClient(ca.Pool), httpsClient(ca.Pool, rogueCert)} {
 		req, _ := http.NewRequest("GET", path, nil)
 		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
@@ -266,24 +178,26 @@ func TestAdminMutualTLS(t *testing.T) {
 		}
 	}
 	// The patient listeners ask for no client certificate.
-	if code, _, body := call(t, httpsClient(ca.pool), "GET", "https://"+e.addrs.HTTP+"/v1/status", e.token("bob"), ""); code != 200 {
+	if code, _, body := call(t, httpsClient(ca.Pool), "GET", "https://"+e.Addrs.HTTP+"/v1/status", e.Token(t, "bob"), ""); code != 200 {
 		t.Fatalf("patient REST: %d %s", code, body)
 	}
 }
 
 func TestTLSConfigErrors(t *testing.T) {
-	ca := newTestCA(t, "impact test CA")
-	_, certPEM, keyPEM := ca.issue(false, []string{"impact.test"})
-	_, noSAN, noSANKey := ca.issue(false, nil)
+	ca := impacttest.NewCA(t, "impact test CA")
+	_, certPEM, keyPEM := ca.IssueServer(t, []string{"impact.test"})
+	_, noSAN, noSANKey := ca.IssueServer(t, nil)
 	for name, set := range map[string]func(dir string, c *server.Config){
-		"cert without key":   func(dir string, c *server.Config) { c.TLSCertFile = writeFile(t, dir, "c.pem", certPEM) },
-		"client CA, no cert": func(dir string, c *server.Config) { c.AdminClientCAFile = writeFile(t, dir, "ca.pem", ca.pem) },
+		"cert without key": func(dir string, c *server.Config) { c.TLSCertFile = impacttest.WriteFile(t, dir, "c.pem", certPEM) },
+		"client CA, no cert": func(dir string, c *server.Config) {
+			c.AdminClientCAFile = impacttest.WriteFile(t, dir, "ca.pem", ca.PEM)
+		},
 		"no SAN": func(dir string, c *server.Config) {
-			c.TLSCertFile, c.TLSKeyFile = writeFile(t, dir, "c.pem", noSAN), writeFile(t, dir, "k.pem", noSANKey)
+			c.TLSCertFile, c.TLSKeyFile = impacttest.WriteFile(t, dir, "c.pem", noSAN), impacttest.WriteFile(t, dir, "k.pem", noSANKey)
 		},
 		"CA file without PEM": func(dir string, c *server.Config) {
-			c.TLSCertFile, c.TLSKeyFile = writeFile(t, dir, "c.pem", certPEM), writeFile(t, dir, "k.pem", keyPEM)
-			c.AdminClientCAFile = writeFile(t, dir, "ca.pem", []byte("not pem"))
+			c.TLSCertFile, c.TLSKeyFile = impacttest.WriteFile(t, dir, "c.pem", certPEM), impacttest.WriteFile(t, dir, "k.pem", keyPEM)
+			c.AdminClientCAFile = impacttest.WriteFile(t, dir, "ca.pem", []byte("not pem"))
 		},
 		"star origin":   func(_ string, c *server.Config) { c.CORSOrigins = []string{"*"} },
 		"origin w/path": func(_ string, c *server.Config) { c.CORSOrigins = []string{"https://app.example/x"} },
@@ -304,11 +218,11 @@ func TestTLSConfigErrors(t *testing.T) {
 // TestCORS: only listed origins get CORS headers, on the patient listener
 // only; no credentials; preflights for other methods or headers fail.
 func TestCORS(t *testing.T) {
-	e := startSecure(t, secureOpts{cfg: func(_ string, c *server.Config) {
-		c.CORSOrigins = []string{"https://app.example.org, https://www.example.org:8443"}
-	}})
-	e.waitReady()
-	base := "http://" + e.addrs.HTTP + "/v1/status"
+	e := startEnvWith(t, impacttest.Options{Config: server.Config{
+		CORSOrigins: []string{"https://app.example.org, https://www.example.org:8443"},
+	}}, clientCreds{})
+	e.WaitReady(t)
+	base := "http://" + e.Addrs.HTTP + "/v1/status"
 	c := http.DefaultClient
 	preflight := func(origin, method, headers string) (int, http.Header) {
 		code, hdr, _ := call(t, c, "OPTIONS", base, "", "", "Origin", origin,
@@ -332,7 +246,7 @@ func TestCORS(t *testing.T) {
 			t.Fatalf("refused preflight %v: %d %v", bad, code, hdr)
 		}
 	}
-	tok := e.token("alice")
+	tok := e.Token(t, "alice")
 	code, hdr, _ = call(t, c, "GET", base, tok, "", "Origin", "https://www.example.org:8443")
 	if code != 200 || hdr.Get("Access-Control-Allow-Origin") != "https://www.example.org:8443" ||
 		hdr.Get("Access-Control-Expose-Headers") != "Retry-After" || hdr.Get("Access-Control-Allow-Credentials") != "" {
@@ -343,7 +257,7 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("refused origin GET: %d %v", code, hdr)
 	}
 	// The ops REST listener never answers CORS; no HSTS without TLS.
-	code, hdr, _ = call(t, c, "OPTIONS", "http://"+e.addrs.AdminHTTP+"/v1/incidents/x/snapshots", "", "",
+	code, hdr, _ = call(t, c, "OPTIONS", "http://"+e.Addrs.AdminHTTP+"/v1/incidents/x/snapshots", "", "",
 		"Origin", "https://app.example.org", "Access-Control-Request-Method", "GET")
 	if hdr.Get("Access-Control-Allow-Origin") != "" || code == 204 || hdr.Get("Strict-Transport-Security") != "" {
 		t.Fatalf("ops listener preflight: %d %v", code, hdr)
@@ -382,9 +296,9 @@ func TestSubjectRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startSecure(t, secureOpts{deps: func(d *server.Deps) { d.SubjectLimiter, d.RateKeys = lim, rateKeys(t) }})
-	e.waitReady()
-	alice := e.token("alice")
+	e := startEnvWith(t, impacttest.Options{SubjectLimiter: lim, RateKeys: rateKeys(t)}, clientCreds{})
+	e.WaitReady(t)
+	alice := e.Token(t, "alice")
 	ctx := withToken(context.Background(), alice)
 	client := impactv1.NewStatusServiceClient(e.public)
 	for i := 0; i < 2; i++ {
@@ -392,19 +306,19 @@ func TestSubjectRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/status", alice, ""); code != 200 {
+	if code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", alice, ""); code != 200 {
 		t.Fatalf("3rd call (REST): %d %s", code, body)
 	}
 	_, err = client.ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{})
 	if status.Code(err) != codes.ResourceExhausted || retryDelay(err) < 59*time.Minute || retryDelay(err) > time.Hour {
 		t.Fatalf("4th call: %v (retry %v)", err, retryDelay(err))
 	}
-	code, hdr, body := e.rest("GET", e.addrs.HTTP, "/v1/status", alice, "")
+	code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", alice, "")
 	ra, _ := strconv.Atoi(hdr.Get("Retry-After"))
 	if code != 429 || ra < 3540 || ra > 3600 || !bytes.Contains(body, []byte(`"code":8`)) {
 		t.Fatalf("5th call (REST): %d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
 	}
-	if _, err := client.ListMyStatuses(withToken(context.Background(), e.token("bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
+	if _, err := client.ListMyStatuses(withToken(context.Background(), e.Token(t, "bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
 		t.Fatalf("another subject: %v", err)
 	}
 	// Health checks are never limited.
@@ -428,21 +342,18 @@ func TestAddressRateLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return startSecure(t, secureOpts{
-			cfg: func(_ string, c *server.Config) {
-				if trusted {
-					c.TrustedProxyHeader = "X-Forwarded-For"
-					c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-				}
-			},
-			deps: func(d *server.Deps) { d.AddrLimiter, d.RateKeys = lim, rateKeys(t) },
-		})
+		o := impacttest.Options{AddrLimiter: lim, RateKeys: rateKeys(t)}
+		if trusted {
+			o.Config.TrustedProxyHeader = "X-Forwarded-For"
+			o.Config.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		}
+		return startEnvWith(t, o, clientCreds{})
 	}
 	e := start(true)
-	e.waitReady()
-	tok := e.token("alice")
+	e.WaitReady(t)
+	tok := e.Token(t, "alice")
 	get := func(xff string) int {
-		code, _, _ := call(t, http.DefaultClient, "GET", "http://"+e.addrs.HTTP+"/v1/status", tok, "", "X-Forwarded-For", xff)
+		code, _, _ := call(t, http.DefaultClient, "GET", "http://"+e.Addrs.HTTP+"/v1/status", tok, "", "X-Forwarded-For", xff)
 		return code
 	}
 	grpcCall := func(md ...string) error {
@@ -481,11 +392,11 @@ func TestAddressRateLimit(t *testing.T) {
 	}
 
 	u := start(false)
-	u.waitReady()
-	tok = u.token("alice")
+	u.WaitReady(t)
+	tok = u.Token(t, "alice")
 	codes := []int{}
 	for _, xff := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
-		c, _, _ := call(t, http.DefaultClient, "GET", "http://"+u.addrs.HTTP+"/v1/status", tok, "", "X-Forwarded-For", xff)
+		c, _, _ := call(t, http.DefaultClient, "GET", "http://"+u.Addrs.HTTP+"/v1/status", tok, "", "X-Forwarded-For", xff)
 		codes = append(codes, c)
 	}
 	if !slices.Equal(codes, []int{200, 200, 429}) {
@@ -496,16 +407,16 @@ func TestAddressRateLimit(t *testing.T) {
 // TestLimiterFailsOpen: a limiter that cannot decide lets calls through,
 // counts the failures and warns once, without the subject.
 func TestLimiterFailsOpen(t *testing.T) {
-	e := startSecure(t, secureOpts{deps: func(d *server.Deps) {
-		d.SubjectLimiter, d.AddrLimiter, d.RateKeys = failingLimiter{}, failingLimiter{}, rateKeys(t)
-	}})
-	e.waitReady()
+	e := startEnvWith(t, impacttest.Options{
+		SubjectLimiter: failingLimiter{}, AddrLimiter: failingLimiter{}, RateKeys: rateKeys(t),
+	}, clientCreds{})
+	e.WaitReady(t)
 	for i := 0; i < 5; i++ {
-		if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/status", e.token("alice"), ""); code != 200 {
+		if code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", e.Token(t, "alice"), ""); code != 200 {
 			t.Fatalf("call %d with the limiter down: %d %s", i, code, body)
 		}
 	}
-	if n := e.srv.LimiterErrors(); n != 10 {
+	if n := e.Server.LimiterErrors(); n != 10 {
 		t.Fatalf("limiter errors %d, want 10", n)
 	}
 	logs := e.logs.String()
@@ -517,7 +428,7 @@ func TestLimiterFailsOpen(t *testing.T) {
 // badTokens returns one Authorization header per class of bad token.
 func badTokens(t *testing.T, e *env) map[string]string {
 	t.Helper()
-	files, _ := auth.EnsureDevKeys(e.dir)
+	files, _ := auth.EnsureDevKeys(e.Dir)
 	raw, err := os.ReadFile(files.PrivateKeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -608,7 +519,7 @@ func badTokens(t *testing.T, e *env) map[string]string {
 // REST, on the patient and the ops listeners.
 func TestBadTokensBothTransports(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	type side struct {
 		name     string
 		grpcCall func(ctx context.Context) error
@@ -621,11 +532,11 @@ func TestBadTokensBothTransports(t *testing.T) {
 		{"patient", func(ctx context.Context) error {
 			_, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(ctx, &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 			return err
-		}, "GET", e.addrs.HTTP, "/v1/incidents/" + demo.IncidentID + "/status", ""},
+		}, "GET", e.Addrs.HTTP, "/v1/incidents/" + demo.IncidentID + "/status", ""},
 		{"ops", func(ctx context.Context) error {
 			_, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: "x", IdempotencyKey: "k"})
 			return err
-		}, "POST", e.addrs.AdminHTTP, "/v1/incidents/" + demo.IncidentID + "/notices:claim", `{"subject_id":"x","idempotency_key":"k"}`},
+		}, "POST", e.Addrs.AdminHTTP, "/v1/incidents/" + demo.IncidentID + "/notices:claim", `{"subject_id":"x","idempotency_key":"k"}`},
 	}
 	classes := badTokens(t, e)
 	if len(classes) < 20 {
@@ -672,8 +583,8 @@ func TestBadTokensBothTransports(t *testing.T) {
 // PERMISSION_DENIED / 403; with it, the call goes through.
 func TestScopesBothTransports(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
-	patient, notify, admin := e.token("alice"), e.token("mailer", auth.ScopeNotify), e.token("ops", auth.ScopeAdmin)
+	e.WaitReady(t)
+	patient, notify, admin := e.Token(t, "alice"), e.Token(t, "mailer", auth.ScopeNotify), e.Token(t, "ops", auth.ScopeAdmin)
 	snap := impactv1.NewSnapshotServiceClient(e.admin)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	inc := demo.IncidentID
@@ -719,7 +630,7 @@ func TestScopesBothTransports(t *testing.T) {
 		if status.Code(err) != tc.want {
 			t.Fatalf("%s over gRPC: %v, want %v", tc.name, err, tc.want)
 		}
-		code, _, body := e.rest(tc.method, e.addrs.AdminHTTP, tc.path, tc.tok, tc.body)
+		code, _, body := e.rest(tc.method, e.Addrs.AdminHTTP, tc.path, tc.tok, tc.body)
 		wantHTTP := map[codes.Code]int{codes.PermissionDenied: 403, codes.NotFound: 404, codes.OK: 200}[tc.want]
 		if code != wantHTTP {
 			t.Fatalf("%s over REST: %d %s, want %d", tc.name, code, body, wantHTTP)
@@ -736,7 +647,7 @@ func TestScopesBothTransports(t *testing.T) {
 // claimed), its status and its cohorts.
 func TestOwnRecordProperty(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	const n = 120 // 100 listed, 20 absent (NOT_AFFECTED)
 	rng := mrand.New(mrand.NewPCG(4, 2))
 	cohorts := []string{"northland", "referrals", "uploads"}
@@ -807,7 +718,7 @@ func TestOwnRecordProperty(t *testing.T) {
 	}
 	tokens := map[string]string{}
 	for _, s := range subjects {
-		tokens[s] = e.token(s)
+		tokens[s] = e.Token(t, s)
 	}
 	got := func(a *impactv1.StatusAnswer) record {
 		var cs []string
@@ -831,7 +742,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			}
 			ans = r.GetAnswer()
 		} else {
-			code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", tokens[a], "")
+			code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", tokens[a], "")
 			if code != 200 {
 				t.Fatalf("pair %d REST: %d %s", i, code, body)
 			}
@@ -854,9 +765,9 @@ func TestOwnRecordProperty(t *testing.T) {
 // the field and the rule, never the value, over both transports.
 func TestRequestValidation(t *testing.T) {
 	e := startEnv(t)
-	e.waitReady()
+	e.WaitReady(t)
 	ctx := withToken(context.Background(), e.adminTk)
-	patient := withToken(context.Background(), e.token("alice"))
+	patient := withToken(context.Background(), e.Token(t, "alice"))
 	snap := impactv1.NewSnapshotServiceClient(e.admin)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	inc := demo.IncidentID
@@ -966,7 +877,7 @@ func TestRequestValidation(t *testing.T) {
 		}
 	}
 	// REST: 400 naming the field.
-	code, _, body := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+inc+"/notices:claim", e.adminTk,
+	code, _, body := e.rest("POST", e.Addrs.AdminHTTP, "/v1/incidents/"+inc+"/notices:claim", e.adminTk,
 		`{"subject_id":"`+secret+`\u0007","idempotency_key":"k"}`)
 	if code != 400 || !bytes.Contains(body, []byte("subject_id must not contain control characters")) || bytes.Contains(body, []byte(secret)) {
 		t.Fatalf("REST claim with a bad subject: %d %s", code, body)
@@ -976,15 +887,15 @@ func TestRequestValidation(t *testing.T) {
 // TestRequestSizeLimits: REST bodies over the cap are refused with 413
 // (declared length) or 400 (streamed), before any handler runs.
 func TestRequestSizeLimits(t *testing.T) {
-	e := startSecure(t, secureOpts{cfg: func(_ string, c *server.Config) { c.MaxBodyBytes = 1 << 10 }})
-	e.waitReady()
+	e := startEnvWith(t, impacttest.Options{Config: server.Config{MaxBodyBytes: 1 << 10}}, clientCreds{})
+	e.WaitReady(t)
 	big := `{"subject_id":"x","idempotency_key":"` + strings.Repeat("k", 2<<10) + `"}`
-	code, _, body := e.rest("POST", e.addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk, big)
+	code, _, body := e.rest("POST", e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/notices:claim", e.adminTk, big)
 	if code != 413 || !bytes.Contains(body, []byte("larger than 1024 bytes")) {
 		t.Fatalf("oversized body: %d %s", code, body)
 	}
 	// Without a declared length (chunked), the body is cut at the cap.
-	req, _ := http.NewRequest("POST", "http://"+e.addrs.AdminHTTP+"/v1/incidents/"+demo.IncidentID+"/notices:claim",
+	req, _ := http.NewRequest("POST", "http://"+e.Addrs.AdminHTTP+"/v1/incidents/"+demo.IncidentID+"/notices:claim",
 		io.MultiReader(strings.NewReader(big)))
 	req.Header.Set("Authorization", "Bearer "+e.adminTk)
 	req.ContentLength = -1
@@ -997,7 +908,7 @@ func TestRequestSizeLimits(t *testing.T) {
 		t.Fatalf("chunked oversized body: %d", resp.StatusCode)
 	}
 	// Oversized headers are refused by the HTTP server.
-	code, _, _ = call(t, http.DefaultClient, "GET", "http://"+e.addrs.HTTP+"/v1/status", "", "", "X-Pad", strings.Repeat("p", 64<<10))
+	code, _, _ = call(t, http.DefaultClient, "GET", "http://"+e.Addrs.HTTP+"/v1/status", "", "", "X-Pad", strings.Repeat("p", 64<<10))
 	if code != 431 {
 		t.Fatalf("oversized header: %d", code)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -18,7 +19,9 @@ import (
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/telemetry"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
 
 // point is one metric data point, flattened.
@@ -111,8 +114,8 @@ func TestTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startEnvWith(t, tel)
-	e.waitReady()
+	e := startEnvWith(t, impacttest.Options{Telemetry: tel, Config: server.Config{RequestTimeout: 2 * time.Second}}, clientCreds{})
+	e.WaitReady(t)
 
 	const (
 		subject = "tel-subject-7f3a9c41"
@@ -140,13 +143,13 @@ func TestTelemetry(t *testing.T) {
 	}
 	notice := claim.GetClaim().GetNotice()
 
-	patientTk := e.token(subject)
+	patientTk := e.Token(t, subject)
 	status := impactv1.NewStatusServiceClient(e.public)
 	ans, err := status.GetMyStatus(withToken(context.Background(), patientTk), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 	if err != nil || ans.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Fatalf("GetMyStatus: %v %v", ans, err)
 	}
-	if code, _, body := e.rest("GET", e.addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", patientTk, ""); code != 200 {
+	if code, _, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", patientTk, ""); code != 200 {
 		t.Fatalf("REST status: %d %s", code, body)
 	}
 	// An unknown incident: a store error (not found) to count.
@@ -158,15 +161,15 @@ func TestTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
-		if code, _, _ := e.rest("GET", e.addrs.HTTP, p, "", ""); code != 200 {
+		if code, _, _ := e.rest("GET", e.Addrs.HTTP, p, "", ""); code != 200 {
 			t.Fatalf("%s: %d", p, code)
 		}
 	}
 	// /metrics on the ops listener only.
-	if code, _, body := e.rest("GET", e.addrs.AdminHTTP, "/metrics", "", ""); code != 200 || string(body) != "metrics here\n" {
+	if code, _, body := e.rest("GET", e.Addrs.AdminHTTP, "/metrics", "", ""); code != 200 || string(body) != "metrics here\n" {
 		t.Fatalf("ops /metrics: %d %q", code, body)
 	}
-	if code, _, _ := e.rest("GET", e.addrs.HTTP, "/metrics", "", ""); code == 200 {
+	if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/metrics", "", ""); code == 200 {
 		t.Fatal("patient listener serves /metrics")
 	}
 
