@@ -5,14 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,102 +21,42 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
-	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 	"github.com/impact-health/impact/internal/web"
 )
 
-// impactd is one in-process server on the embedded store with dev keys and
-// the web page in development mode.
+// impactd is one in-process server (impacttest) with the web page in
+// development mode.
 type impactd struct {
-	dir       string
-	store     store.Store
-	status    *istatus.Service
-	snapshots *snapshot.Service
-	base      string // http://host:port of the patient REST listener
+	*impacttest.Env
+	base string // http://host:port of the patient REST listener
 }
 
 func startImpactd(t *testing.T) *impactd {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := auth.EnsureDevKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pepper, err := auth.LoadPepper(files.PepperFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyer, err := auth.NewKeyer(pepper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := snapshot.NewCatalog(st, 16)
-	d := &impactd{
-		dir: dir, store: st,
-		status:    istatus.New(st, cat, keyer),
-		snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
-	}
-	srv, err := server.New(server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
-		ReadyInterval: 50 * time.Millisecond, UploadDir: dir, RequestTimeout: 2 * time.Second,
-	}, server.Deps{
-		Store: st, Catalog: cat, Authenticator: verifier, Status: d.status, Snapshots: d.snapshots,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	e := impacttest.Start(t, impacttest.Options{
+		Config: server.Config{RequestTimeout: 2 * time.Second},
 		Web:    web.Handler(web.Options{Dev: true}),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-		verifier.Close()
-		_ = st.Close()
-	})
-	d.base = "http://" + srv.Addrs().HTTP
-	return d
-}
-
-func (d *impactd) token(t *testing.T, sub string) string {
-	t.Helper()
-	tok, err := auth.MintDevToken(d.dir, sub, nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return &impactd{Env: e, base: "http://" + e.Addrs.HTTP}
 }
 
 // publish uploads spec and roster as the next version and publishes it.
 func (d *impactd) publish(t *testing.T, spec []byte, roster string, expect uint64) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	info, err := d.snapshots.Upload(ctx, snapshot.UploadRequest{
+	info, err := d.Snapshots.Upload(ctx, snapshot.UploadRequest{
 		Incident: demo.IncidentID, Spec: spec, Actor: "ops-test",
 		Roster: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(roster)), nil },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := d.snapshots.Publish(ctx, demo.IncidentID, info.Version, expect, "ops-test"); err != nil {
+	if _, _, err := d.Snapshots.Publish(ctx, demo.IncidentID, info.Version, expect, "ops-test"); err != nil {
 		t.Fatal(err)
 	}
 	return info.Version
@@ -247,7 +185,7 @@ func TestPatientPageInChromium(t *testing.T) {
 	v1 := d.publish(t, spec, header+affected+",affected,northland,GP-01\n"+pending+",affected,referrals,GP-02\n"+underReview+",under_review,,GP-03\n", 0)
 	claims := map[string]istatus.Claim{}
 	for _, s := range []string{affected, pending} {
-		c, err := d.status.Claim(context.Background(), demo.IncidentID, s, "wave1:"+s)
+		c, err := d.Status.Claim(context.Background(), demo.IncidentID, s, "wave1:"+s)
 		if err != nil || c.Action != istatus.ActionSend {
 			t.Fatalf("claim %s: %+v %v", s, c, err)
 		}
@@ -332,7 +270,7 @@ func TestPatientPageInChromium(t *testing.T) {
 		if focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.id`)); err != nil || focused != "token" {
 			t.Fatalf("second Tab focuses %q (%v), want the token field after the skip link", focused, err)
 		}
-		if err := chromedp.Do(ctx, chromedp.KeyEvent(d.token(t, affected)), chromedp.KeyEvent(kb.Tab)); err != nil {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(d.Token(t, affected)), chromedp.KeyEvent(kb.Tab)); err != nil {
 			t.Fatal(err)
 		}
 		if focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.id`)); err != nil || focused != "check" {
@@ -365,7 +303,7 @@ func TestPatientPageInChromium(t *testing.T) {
 	})
 
 	t.Run("update pending", func(t *testing.T) {
-		v := one(t, "pending", checkDev(t, ctx, d.base, d.token(t, pending)))
+		v := one(t, "pending", checkDev(t, ctx, d.base, d.Token(t, pending)))
 		c := claims[pending]
 		// The page says what the email said (affected, v1) and that an
 		// update is pending with the visible status beside it.
@@ -390,7 +328,7 @@ func TestPatientPageInChromium(t *testing.T) {
 
 	t.Run("under review, button clicked", func(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(d.base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
-			chromedp.SendKeys(chromedp.ID("token"), d.token(t, underReview)), chromedp.Click(chromedp.ID("check"))); err != nil {
+			chromedp.SendKeys(chromedp.ID("token"), d.Token(t, underReview)), chromedp.Click(chromedp.ID("check"))); err != nil {
 			t.Fatal(err)
 		}
 		v := one(t, "under review", read(t, ctx))
@@ -401,7 +339,7 @@ func TestPatientPageInChromium(t *testing.T) {
 	})
 
 	t.Run("not affected", func(t *testing.T) {
-		v := one(t, "not affected", checkDev(t, ctx, d.base, d.token(t, notAffected)))
+		v := one(t, "not affected", checkDev(t, ctx, d.base, d.Token(t, notAffected)))
 		if v.Headline != "You are not affected" || len(v.Cohorts) != 0 || v.Support != "" || v.Pending != "" ||
 			!strings.HasPrefix(v.Subject, "Your health information was not affected") ||
 			v.Meta["Snapshot version"] != fmt.Sprint(v2) || v.Meta["Notice"] != "" {
@@ -410,14 +348,14 @@ func TestPatientPageInChromium(t *testing.T) {
 	})
 
 	t.Run("bad token asks to sign in again", func(t *testing.T) {
-		p := checkDev(t, ctx, d.base, d.token(t, affected)+"x")
+		p := checkDev(t, ctx, d.base, d.Token(t, affected)+"x")
 		if p.State != "error" || !strings.HasPrefix(p.Message, "Please sign in again") || len(p.Incidents) != 0 {
 			t.Fatalf("bad token: %+v", p)
 		}
 	})
 
 	t.Run("portal hands over the token in the fragment", func(t *testing.T) {
-		if err := chromedp.Do(ctx, chromedp.Navigate(portal.URL+"/#token="+d.token(t, notAffected))); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(portal.URL+"/#token="+d.Token(t, notAffected))); err != nil {
 			t.Fatal(err)
 		}
 		p := read(t, ctx)
@@ -433,7 +371,7 @@ func TestPatientPageInChromium(t *testing.T) {
 	})
 
 	t.Run("portal hands over the token in sessionStorage", func(t *testing.T) {
-		tok := d.token(t, affected)
+		tok := d.Token(t, affected)
 		if err := chromedp.Do(ctx,
 			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`sessionStorage.setItem("impact_token", %q)`, tok)),
 			chromedp.Navigate(portal.URL+"/"),
@@ -462,8 +400,8 @@ func TestPatientPageInChromium(t *testing.T) {
 	})
 
 	t.Run("store down: temporarily unavailable, never a status", func(t *testing.T) {
-		_ = d.store.Close()
-		p := checkDev(t, ctx, d.base, d.token(t, notAffected))
+		_ = d.Store.Close()
+		p := checkDev(t, ctx, d.base, d.Token(t, notAffected))
 		if p.State != "error" || !strings.Contains(p.Message, "temporarily unavailable") || len(p.Incidents) != 0 {
 			t.Fatalf("store down: %+v", p)
 		}
