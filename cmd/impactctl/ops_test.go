@@ -7,79 +7,29 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
-	"github.com/impact-health/impact/internal/server"
-	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
 
-// impactd is an in-process server and what the CLI needs to reach it.
+// impactd is an in-process server (impacttest) and what the CLI needs to
+// reach it.
 type impactd struct {
-	dir, addr string
-	token     string // ops-alice, impact.admin and impact.notify
+	*impacttest.Env
+	addr  string // the ops gRPC listener
+	token string // ops-alice, impact.admin and impact.notify
 }
 
-func startImpactd(t *testing.T) *impactd {
+func startImpactd(t *testing.T, opts impacttest.Options) *impactd {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := auth.EnsureDevKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pepper, err := auth.LoadPepper(files.PepperFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyer, err := auth.NewKeyer(pepper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := snapshot.NewCatalog(st, 16)
-	srv, err := server.New(server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminGRPCAddr: "127.0.0.1:0", AdminHTTPAddr: "127.0.0.1:0",
-		UploadDir: dir,
-	}, server.Deps{
-		Store: st, Catalog: cat, Authenticator: verifier,
-		Status:    istatus.New(st, cat, keyer),
-		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		verifier.Close()
-		_ = st.Close()
-	})
-	tok, err := auth.MintDevToken(dir, "ops-alice", []string{auth.ScopeAdmin, auth.ScopeNotify}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &impactd{dir: dir, addr: srv.Addrs().AdminGRPC, token: tok}
+	e := impacttest.Start(t, opts)
+	return &impactd{Env: e, addr: e.Addrs.AdminGRPC, token: e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)}
 }
 
 // ctl runs impactctl against the server; a failure status fails the test
@@ -117,7 +67,7 @@ func demoFiles(t *testing.T, dir string, n int) (spec, roster string) {
 }
 
 func TestSnapshotGC(t *testing.T) {
-	d := startImpactd(t)
+	d := startImpactd(t, impacttest.Options{})
 	spec, roster := demoFiles(t, t.TempDir(), 200)
 	inc := demo.IncidentID
 	for v := 1; v <= 4; v++ {
@@ -152,7 +102,7 @@ func TestSnapshotGC(t *testing.T) {
 }
 
 func TestAudit(t *testing.T) {
-	d := startImpactd(t)
+	d := startImpactd(t, impacttest.Options{})
 	spec, roster := demoFiles(t, t.TempDir(), 100)
 	inc := demo.IncidentID
 	if out := d.ctl(t, 0, "audit"); out != "no audit events\n" {
@@ -199,7 +149,7 @@ func TestAudit(t *testing.T) {
 }
 
 func TestSubjectErase(t *testing.T) {
-	d := startImpactd(t)
+	d := startImpactd(t, impacttest.Options{})
 	spec, roster := demoFiles(t, t.TempDir(), 100)
 	inc := demo.IncidentID
 	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
