@@ -236,38 +236,44 @@ func requireExpected(v *uint32) (uint64, error) {
 	return uint64(*v), nil
 }
 
-func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
+// moveVisible runs a call that moves the visible version, Publish or
+// Rollback (same signature), with what both need: the incident id and the
+// expected visible version checked first, and the call measured as a
+// publish.
+func (s *snapshotService) moveVisible(ctx context.Context,
+	move func(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error),
+	incident string, version uint32, expected *uint32,
+) (*impactv1.SnapshotInfo, uint32, error) {
+	if err := checkIncidentID(incident); err != nil {
+		return nil, 0, err
 	}
-	expect, err := requireExpected(req.ExpectedVisibleVersion)
+	expect, err := requireExpected(expected)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	start := time.Now()
-	info, prev, err := s.snapshots.Publish(ctx, req.GetIncidentId(), uint64(req.GetVersion()), expect, actor(ctx))
-	s.metrics.Publish(ctx, req.GetIncidentId(), time.Since(start), info.Counts.Entries, err)
+	info, prev, err := move(ctx, incident, uint64(version), expect, actor(ctx))
+	s.metrics.Publish(ctx, incident, time.Since(start), info.Counts.Entries, err)
+	if err != nil {
+		return nil, 0, err
+	}
+	return s.infoPB(ctx, info, info.Version), uint32(prev), nil
+}
+
+func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
+	info, prev, err := s.moveVisible(ctx, s.snapshots.Publish, req.GetIncidentId(), req.GetVersion(), req.ExpectedVisibleVersion)
 	if err != nil {
 		return nil, err
 	}
-	return &impactv1.PublishSnapshotResponse{Snapshot: s.infoPB(ctx, info, info.Version), PreviousVisibleVersion: uint32(prev)}, nil
+	return &impactv1.PublishSnapshotResponse{Snapshot: info, PreviousVisibleVersion: prev}, nil
 }
 
 func (s *snapshotService) RollbackSnapshot(ctx context.Context, req *impactv1.RollbackSnapshotRequest) (*impactv1.RollbackSnapshotResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
-	expect, err := requireExpected(req.ExpectedVisibleVersion)
+	info, prev, err := s.moveVisible(ctx, s.snapshots.Rollback, req.GetIncidentId(), req.GetToVersion(), req.ExpectedVisibleVersion)
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	info, prev, err := s.snapshots.Rollback(ctx, req.GetIncidentId(), uint64(req.GetToVersion()), expect, actor(ctx))
-	s.metrics.Publish(ctx, req.GetIncidentId(), time.Since(start), info.Counts.Entries, err)
-	if err != nil {
-		return nil, err
-	}
-	return &impactv1.RollbackSnapshotResponse{Snapshot: s.infoPB(ctx, info, info.Version), PreviousVisibleVersion: uint32(prev)}, nil
+	return &impactv1.RollbackSnapshotResponse{Snapshot: info, PreviousVisibleVersion: prev}, nil
 }
 
 func statePB(s store.State) impactv1.SnapshotState {
