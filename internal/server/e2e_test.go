@@ -116,6 +116,20 @@ func (e *env) publish(version, expect uint32) *impactv1.PublishSnapshotResponse 
 	return resp
 }
 
+// startPublished is startEnv, ready, with the demo spec and rosterV1
+// uploaded and published as v1; it returns the env and the spec.
+func startPublished(t *testing.T) (*env, []byte) {
+	t.Helper()
+	e := startEnv(t)
+	e.WaitReady(t)
+	spec := demoSpec(t)
+	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(1, 0)
+	return e, spec
+}
+
 // rest performs a plaintext REST call and returns the status code,
 // headers and body.
 func (e *env) rest(method, addr, path, tok, body string) (int, http.Header, []byte) {
@@ -485,18 +499,9 @@ func TestAccessControl(t *testing.T) {
 // TestBadUploadLosesNothing: a roster with bad rows is rejected whole with
 // row-level errors; nothing is staged and the visible version is unchanged.
 func TestBadUploadLosesNothing(t *testing.T) {
-	e := startEnv(t)
-	e.WaitReady(t)
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(1, 0)
+	e, spec := startPublished(t)
 	bad := csvOf(rosterV1()) + "patient-0100,infected,northland,\npatient-0101,affected,mars,\n"
-	_, err := e.upload(spec.Bytes(), bad)
+	_, err := e.upload(spec, bad)
 	st := status.Convert(err)
 	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "row 36") {
 		t.Fatalf("bad roster: %v", err)
@@ -524,16 +529,7 @@ func TestBadUploadLosesNothing(t *testing.T) {
 // TestStoreOutageFailsClosed: with the store gone, reads are UNAVAILABLE
 // (503), never a status, and readiness goes NOT_SERVING.
 func TestStoreOutageFailsClosed(t *testing.T) {
-	e := startEnv(t)
-	e.WaitReady(t)
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(1, 0)
+	e, _ := startPublished(t)
 	_ = e.Store.Close()
 	for _, s := range []string{sid(0), sid(39)} {
 		code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status", e.Token(t, s), "")
@@ -562,16 +558,7 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 // the ledger are "present", a line that contradicts its version is refused
 // with its record number.
 func TestRestoreNotices(t *testing.T) {
-	e := startEnv(t)
-	e.WaitReady(t)
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.upload(spec.Bytes(), csvOf(rosterV1())); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(1, 0)
+	e, _ := startPublished(t)
 	ctx := withToken(context.Background(), e.adminTk)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	var lines []*impactv1.RestoreNoticesRequest

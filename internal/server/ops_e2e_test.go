@@ -105,13 +105,7 @@ func TestGcSnapshots(t *testing.T) {
 }
 
 func TestAuditTrailEndToEnd(t *testing.T) {
-	e := startEnv(t)
-	e.WaitReady(t)
-	spec := demoSpec(t)
-	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(1, 0)
+	e, _ := startPublished(t)
 	snaps := impactv1.NewSnapshotServiceClient(e.admin)
 	ctx := withToken(context.Background(), e.adminTk)
 	if _, err := snaps.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 1, ExpectedVisibleVersion: proto.Uint32(0)}); status.Code(err) != codes.FailedPrecondition {
@@ -213,13 +207,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 }
 
 func TestEraseSubject(t *testing.T) {
-	e := startEnv(t)
-	e.WaitReady(t)
-	spec := demoSpec(t)
-	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(1, 0)
+	e, spec := startPublished(t)
 	ctx := withToken(context.Background(), e.adminTk)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	if c, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(0), IdempotencyKey: "w1:0"}); err != nil || c.GetClaim().GetAction() != impactv1.ClaimAction_SEND {
