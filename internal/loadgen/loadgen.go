@@ -66,6 +66,7 @@ type Config struct {
 	PerfPhase    string        // that phase: grpc or rest
 	ImpactdFlags []string      // extra impactd flags (a repeated flag's last value wins)
 	RedisQuery   string        // query appended to impactd's --redis-url, e.g. protocol=2
+	AppendFsync  string        // redis-server appendfsync: always (default) or, for comparison, everysec
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil
 	})
 	fs.StringVar(&c.RedisQuery, "redis-url-query", "", "query string appended to impactd's --redis-url (e.g. protocol=2)")
+	fs.StringVar(&c.AppendFsync, "redis-appendfsync", "always", "redis-server appendfsync: always, or everysec for comparison (impactd then runs with --allow-volatile-ledger)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -117,6 +119,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("--duration must be in (0, 10m], --warmup in [0, 1m]")
 	case c.Conns < 1 || c.Conns > 64:
 		return nil, errors.New("--conns must be in [1, 64]")
+	case c.AppendFsync != "always" && c.AppendFsync != "everysec":
+		return nil, errors.New("--redis-appendfsync must be always or everysec")
 	case c.Rounds < 1 || c.Rounds > 20:
 		return nil, errors.New("--rounds must be in [1, 20]")
 	case c.PacedPercent < 0 || c.PacedPercent > 100:
@@ -214,15 +218,19 @@ func (h *harness) run(ctx context.Context) error {
 		}
 	}
 	var err error
-	h.logf("starting redis-server (appendfsync always) and impactd (Redis store, JWT verification on)")
-	if h.redis, h.redisAt, err = startRedis(ctx, cfg.RedisServer, filepath.Join(h.work, "redis")); err != nil {
+	h.logf("starting redis-server (appendfsync %s) and impactd (Redis store, JWT verification on)", cfg.AppendFsync)
+	if h.redis, h.redisAt, err = startRedis(ctx, cfg.RedisServer, filepath.Join(h.work, "redis"), cfg.AppendFsync); err != nil {
 		return err
 	}
 	dataDir := filepath.Join(h.work, "impactd")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.RedisQuery, cfg.LogLevel, cfg.ImpactdFlags); err != nil {
+	flags := cfg.ImpactdFlags
+	if cfg.AppendFsync != "always" {
+		flags = append([]string{"--allow-volatile-ledger"}, flags...)
+	}
+	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.RedisQuery, cfg.LogLevel, flags); err != nil {
 		return err
 	}
 	if err := h.setup(ctx, dataDir); err != nil {

@@ -105,9 +105,10 @@ func freeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// startRedis starts a redis-server that keeps acknowledged writes
-// (appendonly yes, appendfsync always) with its data in dir.
-func startRedis(ctx context.Context, bin, dir string) (*proc, string, error) {
+// startRedis starts a redis-server with appendonly yes and the given
+// appendfsync policy ("always" keeps every acknowledged write), its data in
+// dir.
+func startRedis(ctx context.Context, bin, dir, fsync string) (*proc, string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", err
 	}
@@ -118,7 +119,7 @@ func startRedis(ctx context.Context, bin, dir string) (*proc, string, error) {
 	_, port, _ := net.SplitHostPort(addrs[0])
 	conf := strings.Join([]string{
 		"port " + port, "bind 127.0.0.1", "dir " + dir, `save ""`,
-		"appendonly yes", "appendfsync always", "maxmemory 0",
+		"appendonly yes", "appendfsync " + fsync, "maxmemory 0",
 	}, "\n") + "\n"
 	confPath := filepath.Join(dir, "redis.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
