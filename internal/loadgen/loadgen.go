@@ -172,6 +172,7 @@ type harness struct {
 
 	adminConn *grpc.ClientConn
 	pubConn   *grpc.ClientConn
+	loadConns []*grpc.ClientConn // the generator's, closed at the end
 	adminCtx  context.Context
 	spec      []byte
 	tokens    []string      // one per subject
@@ -187,7 +188,7 @@ func (h *harness) logf(format string, args ...any) {
 }
 
 func (h *harness) close() {
-	for _, c := range []*grpc.ClientConn{h.adminConn, h.pubConn} {
+	for _, c := range append([]*grpc.ClientConn{h.adminConn, h.pubConn}, h.loadConns...) {
 		if c != nil {
 			_ = c.Close()
 		}
@@ -567,6 +568,7 @@ func (h *harness) grpcCall(addr string) tokenCall {
 		if err != nil {
 			panic(err) // only a malformed target fails here
 		}
+		h.loadConns = append(h.loadConns, cc)
 		conns[i] = impactv1.NewStatusServiceClient(cc)
 	}
 	in := &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}
