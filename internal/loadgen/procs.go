@@ -35,8 +35,7 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 	if env != nil {
 		cmd.Env = env
 	}
-	// The kernel kills the child if the harness dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
