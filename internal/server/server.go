@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -208,6 +209,9 @@ func (s *Server) grpcServer(admin bool) (*grpc.Server, *health.Server) {
 		grpc.ChainUnaryInterceptor(ic.unary),
 		grpc.ChainStreamInterceptor(ic.stream),
 		grpc.MaxRecvMsgSize(4<<20),
+		// Reuse goroutines for streams instead of one (whose stack grows)
+		// per call: about 7% of a read's CPU in make load's profile.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 	)
