@@ -40,6 +40,8 @@ type config struct {
 	Audience   string
 	PepperFile string
 
+	UploadReadRate int // bytes per second, 0: unlimited
+
 	RateSubject ratelimit.Limit // per token subject, patient listener
 	RateIP      ratelimit.Limit // per client address, patient listener
 }
@@ -56,6 +58,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&s.RequestTimeout, "request-timeout", 5*time.Second, "deadline of each unary call")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "graceful drain before a forced stop")
 	fs.StringVar(&s.UploadDir, "upload-dir", "", "directory where uploads are spooled (default: <data-dir>/uploads)")
+	fs.IntVar(&c.UploadReadRate, "upload-read-rate", 0, "cap on how fast uploads read rosters, bytes/s over all uploads (0: unlimited); ~30 bytes a row. Slows a large publish so that it does not slow patient reads")
 
 	fs.StringVar(&c.Store, "store", "embedded", "store: embedded (local data dir) or redis")
 	fs.StringVar(&c.DataDir, "data-dir", "", "data directory of the embedded store and of --dev keys (default: .impact-dev with --dev, impact-data otherwise)")

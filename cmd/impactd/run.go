@@ -77,7 +77,7 @@ func realMain(ctx context.Context, args []string) error {
 	srv, err := server.New(cfg.Server, server.Deps{
 		Store:         st,
 		Status:        status.New(st, catalog, keyer),
-		Snapshots:     snapshot.NewService(st, keyer, snapshot.WithCatalog(catalog)),
+		Snapshots:     snapshot.NewService(st, keyer, snapshot.WithCatalog(catalog), snapshot.WithReadRate(cfg.UploadReadRate)),
 		Catalog:       catalog,
 		Authenticator: verifier,
 		Logger:        log,

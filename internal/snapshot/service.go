@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -24,6 +26,7 @@ type Service struct {
 	now       func() time.Time
 	maxErrors int
 	batchSize int
+	readRate  *rate.Limiter // nil: unlimited
 }
 
 // Option configures a Service.
@@ -38,6 +41,23 @@ func WithMaxErrors(n int) Option { return func(s *Service) { s.maxErrors = n } }
 
 // WithBatchSize sets how many entries go to the store per Put.
 func WithBatchSize(n int) Option { return func(s *Service) { s.batchSize = n } }
+
+// readBurst is the most roster bytes read at once under WithReadRate.
+const readBurst = 64 << 10
+
+// WithReadRate caps how fast uploads read their rosters, in bytes per
+// second over all uploads of this Service (0: unlimited). Parsing and keying
+// a roster takes a core while it runs and its load competes with patient
+// reads on the same machine; a cap makes a large publish during a traffic
+// spike slower instead of making reads slower. Both passes (validation and
+// load) are capped; a demo roster row is about 30 bytes.
+func WithReadRate(bytesPerSecond int) Option {
+	return func(s *Service) {
+		if bytesPerSecond > 0 {
+			s.readRate = rate.NewLimiter(rate.Limit(bytesPerSecond), max(bytesPerSecond/10, readBurst))
+		}
+	}
+}
 
 // WithCatalog shares a Catalog (for example with the read path) instead of
 // a private one.
@@ -127,7 +147,7 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 	parser := RosterParser{Spec: spec, Keyer: s.keyer, MaxErrors: s.maxErrors}
 
 	// Pass 1: validate everything, stage nothing.
-	first, err := parseOpened(ctx, req.Roster, parser, nil)
+	first, err := parseOpened(ctx, req.Roster, parser, s.readRate, nil)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
@@ -149,7 +169,7 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 			batch = batch[:0]
 			return err
 		}
-		second, err := parseOpened(ctx, req.Roster, parser, func(e store.Entry) error {
+		second, err := parseOpened(ctx, req.Roster, parser, s.readRate, func(e store.Entry) error {
 			batch = append(batch, e)
 			if len(batch) == cap(batch) {
 				return flush()
@@ -181,29 +201,43 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 
 // parseOpened opens the roster, parses it and closes it. Reads fail once
 // ctx ends, so that an abandoned upload stops early.
-func parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p RosterParser, emit func(store.Entry) error) (*Roster, error) {
+func parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p RosterParser, lim *rate.Limiter, emit func(store.Entry) error) (*Roster, error) {
 	rc, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("open roster: %w", err)
 	}
-	r, err := p.Parse(ctxReader{ctx, rc}, emit)
+	r, err := p.Parse(ctxReader{ctx, rc, lim}, emit)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		return nil, fmt.Errorf("close roster: %w", cerr)
 	}
 	return r, err
 }
 
-// ctxReader is a reader that fails once its context ends.
+// ctxReader is a reader that fails once its context ends and, with a
+// limiter, reads no faster than it allows.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
+	lim *rate.Limiter
 }
 
 func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	if c.lim == nil {
+		return c.r.Read(p)
+	}
+	if len(p) > c.lim.Burst() {
+		p = p[:c.lim.Burst()]
+	}
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if werr := c.lim.WaitN(c.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
 }
 
 // abort aborts a stager after err, even if ctx has ended.

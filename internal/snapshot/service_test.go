@@ -387,3 +387,34 @@ func TestUploadCanceled(t *testing.T) {
 		t.Errorf("head after a canceled upload: %v; want nothing staged", err)
 	}
 }
+
+// TestUploadReadRate: a read-rate cap leaves the result exactly as without
+// it (reads are cut to the burst, rows straddle the cuts), and an upload
+// held back by the cap still ends when its context does.
+func TestUploadReadRate(t *testing.T) {
+	lines := rosterLines(3000, 5)
+	csv := header + strings.Join(lines, "\n") // ~100 KB: more than one burst
+	want, _, err := parse(t, csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t)
+	svc := newTestService(t, st, WithReadRate(64<<20))
+	info := upload(t, svc, csv)
+	if info.Digest != want.Digest || info.Counts.Entries != want.Entries {
+		t.Fatalf("capped upload: %+v, want digest %s and %d entries", info, want.Digest, want.Entries)
+	}
+
+	slow := newTestService(t, openStore(t), WithReadRate(1)) // one byte per second: never finishes
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		o := &rosterOpener{contents: []string{csv}}
+		_, err := slow.Upload(ctx, UploadRequest{Incident: incident, Spec: specYAML(t), Roster: o.open})
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled capped upload: %v, want context.Canceled", err)
+	}
+}
