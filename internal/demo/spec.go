@@ -59,24 +59,15 @@ cohorts:
       body: |
         Kia ora,
 
-        We are writing to tell you that some of your health information was
-        taken in the Health Documents breach in December 2025.
+        We are writing to tell you that some of your health information was taken in the Health Documents breach in December 2025.
 
-        What was taken: hospital discharge summaries and referral letters from
-        your Northland general practice, written 6 to 8 years ago. They can
-        include your name, date of birth, NHI number, contact details, and
-        notes about your care at the time.
+        What was taken: hospital discharge summaries and referral letters from your Northland general practice, written 6 to 8 years ago. They can include your name, date of birth, NHI number, contact details, and notes about your care at the time.
 
-        What was not taken: your current medical records, prescriptions, and
-        any bank or payment details.
+        What was not taken: your current medical records, prescriptions, and any bank or payment details.
 
-        What you can do: be careful with unexpected calls, texts or emails
-        that mention your health care. We will never ask for your password or
-        for payment. You do not need to do anything else.
+        What you can do: be careful with unexpected calls, texts or emails that mention your health care. We will never ask for your password or for payment. You do not need to do anything else.
 
-        If you have questions, or if something in this notice worries you,
-        call our support line on 0800 000 011. This number is for affected
-        patients only.
+        If you have questions, or if something in this notice worries you, call our support line on 0800 000 011. This number is for affected patients only.
 
         We are very sorry this happened.
   - id: referrals
@@ -88,23 +79,15 @@ cohorts:
       body: |
         Kia ora,
 
-        We are writing to tell you that some of your health information was
-        taken in the Health Documents breach in December 2025.
+        We are writing to tell you that some of your health information was taken in the Health Documents breach in December 2025.
 
-        What was taken: referral records sent by your general practice to a
-        hospital or specialist through the portal. A referral record can
-        include your name, date of birth, NHI number, contact details, and the
-        reason you were referred.
+        What was taken: referral records sent by your general practice to a hospital or specialist through the portal. A referral record can include your name, date of birth, NHI number, contact details, and the reason you were referred.
 
-        What was not taken: your full medical record, test results held by
-        your practice, and any bank or payment details.
+        What was not taken: your full medical record, test results held by your practice, and any bank or payment details.
 
-        What you can do: be careful with unexpected calls, texts or emails
-        that mention your health care. We will never ask for your password or
-        for payment. You do not need to do anything else.
+        What you can do: be careful with unexpected calls, texts or emails that mention your health care. We will never ask for your password or for payment. You do not need to do anything else.
 
-        If you have questions, call our support line on 0800 000 022. This
-        number is for affected patients only.
+        If you have questions, call our support line on 0800 000 022. This number is for affected patients only.
 
         We are very sorry this happened.
   - id: uploads
@@ -116,22 +99,13 @@ cohorts:
       body: |
         Kia ora,
 
-        We are writing to tell you that documents you uploaded to the health
-        portal yourself were taken in the Health Documents breach in December
-        2025.
+        We are writing to tell you that documents you uploaded to the health portal yourself were taken in the Health Documents breach in December 2025.
 
-        What was taken: the files you added to the Documents section of the
-        portal, such as letters, scans or photos, and the contact details on
-        your account.
+        What was taken: the files you added to the Documents section of the portal, such as letters, scans or photos, and the contact details on your account.
 
-        What you can do: think about what those documents contained. If they
-        included identity documents, such as a passport or driver licence,
-        consider contacting the issuer. Be careful with unexpected calls,
-        texts or emails that mention your health care. We will never ask for
-        your password or for payment.
+        What you can do: think about what those documents contained. If they included identity documents, such as a passport or driver licence, consider contacting the issuer. Be careful with unexpected calls, texts or emails that mention your health care. We will never ask for your password or for payment.
 
-        If you have questions, call our support line on 0800 000 033. This
-        number is for affected patients only.
+        If you have questions, call our support line on 0800 000 033. This number is for affected patients only.
 
         We are very sorry this happened.
 
@@ -140,30 +114,22 @@ under_review_notice:
   body: |
     Kia ora,
 
-    We are still checking whether any of your health information was taken in
-    the Health Documents breach in December 2025. We have not finished our
-    investigation for your records yet.
+    We are still checking whether any of your health information was taken in the Health Documents breach in December 2025. We have not finished our investigation for your records yet.
 
-    You do not need to do anything now. We will write to you again as soon as
-    we know, and the health portal app will show the latest answer.
+    You do not need to do anything now. We will write to you again as soon as we know, and the health portal app will show the latest answer.
 
-    Be careful with unexpected calls, texts or emails that mention your health
-    care. We will never ask for your password or for payment.
+    Be careful with unexpected calls, texts or emails that mention your health care. We will never ask for your password or for payment.
 
 not_affected_notice:
   subject: Your health information was not affected by the Health Documents breach
   body: |
     Kia ora,
 
-    Based on our investigation, your health information was not taken in the
-    Health Documents breach in December 2025.
+    Based on our investigation, your health information was not taken in the Health Documents breach in December 2025.
 
-    If we told you earlier that you might be affected, this replaces that
-    message: we have finished checking your records and they were not
-    involved. We are sorry for any worry this caused.
+    If we told you earlier that you might be affected, this replaces that message: we have finished checking your records and they were not involved. We are sorry for any worry this caused.
 
-    Be careful with unexpected calls, texts or emails that mention the breach.
-    We will never ask for your password or for payment.
+    Be careful with unexpected calls, texts or emails that mention the breach. We will never ask for your password or for payment.
 `
 
 // WriteSpec writes the demo incident spec (YAML) to w.
