@@ -54,6 +54,15 @@ func reason(err error) string {
 		if i := strings.LastIndex(msg, "dial "); i >= 0 && strings.HasPrefix(msg, "connection error") {
 			msg = "cannot reach impactd: " + strings.TrimRight(msg[i:], `"`)
 		}
+		// An ops listener with mutual TLS refuses a missing or foreign
+		// client certificate during the handshake; with TLS 1.3 the client
+		// often sees only the broken connection, not the alert.
+		for _, sign := range []string{"tls:", "certificate", "broken pipe", "connection reset", "server preface"} {
+			if strings.Contains(msg, sign) {
+				msg += "; if impactd uses TLS or mutual TLS, check --ca-file, --cert and --key"
+				break
+			}
+		}
 	case codes.Unauthenticated:
 		msg += "; check --token or IMPACT_TOKEN"
 	case codes.PermissionDenied:

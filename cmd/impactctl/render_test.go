@@ -30,6 +30,8 @@ func TestErrorLine(t *testing.T) {
 			"impactctl: upload: roster rejected:; row 3: status; row 4: cohorts (INVALID_ARGUMENT)"},
 		{"dial failure", "list", status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:9091: connect: connection refused"`),
 			"impactctl: list: cannot reach impactd: dial tcp 127.0.0.1:9091: connect: connection refused (UNAVAILABLE)"},
+		{"client certificate refused", "list", status.Error(codes.Unavailable, `connection error: desc = "error reading server preface: remote error: tls: certificate required"`),
+			"impactctl: list: connection error: desc = \"error reading server preface: remote error: tls: certificate required\"; if impactd uses TLS or mutual TLS, check --ca-file, --cert and --key (UNAVAILABLE)"},
 		{"unauthenticated hint", "stats", status.Error(codes.Unauthenticated, "unauthenticated"),
 			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN (UNAUTHENTICATED)"},
 		{"empty message", "diff", status.Error(codes.Internal, ""), "impactctl: diff: INTERNAL"},

@@ -48,8 +48,8 @@ func TestOpsMutualTLS(t *testing.T) {
 		not      string // not in it
 	}{
 		{"client certificate", []string{"--ca-file", caFile, "--cert", certFile, "--key", keyFile}, exitError, "not found (NOT_FOUND)", "UNAVAILABLE"},
-		{"no client certificate", []string{"--ca-file", caFile}, exitError, "(UNAVAILABLE)", "not found"},
-		{"client certificate of another CA", []string{"--ca-file", caFile, "--cert", rogueCertFile, "--key", rogueKeyFile}, exitError, "(UNAVAILABLE)", "not found"},
+		{"no client certificate", []string{"--ca-file", caFile}, exitError, "check --ca-file, --cert and --key (UNAVAILABLE)", "not found"},
+		{"client certificate of another CA", []string{"--ca-file", caFile, "--cert", rogueCertFile, "--key", rogueKeyFile}, exitError, "check --ca-file, --cert and --key (UNAVAILABLE)", "not found"},
 		{"--cert without --key", []string{"--ca-file", caFile, "--cert", certFile}, exitUsage, "--cert and --key go together", "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
