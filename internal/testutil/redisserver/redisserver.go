@@ -1,10 +1,10 @@
 // Package redisserver starts throw-away redis-server processes for tests: a
-// standalone server with the persistence settings a test chooses, or a small
-// Redis Cluster. Every server listens on a free loopback port with its data
+// standalone server with the persistence settings a test chooses, a Redis
+// Sentinel monitoring one, or a small Redis Cluster. Every server listens on a free loopback port with its data
 // in t.TempDir() and is stopped by t.Cleanup, so tests never touch a Redis
 // the machine already runs (such as the one on 6379).
 //
-// When redis-server is not on PATH, Start and StartCluster skip the test, or
+// When redis-server is not on PATH, Start, StartSentinel and StartCluster skip the test, or
 // fail it when the CI environment variable is "true" (CI installs Redis, so
 // a missing binary there is a broken pipeline, not a reason to skip).
 package redisserver
@@ -62,6 +62,7 @@ type Server struct {
 	own  bool // dir was made by StartShared and is removed by Close
 	conf string
 	port int
+	args []string // extra redis-server arguments after the config file
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -187,7 +188,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command("redis-server", s.conf)
+	cmd := exec.Command("redis-server", append([]string{s.conf}, s.args...)...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	setProcAttr(cmd)

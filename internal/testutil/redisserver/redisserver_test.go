@@ -75,3 +75,20 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("keys spread: total %d over %d masters; want 5 keys on at least 2 masters", total, nonEmpty)
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	m := Start(t)
+	s := StartSentinel(t, m, "mymaster")
+	if s.Addr() == m.Addr() || s.MasterName() != "mymaster" {
+		t.Fatalf("sentinel %s (%s), master %s", s.Addr(), s.MasterName(), m.Addr())
+	}
+	ctx := context.Background()
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "mymaster", SentinelAddrs: []string{s.Addr()}})
+	defer func() { _ = c.Close() }()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Client(t).Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("master has %q, %v; want the value written through the sentinel", got, err)
+	}
+}
