@@ -330,15 +330,7 @@ func (s *Store) scan(ctx context.Context, incident string, version uint64, allow
 				return corrupt("records", errors.New("missing"))
 			}
 			c := rb.Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else {
-				k, v = c.Seek(after)
-				if bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
+			k, v := seekAfter(c, after)
 			for ; k != nil && len(buf) < scanChunk; k, v = c.Next() {
 				e, err := decodeEntry(k, v)
 				if err != nil {
@@ -628,15 +620,7 @@ func (s *Store) Pins(ctx context.Context, incident string, fn func(store.Key, st
 				return err
 			}
 			c := ib.Bucket(bucketPins).Cursor()
-			var k, v []byte
-			if after == nil {
-				k, v = c.First()
-			} else {
-				k, v = c.Seek(after)
-				if bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
+			k, v := seekAfter(c, after)
 			for ; k != nil && len(buf) < scanChunk; k, v = c.Next() {
 				if len(k) != store.KeySize {
 					return corrupt("pin key", errors.New("bad length"))
@@ -1020,4 +1004,18 @@ func mapErr(err error) error {
 		}
 	}
 	return fmt.Errorf("embedded: %w: %w", store.ErrUnavailable, err)
+}
+
+// seekAfter positions c on the first key after `after` (the first key of
+// all when after is nil): how Scan and Pins resume in a new transaction
+// where the previous chunk ended.
+func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
+	if after == nil {
+		return c.First()
+	}
+	k, v = c.Seek(after)
+	if bytes.Equal(k, after) {
+		k, v = c.Next()
+	}
+	return k, v
 }
