@@ -60,15 +60,11 @@ func (s *statusService) ListMyStatuses(ctx context.Context, _ *impactv1.ListMySt
 	return out, nil
 }
 
-// checkIncidentID validates an incident id from a request ([a-z0-9-]{1,64}).
+// checkIncidentID validates an incident id from a request with the spec's
+// own rule (snapshot.IsIncidentID: [a-z0-9-]{1,64}).
 func checkIncidentID(id string) error {
-	if len(id) == 0 || len(id) > 64 {
-		return fmt.Errorf("%w: incident_id must be 1 to 64 characters", istatus.ErrInvalidArgument)
-	}
-	for _, c := range []byte(id) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("%w: incident_id must match [a-z0-9-]", istatus.ErrInvalidArgument)
-		}
+	if !snapshot.IsIncidentID(id) {
+		return fmt.Errorf("%w: incident_id must match [a-z0-9-]{1,64}", istatus.ErrInvalidArgument)
 	}
 	return nil
 }
