@@ -4,6 +4,9 @@
 // Every flag has an environment equivalent: --grpc-addr is IMPACT_GRPC_ADDR.
 // `impactd --dev` creates a local signing key, JWKS and pepper in the data
 // directory so that one machine can run and try everything.
+//
+// impactd only turns flags and the environment into an app.Config; package
+// internal/app builds and runs the server.
 package main
 
 import (
@@ -12,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/impact-health/impact/internal/app"
 )
 
 func main() {
@@ -22,4 +27,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "impactd:", err)
 		os.Exit(1)
 	}
+}
+
+// realMain parses the configuration and runs the app until ctx is done and
+// the server has drained.
+func realMain(ctx context.Context, args []string) error {
+	cfg, err := parseConfig(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return app.Run(ctx, *cfg, os.Stderr)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/impact-health/impact/internal/app"
 	"github.com/impact-health/impact/internal/ratelimit"
 )
 
@@ -40,7 +41,7 @@ func TestSecurityFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.RateSubject != defaultRateSubject || d.RateIP != defaultRateIP || d.Server.TLSCertFile != "" {
+	if d.RateSubject != app.DefaultRateSubject || d.RateIP != app.DefaultRateIP || d.Server.TLSCertFile != "" {
 		t.Fatalf("defaults: %v %v", d.RateSubject, d.RateIP)
 	}
 
@@ -70,39 +71,5 @@ func TestSecurityFlagErrors(t *testing.T) {
 		if _, err := parseConfig(append([]string{"--dev"}, args...), io.Discard); err == nil {
 			t.Errorf("%s: accepted", strings.Join(args, " "))
 		}
-	}
-}
-
-func TestNewLimiters(t *testing.T) {
-	pepper := []byte(strings.Repeat("p", 32))
-	c := &config{Store: "embedded", RateSubject: defaultRateSubject}
-	sub, addr, keys, closeFn, err := newLimiters(c, pepper)
-	defer closeFn()
-	if err != nil || addr != nil || keys == nil {
-		t.Fatalf("%v %v %v", addr, keys, err)
-	}
-	if _, ok := sub.(*ratelimit.Local); !ok {
-		t.Fatalf("embedded store: %T, want an in-process limiter", sub)
-	}
-	// Replicas sharing the pepper agree on keys; another pepper does not.
-	_, _, keys2, _, _ := newLimiters(c, pepper)
-	_, _, keys3, _, _ := newLimiters(c, []byte(strings.Repeat("q", 32)))
-	if keys.Key("sub", "alice") != keys2.Key("sub", "alice") || keys.Key("sub", "alice") == keys3.Key("sub", "alice") {
-		t.Fatal("limiter keys must follow the pepper")
-	}
-	r := &config{Store: "redis", RedisURL: "redis://127.0.0.1:1/0", RateSubject: defaultRateSubject, RateIP: defaultRateIP}
-	sub, addr, _, closeFn, err = newLimiters(r, pepper)
-	defer closeFn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := sub.(*ratelimit.Redis); !ok {
-		t.Fatalf("redis store: %T, want a Redis limiter", sub)
-	}
-	if _, ok := addr.(*ratelimit.Redis); !ok {
-		t.Fatalf("redis store: %T, want a Redis limiter", addr)
-	}
-	if s, a, _, _, _ := newLimiters(&config{}, pepper); s != nil || a != nil {
-		t.Fatal("no limits configured, limiters built")
 	}
 }

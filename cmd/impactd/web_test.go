@@ -32,7 +32,7 @@ func TestWebDefault(t *testing.T) {
 			if c.Web != tc.want {
 				t.Fatalf("Web = %v, want %v", c.Web, tc.want)
 			}
-			if got := webPage(c) != nil; got != tc.want {
+			if got := c.WebPage() != nil; got != tc.want {
 				t.Fatalf("web page served = %v, want %v", got, tc.want)
 			}
 		})

@@ -34,18 +34,32 @@ import (
 	"github.com/impact-health/impact/internal/telemetry"
 )
 
-// Config is the transport configuration. Zero values take the defaults.
-type Config struct {
-	GRPCAddr      string // patient gRPC, default ":9090"
-	HTTPAddr      string // patient REST, default ":8080"
-	AdminGRPCAddr string // ops gRPC, default "127.0.0.1:9091"
-	AdminHTTPAddr string // ops REST, default "127.0.0.1:8081"
+// Defaults of Config: the listeners of the public contract and the limits
+// of a call. DefaultConfig gathers them; flags take their defaults from it.
+const (
+	DefaultGRPCAddr        = ":9090"          // patient gRPC
+	DefaultHTTPAddr        = ":8080"          // patient REST
+	DefaultAdminGRPCAddr   = "127.0.0.1:9091" // ops gRPC: loopback unless configured
+	DefaultAdminHTTPAddr   = "127.0.0.1:8081" // ops REST: loopback unless configured
+	DefaultRequestTimeout  = 5 * time.Second
+	DefaultShutdownTimeout = 15 * time.Second
+	DefaultReadyInterval   = 2 * time.Second
+	DefaultMaxUploadBytes  = 2 << 30
+)
 
-	RequestTimeout  time.Duration // deadline of a unary call, default 5s
-	ShutdownTimeout time.Duration // graceful drain before a forced stop, default 15s
-	ReadyInterval   time.Duration // readiness probe period, default 2s
-	UploadDir       string        // where uploads are spooled, default os.TempDir()
-	MaxUploadBytes  int64         // default 2 GiB
+// Config is the transport configuration. Zero values take the defaults of
+// DefaultConfig (an empty UploadDir: os.TempDir()).
+type Config struct {
+	GRPCAddr      string // patient gRPC
+	HTTPAddr      string // patient REST
+	AdminGRPCAddr string // ops gRPC
+	AdminHTTPAddr string // ops REST
+
+	RequestTimeout  time.Duration // deadline of a unary call
+	ShutdownTimeout time.Duration // graceful drain before a forced stop
+	ReadyInterval   time.Duration // readiness probe period
+	UploadDir       string        // where uploads are spooled
+	MaxUploadBytes  int64         // largest upload
 
 	// Transport security and abuse limits (tls.go, cors.go, guard.go).
 	TLSCertFile, TLSKeyFile string         // TLS on the patient listeners (PEM)
@@ -53,34 +67,50 @@ type Config struct {
 	CORSOrigins             []string       // origins allowed on the patient REST listener (see ParseCORSOrigins)
 	TrustedProxyHeader      string         // e.g. X-Forwarded-For; believed only from TrustedProxies
 	TrustedProxies          []netip.Prefix // peers whose TrustedProxyHeader is believed
-	MaxBodyBytes            int64          // REST request body cap, default DefaultMaxBodyBytes
+	MaxBodyBytes            int64          // REST request body cap
+}
+
+// DefaultConfig is the configuration every zero field of a Config takes.
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:        DefaultGRPCAddr,
+		HTTPAddr:        DefaultHTTPAddr,
+		AdminGRPCAddr:   DefaultAdminGRPCAddr,
+		AdminHTTPAddr:   DefaultAdminHTTPAddr,
+		RequestTimeout:  DefaultRequestTimeout,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		ReadyInterval:   DefaultReadyInterval,
+		MaxUploadBytes:  DefaultMaxUploadBytes,
+		MaxBodyBytes:    DefaultMaxBodyBytes,
+	}
 }
 
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
 		}
 	}
-	def(&c.GRPCAddr, ":9090")
-	def(&c.HTTPAddr, ":8080")
-	def(&c.AdminGRPCAddr, "127.0.0.1:9091")
-	def(&c.AdminHTTPAddr, "127.0.0.1:8081")
+	def(&c.GRPCAddr, d.GRPCAddr)
+	def(&c.HTTPAddr, d.HTTPAddr)
+	def(&c.AdminGRPCAddr, d.AdminGRPCAddr)
+	def(&c.AdminHTTPAddr, d.AdminHTTPAddr)
 	def(&c.UploadDir, os.TempDir())
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 5 * time.Second
+		c.RequestTimeout = d.RequestTimeout
 	}
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 15 * time.Second
+		c.ShutdownTimeout = d.ShutdownTimeout
 	}
 	if c.ReadyInterval <= 0 {
-		c.ReadyInterval = 2 * time.Second
+		c.ReadyInterval = d.ReadyInterval
 	}
 	if c.MaxUploadBytes <= 0 {
-		c.MaxUploadBytes = 2 << 30
+		c.MaxUploadBytes = d.MaxUploadBytes
 	}
 	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
+		c.MaxBodyBytes = d.MaxBodyBytes
 	}
 }
 

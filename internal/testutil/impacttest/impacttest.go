@@ -1,11 +1,9 @@
-// Package impacttest starts a real impactd in process for tests: the
-// internal/server listeners on loopback, the embedded (bbolt) store, dev
-// keys and the real token verifier, all under t.TempDir() and stopped by
-// t.Cleanup. It also holds what the tests of several packages share: dev
-// tokens and a throw-away certificate authority for TLS and mutual TLS.
-//
-// Nothing here is a fake: the server, store, verifier and services are the
-// ones cmd/impactd wires, minus flags and process plumbing.
+// Package impacttest starts a real impactd in process for tests: the server
+// internal/app wires from its Config (the same function impactd calls), on
+// loopback listeners, with the embedded (bbolt) store, dev keys and the real
+// token verifier, all under t.TempDir() and stopped by t.Cleanup. It also
+// holds what the tests of several packages share: dev tokens and a
+// throw-away certificate authority for TLS and mutual TLS.
 package impacttest
 
 import (
@@ -18,13 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/impact-health/impact/internal/app"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
 	"github.com/impact-health/impact/internal/telemetry"
 )
 
@@ -40,13 +38,13 @@ type Options struct {
 	// DefaultReadyInterval and an empty UploadDir to Env.Dir; the rest
 	// keeps server.Config's own defaults.
 	Config server.Config
-	// Web is served at "/" of the patient REST listener (server.Deps.Web).
+	// Web is served at "/" of the patient REST listener (app.Options.Web).
 	Web http.Handler
 	// Telemetry, when set, instruments the store and traces and measures
-	// the server (server.Deps.Telemetry).
+	// the server (app.Options.Telemetry).
 	Telemetry *telemetry.Telemetry
 	// SubjectLimiter, AddrLimiter and RateKeys are the patient listener's
-	// rate limits (server.Deps); nil means no limit.
+	// rate limits (app.Options); nil means no limit.
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
 	// Logger is the server's logger. When nil, the server logs JSON to
@@ -61,6 +59,8 @@ type Options struct {
 type Env struct {
 	// Dir holds the dev keys, the database and the upload spool.
 	Dir string
+	// App is the wired server.
+	App *app.App
 	// Store is the store the server uses (instrumented when
 	// Options.Telemetry is set); closing it simulates an outage.
 	Store     store.Store
@@ -72,88 +72,65 @@ type Env struct {
 	Snapshots *snapshot.Service
 }
 
+// Config is the app configuration Start gives a server with opts in dir:
+// impactd's defaults, --dev keys in dir, the embedded store, and no rate
+// limit unless opts sets limiters.
+func Config(dir string, opts Options) app.Config {
+	cfg := app.DefaultConfig()
+	cfg.Server = opts.Config
+	for _, a := range []*string{&cfg.Server.GRPCAddr, &cfg.Server.HTTPAddr, &cfg.Server.AdminGRPCAddr, &cfg.Server.AdminHTTPAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:0"
+		}
+	}
+	if cfg.Server.ReadyInterval == 0 {
+		cfg.Server.ReadyInterval = DefaultReadyInterval
+	}
+	if cfg.Server.UploadDir == "" {
+		cfg.Server.UploadDir = dir
+	}
+	if cfg.Server.MaxBodyBytes == 0 {
+		cfg.Server.MaxBodyBytes = server.DefaultMaxBodyBytes
+	}
+	cfg.Store, cfg.DataDir, cfg.Dev = app.StoreEmbedded, dir, true
+	cfg.RateSubject, cfg.RateIP = ratelimit.Limit{}, ratelimit.Limit{}
+	return cfg
+}
+
 // Start starts a server with opts and returns once its listeners are
 // bound (not necessarily ready: see WaitReady). The server stops, and the
 // test fails if Run returned an error, when the test ends.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	dir := t.TempDir()
-	files, err := auth.EnsureDevKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	verifier, err := auth.NewVerifier(ctx, auth.Config{JWKSFile: files.JWKSFile, Issuer: auth.DevIssuer, Audience: auth.DevAudience})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	e := &Env{Dir: dir}
-	closeAll := func() {
-		cancel()
-		verifier.Close()
-		if e.Store != nil {
-			_ = e.Store.Close()
-		}
-	}
-	fail := func(err error) {
-		closeAll()
-		t.Fatal(err)
-	}
-	pepper, err := auth.LoadPepper(files.PepperFile)
-	if err != nil {
-		fail(err)
-	}
-	if e.Keyer, err = auth.NewKeyer(pepper); err != nil {
-		fail(err)
-	}
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		fail(err)
-	}
-	e.Store = telemetry.InstrumentStore(st, opts.Telemetry)
-	e.Catalog = snapshot.NewCatalog(e.Store, 16)
-	e.Status = istatus.New(e.Store, e.Catalog, e.Keyer)
-	e.Snapshots = snapshot.NewService(e.Store, e.Keyer, snapshot.WithCatalog(e.Catalog))
-
-	cfg := opts.Config
-	for _, a := range []*string{&cfg.GRPCAddr, &cfg.HTTPAddr, &cfg.AdminGRPCAddr, &cfg.AdminHTTPAddr} {
-		if *a == "" {
-			*a = "127.0.0.1:0"
-		}
-	}
-	if cfg.ReadyInterval == 0 {
-		cfg.ReadyInterval = DefaultReadyInterval
-	}
-	if cfg.UploadDir == "" {
-		cfg.UploadDir = dir
-	}
 	logger := opts.Logger
 	switch {
 	case logger != nil:
 	case opts.LogWriter != nil:
-		logger = slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(opts.LogWriter, nil)))
+		logger = app.NewLogger(app.LogConfig{Level: app.DefaultLogLevel, JSON: true}, opts.LogWriter)
 	default:
 		logger = slog.New(slog.DiscardHandler)
 	}
-	srv, err := server.New(cfg, server.Deps{
-		Store: e.Store, Catalog: e.Catalog, Authenticator: verifier,
-		Status: e.Status, Snapshots: e.Snapshots, Logger: logger,
-		Web: opts.Web, Telemetry: opts.Telemetry,
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, Config(dir, opts), app.Options{
+		Logger: logger, Telemetry: opts.Telemetry, Web: opts.Web,
 		SubjectLimiter: opts.SubjectLimiter, AddrLimiter: opts.AddrLimiter, RateKeys: opts.RateKeys,
 	})
 	if err != nil {
-		fail(err)
+		cancel()
+		t.Fatal(err)
 	}
-	e.Server, e.Addrs = srv, srv.Addrs()
+	e := &Env{
+		Dir: dir, App: a, Store: a.Store, Server: a.Server, Addrs: a.Addrs(),
+		Keyer: a.Keyer, Catalog: a.Catalog, Status: a.Status, Snapshots: a.Snapshots,
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("server run: %v", err)
 		}
-		closeAll()
 	})
 	return e
 }

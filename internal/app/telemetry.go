@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 
 	"github.com/impact-health/impact/internal/telemetry"
 )
+
+// telemetryShutdownTimeout bounds the flush of the exporters on exit.
+const telemetryShutdownTimeout = 5 * time.Second
 
 // startTelemetry sets up traces and metrics from the OTEL_* environment.
 // Errors of the exporters (a collector down) are logged, not fatal. The
@@ -23,7 +26,7 @@ func startTelemetry(ctx context.Context, log *slog.Logger) (*telemetry.Telemetry
 		return nil, nil, err
 	}
 	stop := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), telemetryShutdownTimeout)
 		defer cancel()
 		if err := tel.Shutdown(sctx); err != nil {
 			log.Warn("telemetry shutdown", "err", err.Error())

@@ -1,4 +1,4 @@
-package main
+package redisstore_test
 
 import (
 	"context"
@@ -13,15 +13,16 @@ import (
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 )
 
-// sentinelConfig is the configuration of an impactd that finds its Redis
-// through the sentinel s (--redis-sentinel-master, --redis-sentinel-addrs).
-func sentinelConfig(s *redisserver.Sentinel) *config {
-	return &config{RedisSentinelMaster: s.MasterName(), RedisSentinelAddrs: " " + s.Addr() + ", "}
+// sentinelConfig is the configuration of a store that finds its Redis
+// through the sentinel s (impactd's --redis-sentinel-master and
+// --redis-sentinel-addrs).
+func sentinelConfig(s *redisserver.Sentinel) redisstore.Config {
+	return redisstore.Config{SentinelMaster: s.MasterName(), SentinelAddrs: []string{s.Addr()}}
 }
 
-// The store impactd opens through Sentinel (redisClient's FailoverClient,
-// openRedis's durability check) passes the conformance suite against the
-// master the sentinel names.
+// The store Open builds through Sentinel (NewClient's FailoverClient, Open's
+// durability check) passes the conformance suite against the master the
+// sentinel names.
 func TestSentinelConformance(t *testing.T) {
 	master := redisserver.Start(t, redisserver.AppendOnly(true), redisserver.AppendFsync("always"))
 	sentinel := redisserver.StartSentinel(t, master, "impact-master")
@@ -31,14 +32,14 @@ func TestSentinelConformance(t *testing.T) {
 
 	storetest.RunConformance(t, func(t *testing.T) store.Store {
 		ctx := context.Background()
-		// openRedis builds its store with the default key prefix, so each
+		// Open builds its store with the default key prefix, so each
 		// subtest starts from an empty master instead.
 		if err := direct.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		st, err := openRedis(ctx, cfg, log)
+		st, err := redisstore.Open(ctx, cfg, log)
 		if err != nil {
-			t.Fatalf("openRedis through sentinel: %v", err)
+			t.Fatalf("Open through sentinel: %v", err)
 		}
 		t.Cleanup(func() { _ = st.Close() })
 		return st
@@ -52,9 +53,9 @@ func TestSentinelConformance(t *testing.T) {
 	}
 }
 
-// openRedis checks the durability of the master it reaches through
-// Sentinel: it refuses a master with appendfsync everysec unless
-// --allow-volatile-ledger accepts the risk.
+// Open checks the durability of the master it reaches through Sentinel: it
+// refuses a master with appendfsync everysec unless AllowVolatileLedger
+// (--allow-volatile-ledger) accepts the risk.
 func TestSentinelDurabilityCheck(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -75,11 +76,11 @@ func TestSentinelDurabilityCheck(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := sentinelConfig(tc.sentinel)
 			cfg.AllowVolatileLedger = tc.allow
-			st, err := openRedis(ctx, cfg, log)
+			st, err := redisstore.Open(ctx, cfg, log)
 			if tc.wantErr {
 				if err == nil {
 					_ = st.Close()
-					t.Fatal("openRedis accepted a master with appendfsync everysec")
+					t.Fatal("Open accepted a master with appendfsync everysec")
 				}
 				if !errors.Is(err, redisstore.ErrVolatileLedger) || !strings.Contains(err.Error(), "--allow-volatile-ledger") ||
 					!strings.Contains(err.Error(), "everysec") {
@@ -88,7 +89,7 @@ func TestSentinelDurabilityCheck(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("openRedis: %v", err)
+				t.Fatalf("Open: %v", err)
 			}
 			defer func() { _ = st.Close() }()
 			if err := st.Ping(ctx); err != nil {
@@ -99,16 +100,16 @@ func TestSentinelDurabilityCheck(t *testing.T) {
 }
 
 // The client really asks the sentinel: a master name the sentinel does not
-// monitor leaves openRedis without a server to check.
+// monitor leaves Open without a server to check.
 func TestSentinelUnknownMaster(t *testing.T) {
 	master := redisserver.Start(t, redisserver.AppendOnly(true), redisserver.AppendFsync("always"))
 	sentinel := redisserver.StartSentinel(t, master, "impact-master")
 	cfg := sentinelConfig(sentinel)
-	cfg.RedisSentinelMaster = "other-master"
-	st, err := openRedis(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	cfg.SentinelMaster = "other-master"
+	st, err := redisstore.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		_ = st.Close()
-		t.Fatal("openRedis succeeded with a master name the sentinel does not know")
+		t.Fatal("Open succeeded with a master name the sentinel does not know")
 	}
 	if errors.Is(err, redisstore.ErrVolatileLedger) {
 		t.Fatalf("error %v: want a connection failure, not a durability verdict", err)

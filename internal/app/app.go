@@ -1,0 +1,227 @@
+// Package app wires Impact: from one Config it builds the store, the
+// domain services, the listeners and their lifecycle. cmd/impactd turns
+// flags and IMPACT_* variables into a Config and calls Run; every test that
+// needs a whole server (internal/testutil/impacttest) calls New, so there
+// is one copy of the wiring.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/ratelimit"
+	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/snapshot"
+	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/store/embedded"
+	redisstore "github.com/impact-health/impact/internal/store/redis"
+	"github.com/impact-health/impact/internal/telemetry"
+	"github.com/impact-health/impact/internal/web"
+)
+
+// Options are what a caller provides beside the Config: process-wide
+// providers, and the seams tests use to inject a fault.
+type Options struct {
+	// Logger logs the server; nil: slog.Default().
+	Logger *slog.Logger
+	// Telemetry, when set, instruments the store and traces and measures
+	// the server.
+	Telemetry *telemetry.Telemetry
+	// Web, when set, is served at "/" of the patient REST listener
+	// instead of the page Config.Web selects.
+	Web http.Handler
+	// SubjectLimiter and AddrLimiter, when either is set, replace the
+	// limiters Config.RateSubject and Config.RateIP would build; RateKeys
+	// is then required (see server.Deps).
+	SubjectLimiter, AddrLimiter ratelimit.Limiter
+	RateKeys                    *ratelimit.Hasher
+}
+
+// App is one wired server: its listeners are bound, Run serves them.
+type App struct {
+	// Config is the completed configuration (data dir, dev keys, ...).
+	Config Config
+	// Store is the store the services use (instrumented when
+	// Options.Telemetry is set).
+	Store     store.Store
+	Keyer     *auth.Keyer
+	Catalog   *snapshot.Catalog
+	Status    *istatus.Service
+	Snapshots *snapshot.Service
+	Server    *server.Server
+
+	log       *slog.Logger
+	closers   []func() // in the order they run
+	closeOnce sync.Once
+}
+
+// New completes and validates cfg, opens the store, builds the services
+// and binds the listeners. Close releases what New acquired when Run is
+// never called.
+func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.complete(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a = &App{Config: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+			a = nil
+		}
+	}()
+	if cfg.Dev {
+		log.Warn("development mode: local signing key and pepper; never use in production", "data_dir", cfg.DataDir)
+	}
+	if err := os.MkdirAll(cfg.Server.UploadDir, 0o700); err != nil {
+		return nil, fmt.Errorf("upload dir: %w", err)
+	}
+
+	pepper, err := auth.LoadPepper(cfg.PepperFile)
+	if err != nil {
+		return nil, err
+	}
+	if a.Keyer, err = auth.NewKeyer(pepper); err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(ctx, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	a.onClose(verifier.Close)
+
+	st, err := openStore(ctx, &cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.onClose(func() { _ = st.Close() })
+	subjectLimit, addrLimit, rateKeys := opts.SubjectLimiter, opts.AddrLimiter, opts.RateKeys
+	if subjectLimit == nil && addrLimit == nil {
+		var closeLimiters func()
+		if subjectLimit, addrLimit, rateKeys, closeLimiters, err = newLimiters(&cfg, pepper); err != nil {
+			return nil, err
+		}
+		a.onClose(closeLimiters)
+	}
+	a.Store = telemetry.InstrumentStore(st, opts.Telemetry)
+
+	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
+	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
+	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
+		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate))
+	page := opts.Web
+	if page == nil {
+		page = cfg.WebPage()
+	}
+	a.Server, err = server.New(cfg.Server, server.Deps{
+		Store:         a.Store,
+		Status:        a.Status,
+		Snapshots:     a.Snapshots,
+		Catalog:       a.Catalog,
+		Authenticator: verifier,
+		Logger:        log,
+		Web:           page,
+		Telemetry:     opts.Telemetry,
+
+		SubjectLimiter: subjectLimit,
+		AddrLimiter:    addrLimit,
+		RateKeys:       rateKeys,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// onClose registers f to run on Close, before the functions registered
+// earlier.
+func (a *App) onClose(f func()) { a.closers = append([]func(){f}, a.closers...) }
+
+// Close releases the store, the limiters' Redis client and the verifier.
+// Run calls it once the server has drained; calling it again does nothing.
+func (a *App) Close() {
+	a.closeOnce.Do(func() {
+		for _, f := range a.closers {
+			f()
+		}
+	})
+}
+
+// Addrs are the bound listener addresses (useful with ":0").
+func (a *App) Addrs() server.Addrs { return a.Server.Addrs() }
+
+// Run serves until ctx is done, then drains (readiness NOT_SERVING, a
+// graceful stop forced after Config.Server.ShutdownTimeout: server.Run)
+// and closes the app.
+func (a *App) Run(ctx context.Context) error {
+	defer a.Close()
+	ad := a.Addrs()
+	a.log.Info("serving", "grpc", ad.GRPC, "http", ad.HTTP, "admin_grpc", ad.AdminGRPC, "admin_http", ad.AdminHTTP, "store", a.Config.Store)
+	return a.Server.Run(ctx)
+}
+
+// Run is impactd: it builds the logger (to w) and the telemetry of the
+// process from cfg and the OTEL_* environment, then New and Run the app
+// until ctx is done.
+func Run(ctx context.Context, cfg Config, w io.Writer) error {
+	log := NewLogger(cfg.Log, w)
+	slog.SetDefault(log)
+	tel, stopTelemetry, err := startTelemetry(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
+	a, err := New(ctx, cfg, Options{Logger: log, Telemetry: tel})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// WebPage is the patient web page served at "/" of the patient REST
+// listener, or nil when c.Web is off.
+func (c *Config) WebPage() http.Handler {
+	if !c.Web {
+		return nil
+	}
+	return web.Handler(web.Options{Dev: c.Dev})
+}
+
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store {
+	case StoreRedis:
+		return redisstore.Open(ctx, cfg.Redis, log)
+	default:
+		// #nosec G703 -- the data directory is the operator's choice, not request input.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		return embedded.Open(filepath.Join(cfg.DataDir, "impact.db"))
+	}
+}
+
+// NewLogger is the slog logger of c writing to w, with the trace and span
+// ids of the request's context.
+func NewLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.JSON {
+		return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)))
+	}
+	return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts)))
+}
