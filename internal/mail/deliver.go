@@ -190,8 +190,8 @@ type worker struct {
 
 func (w *worker) close() {
 	if w.c != nil {
-		w.c.Quit()
-		w.c.Close()
+		_ = w.c.Quit()
+		_ = w.c.Close()
 		w.c = nil
 	}
 }
@@ -207,7 +207,7 @@ func (w *worker) deliver(ctx context.Context, m Message) error {
 		if attempt > 1 {
 			// Full jitter around the doubling wait keeps the workers from
 			// retrying in step.
-			sleep := wait/2 + rand.N(wait/2+1)
+			sleep := wait/2 + rand.N(wait/2+1) // #nosec G404 -- jitter of a retry wait, not a secret
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -330,7 +330,7 @@ func (w *worker) data(msg []byte) error {
 		return err
 	}
 	if _, err := wc.Write(msg); err != nil {
-		wc.Close()
+		_ = wc.Close()
 		return err
 	}
 	return wc.Close()
@@ -338,7 +338,7 @@ func (w *worker) data(msg []byte) error {
 
 func (w *worker) drop() {
 	if w.c != nil {
-		w.c.Close()
+		_ = w.c.Close()
 		w.c = nil
 	}
 }
@@ -368,13 +368,13 @@ func (s Server) connect(ctx context.Context) (*smtp.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach SMTP server %s: %v", s.Addr, unwrapNet(err))
 	}
-	conn.SetDeadline(time.Now().Add(s.Timeout))
+	_ = conn.SetDeadline(time.Now().Add(s.Timeout))
 	var c *smtp.Client
 	fail := func(step string, err error) (*smtp.Client, error) {
 		if c != nil {
-			c.Close()
+			_ = c.Close()
 		} else {
-			conn.Close()
+			_ = conn.Close()
 		}
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -405,7 +405,7 @@ func (s Server) connect(ctx context.Context) (*smtp.Client, error) {
 			return fail("AUTH PLAIN", err)
 		}
 	}
-	conn.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	return c, nil
 }
 

@@ -158,7 +158,7 @@ func writePart(mw *gomail.InlineWriter, mediaType string, body func(io.Writer) e
 		return err
 	}
 	if err := body(pw); err != nil {
-		pw.Close()
+		_ = pw.Close()
 		return err
 	}
 	return pw.Close()

@@ -84,14 +84,14 @@ func parse(body string) []block {
 // writeText writes the text/plain part: the blocks as plain text, then the
 // footer.
 func writeText(w io.Writer, n Notice, doc []block) error {
-	bw := bufio.NewWriter(w)
+	bw := textWriter{bufio.NewWriter(w)}
 	for i, b := range doc {
 		if i > 0 {
-			bw.WriteString("\n")
+			bw.put("\n")
 		}
 		if b.items == nil {
 			for _, l := range b.lines {
-				bw.WriteString(l + "\n")
+				bw.put(l + "\n")
 			}
 			continue
 		}
@@ -102,16 +102,16 @@ func writeText(w io.Writer, n Notice, doc []block) error {
 			}
 			for k, l := range item {
 				if k == 0 {
-					bw.WriteString(marker + l + "\n")
+					bw.put(marker + l + "\n")
 				} else {
-					bw.WriteString(strings.Repeat(" ", len(marker)) + l + "\n")
+					bw.put(strings.Repeat(" ", len(marker)) + l + "\n")
 				}
 			}
 		}
 	}
-	bw.WriteString("\n----\n")
+	bw.put("\n----\n")
 	for _, l := range footerLines(n) {
-		bw.WriteString(l + "\n")
+		bw.put(l + "\n")
 	}
 	return bw.Flush()
 }
@@ -132,7 +132,7 @@ const (
 // writeHTML writes the text/html part: the same blocks, escaped, as
 // paragraphs and lists, then the footer. No links, images or scripts.
 func writeHTML(w io.Writer, n Notice, doc []block) error {
-	bw := bufio.NewWriter(w)
+	bw := textWriter{bufio.NewWriter(w)}
 	esc := html.EscapeString
 	lines := func(ls []string) string {
 		parts := make([]string, len(ls))
@@ -141,13 +141,13 @@ func writeHTML(w io.Writer, n Notice, doc []block) error {
 		}
 		return strings.Join(parts, "<br>\n")
 	}
-	bw.WriteString("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
+	bw.put("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
 		"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
-	fmt.Fprintf(bw, "<title>%s</title>\n</head>\n", esc(n.Subject))
-	fmt.Fprintf(bw, "<body style=\"%s\">\n<div style=\"%s\">\n", styleBody, styleWrap)
+	bw.putf("<title>%s</title>\n</head>\n", esc(n.Subject))
+	bw.putf("<body style=\"%s\">\n<div style=\"%s\">\n", styleBody, styleWrap)
 	for _, b := range doc {
 		if b.items == nil {
-			fmt.Fprintf(bw, "<p style=\"%s\">%s</p>\n", styleP, lines(b.lines))
+			bw.putf("<p style=\"%s\">%s</p>\n", styleP, lines(b.lines))
 			continue
 		}
 		tag := "ul"
@@ -155,19 +155,27 @@ func writeHTML(w io.Writer, n Notice, doc []block) error {
 			tag = "ol"
 		}
 		if b.ordered && b.start != 1 {
-			fmt.Fprintf(bw, "<ol start=\"%d\" style=\"%s\">\n", b.start, styleList)
+			bw.putf("<ol start=\"%d\" style=\"%s\">\n", b.start, styleList)
 		} else {
-			fmt.Fprintf(bw, "<%s style=\"%s\">\n", tag, styleList)
+			bw.putf("<%s style=\"%s\">\n", tag, styleList)
 		}
 		for _, item := range b.items {
-			fmt.Fprintf(bw, "<li style=\"%s\">%s</li>\n", styleItem, lines(item))
+			bw.putf("<li style=\"%s\">%s</li>\n", styleItem, lines(item))
 		}
-		fmt.Fprintf(bw, "</%s>\n", tag)
+		bw.putf("</%s>\n", tag)
 	}
-	fmt.Fprintf(bw, "<hr style=\"%s\">\n", styleRule)
+	bw.putf("<hr style=\"%s\">\n", styleRule)
 	for _, l := range footerLines(n) {
-		fmt.Fprintf(bw, "<p style=\"%s\">%s</p>\n", styleFooter, esc(l))
+		bw.putf("<p style=\"%s\">%s</p>\n", styleFooter, esc(l))
 	}
-	bw.WriteString("</div>\n</body>\n</html>\n")
+	bw.put("</div>\n</body>\n</html>\n")
 	return bw.Flush()
 }
+
+// textWriter writes through a bufio.Writer, whose first error sticks and
+// is the one Flush returns.
+type textWriter struct{ *bufio.Writer }
+
+func (w textWriter) put(s string) { _, _ = w.WriteString(s) }
+
+func (w textWriter) putf(format string, a ...any) { _, _ = fmt.Fprintf(w.Writer, format, a...) }

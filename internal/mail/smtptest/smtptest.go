@@ -86,8 +86,8 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatal(err)
 	}
 	s.Addr = l.Addr().String()
-	go s.srv.Serve(l)
-	t.Cleanup(func() { s.srv.Close() })
+	go func() { _ = s.srv.Serve(l) }()
+	t.Cleanup(func() { _ = s.srv.Close() })
 	return s
 }
 
@@ -179,7 +179,7 @@ func (ss *session) Data(r io.Reader) error {
 	if s.opts.OnData != nil {
 		if err := s.opts.OnData(key, n); err != nil {
 			if errors.Is(err, DropConnection) {
-				ss.c.Conn().Close()
+				_ = ss.c.Conn().Close()
 			}
 			return err
 		}
