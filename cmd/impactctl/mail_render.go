@@ -67,14 +67,7 @@ func (a *app) renderWave(f renderFlags) error {
 			return err
 		}
 	}
-	// Build every message before writing the first: a notice the message
-	// builder refuses stops the render with nothing written.
-	wave, count, err := openWave(f.wave, func(w waveNotice) error {
-		if _, err := mail.Build(w.notice, h); err != nil {
-			return fmt.Errorf("%s line %d: %v", f.wave, w.line, err)
-		}
-		return nil
-	})
+	wave, count, err := openWave(f.wave, h)
 	if err != nil {
 		return err
 	}

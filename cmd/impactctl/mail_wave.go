@@ -74,12 +74,13 @@ func walkWave(f io.Reader, name string, fn func(waveNotice) error) error {
 	return nil
 }
 
-// openWave opens a wave file and checks every line of it, and check on
-// each notice when not nil (pass one): a malformed line refuses the whole
-// wave before anything is written or sent. The file is left at its start for the second pass, on the same
-// open file, so a wave file replaced in between (claim renames a new one
-// in place) does not change what is sent.
-func openWave(name string, check func(waveNotice) error) (*os.File, int, error) {
+// openWave opens a wave file and checks every line of it, building its
+// message with header h (pass one): a malformed line, or a notice the
+// message builder refuses, refuses the whole wave before anything is
+// written or sent. The file is left at its start for the second pass, on
+// the same open file, so a wave file replaced in between (claim renames a
+// new one in place) does not change what is sent.
+func openWave(name string, h mail.Header) (*os.File, int, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, 0, err
@@ -87,8 +88,8 @@ func openWave(name string, check func(waveNotice) error) (*os.File, int, error) 
 	count := 0
 	if err := walkWave(f, name, func(w waveNotice) error {
 		count++
-		if check != nil {
-			return check(w)
+		if _, err := mail.Build(w.notice, h); err != nil {
+			return fmt.Errorf("%s line %d: %v", name, w.line, err)
 		}
 		return nil
 	}); err != nil {

@@ -153,12 +153,7 @@ func (a *app) send(ctx context.Context, f sendFlags) error {
 	if err != nil {
 		return err
 	}
-	wave, count, err := openWave(f.wave, func(w waveNotice) error {
-		if _, err := mail.Build(w.notice, h); err != nil {
-			return fmt.Errorf("%s line %d: %v", f.wave, w.line, err)
-		}
-		return nil
-	})
+	wave, count, err := openWave(f.wave, h)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ func BenchmarkDeliver(b *testing.B) {
 	for _, c := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
 			srv := smtptest.Start(b, smtptest.Options{})
-			msgs := benchMessages(b, b.N)
+			msgs := messages(b, b.N)
 			j, err := mail.OpenJournal(filepath.Join(b.TempDir(), "journal"))
 			if err != nil {
 				b.Fatal(err)
@@ -40,20 +40,4 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 		})
 	}
-}
-
-func benchMessages(b *testing.B, n int) []mail.Message {
-	from, _ := mail.ParseAddress("Notices <notices@health.example>")
-	out := make([]mail.Message, 0, n)
-	for i := range n {
-		to, _ := mail.ParseAddress(fmt.Sprintf("rcpt%d@example.org", i))
-		id := fmt.Sprintf("v1-B%07d", i)
-		data, err := mail.Build(mail.Notice{ID: id, Version: 1, Subject: "Your notice", Body: "Kia ora,\n\nBody of " + id,
-			NotifiedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, mail.Header{From: from, To: to})
-		if err != nil {
-			b.Fatal(err)
-		}
-		out = append(out, mail.Message{NoticeID: id, To: to.Address, Data: data})
-	}
-	return out
 }

@@ -37,7 +37,7 @@ func tlsPair(t *testing.T) (server, client *tls.Config) {
 }
 
 // messages builds n messages, to rcpt1@example.org ... rcptN@example.org.
-func messages(t *testing.T, n int) []mail.Message {
+func messages(t testing.TB, n int) []mail.Message {
 	t.Helper()
 	from, _ := mail.ParseAddress("Notices <notices@health.example>")
 	var out []mail.Message
