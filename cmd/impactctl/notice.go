@@ -21,6 +21,7 @@ func (a *app) noticeCommand() *cobra.Command {
 		Short: "Claim notices for the email pipeline and follow progress (impact.notify)",
 	}
 	cmd.AddCommand(a.claimCommand(), a.statsCommand(), a.restoreCommand())
+	cmd.AddCommand(a.mailRenderCommand(), a.sendCommand())
 	return cmd
 }
 
