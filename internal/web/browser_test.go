@@ -369,11 +369,19 @@ func TestPatientPageInChromium(t *testing.T) {
 			if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height)); err != nil {
 				t.Fatal(err)
 			}
-			shot := func(name string) { screenshot(t, ctx, size.name+"-"+name) }
+			// look shows who's page; seen checks what no view may show and
+			// saves the screenshot.
+			look := func(t *testing.T, who, subject string) (page, view) {
+				p := checkDev(t, ctx, d.base, d.Token(t, subject))
+				return p, one(t, who, p)
+			}
+			seen := func(t *testing.T, who string, p page) {
+				noJargon(t, who, p)
+				screenshot(t, ctx, size.name+"-"+strings.ReplaceAll(who, " ", "-"))
+			}
 
 			t.Run("affected: support right under the headline", func(t *testing.T) {
-				p := checkDev(t, ctx, d.base, d.Token(t, affected))
-				v := one(t, "affected", p)
+				p, v := look(t, "affected", affected)
 				c := claims[affected]
 				if v.Title != "Health Documents breach, December 2025" || v.Headline != "You are affected" || v.Pending != "" ||
 					v.Correction != "" || v.Subject != c.Notice.Subject || v.Body != pageBody(c) || v.BodySpacing != "pre-wrap" ||
@@ -398,13 +406,11 @@ func TestPatientPageInChromium(t *testing.T) {
 					t.Fatalf("reference %q, want %q once", v.Reference, ref(c.NoticeID, v2))
 				}
 				checkNZDate(t, v.NoticeDate, c.NotifiedAt)
-				noJargon(t, "affected", p)
-				shot("affected")
+				seen(t, "affected", p)
 			})
 
 			t.Run("update pending: the headline says the status changed", func(t *testing.T) {
-				p := checkDev(t, ctx, d.base, d.Token(t, pending))
-				v := one(t, "pending", p)
+				p, v := look(t, "pending", pending)
 				c := claims[pending]
 				// What the email said (affected, v1) stays, under a headline
 				// that says it changed, with both statuses.
@@ -421,25 +427,21 @@ func TestPatientPageInChromium(t *testing.T) {
 				if len(v.Order) < 3 || v.Order[1] != "headline" || v.Order[2] != "update-pending" {
 					t.Fatalf("order %v: the change must come right under the headline", v.Order)
 				}
-				noJargon(t, "pending", p)
-				shot("pending")
+				seen(t, "pending", p)
 			})
 
 			t.Run("under review", func(t *testing.T) {
-				p := checkDev(t, ctx, d.base, d.Token(t, underReview))
-				v := one(t, "under review", p)
+				p, v := look(t, "under review", underReview)
 				if v.Headline != "We are still checking whether you are affected" || len(v.Cohorts) != 0 || v.Support != "" ||
 					!strings.HasPrefix(v.Subject, "We are still checking") || v.Pending != "" || v.Correction != "" ||
 					v.Reference != ref(demo.IncidentID, v2) || v.NoticeDate != "" {
 					t.Fatalf("under-review patient sees %+v", v)
 				}
-				noJargon(t, "under review", p)
-				shot("under-review")
+				seen(t, "under review", p)
 			})
 
 			t.Run("not affected, never contacted", func(t *testing.T) {
-				p := checkDev(t, ctx, d.base, d.Token(t, notAffected))
-				v := one(t, "not affected", p)
+				p, v := look(t, "not affected", notAffected)
 				if v.Headline != "You are not affected" || len(v.Cohorts) != 0 || v.Support != "" || v.Pending != "" ||
 					v.Correction != "" || v.NoticeDate != "" ||
 					!strings.HasPrefix(v.Subject, "Your health information was not affected") ||
@@ -447,13 +449,11 @@ func TestPatientPageInChromium(t *testing.T) {
 					v.Reference != ref(demo.IncidentID, v2) {
 					t.Fatalf("never-contacted not-affected patient sees %+v", v)
 				}
-				noJargon(t, "not affected", p)
-				shot("not-affected")
+				seen(t, "not affected", p)
 			})
 
 			t.Run("not affected, corrected after an email", func(t *testing.T) {
-				p := checkDev(t, ctx, d.base, d.Token(t, corrected))
-				v := one(t, "corrected", p)
+				p, v := look(t, "corrected", corrected)
 				c := claims[corrected]
 				if v.Headline != "You are not affected" || v.Support != "" || v.Pending != "" ||
 					!strings.Contains(v.Correction, "We wrote to you before that you might be affected") ||
@@ -462,8 +462,7 @@ func TestPatientPageInChromium(t *testing.T) {
 					t.Fatalf("corrected patient sees %+v", v)
 				}
 				checkNZDate(t, v.NoticeDate, c.NotifiedAt)
-				noJargon(t, "corrected", p)
-				shot("corrected")
+				seen(t, "corrected", p)
 			})
 
 			t.Run("bad token asks to sign in again", func(t *testing.T) {
@@ -471,7 +470,7 @@ func TestPatientPageInChromium(t *testing.T) {
 				if p.State != "error" || !strings.HasPrefix(p.Message, "Please sign in again") || len(p.Incidents) != 0 {
 					t.Fatalf("bad token: %+v", p)
 				}
-				shot("bad-token")
+				screenshot(t, ctx, size.name+"-bad-token")
 			})
 		})
 	}
