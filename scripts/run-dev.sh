@@ -30,7 +30,7 @@ export IMPACT_TOKEN
 
 # Publish the demo incident once; a restarted `make run` keeps its data.
 if ! "$CTL" --json snapshot list --incident "$INCIDENT" 2>/dev/null | grep -q '"visible_version": *[1-9]'; then
-  "$CTL" demo --out "$DATA/demo" >/dev/null
+  "$CTL" demo >/dev/null # into $IMPACT_DATA_DIR/demo
   "$CTL" snapshot upload --incident "$INCIDENT" --spec "$DATA/demo/spec.yaml" --roster "$DATA/demo/roster.csv"
   VERSION=$("$CTL" --json snapshot list --incident "$INCIDENT" | sed -n 's/.*"version": *\([0-9]*\).*/\1/p' | head -1)
   "$CTL" snapshot publish --incident "$INCIDENT" --version "$VERSION" --expect 0

@@ -30,15 +30,22 @@ func (a *app) demoCommand() *cobra.Command {
 	var out string
 	var opts demo.RosterOptions
 	cmd := &cobra.Command{
-		Use:   "demo --out DIR [--n 10000] [--seed 1] [--revision 2]",
+		Use:   "demo [--out DIR] [--n 10000] [--seed 1] [--revision 2]",
 		Short: "Write a synthetic incident spec and roster (DIR/spec.yaml, DIR/roster.csv)",
 		Long: `Demo writes the spec of the December 2025 Health Documents breach (three
 cohorts: northland, referrals, uploads) and a roster of N synthetic subjects,
-the same for the same seed. Nothing in it is real patient data.`,
+the same for the same seed. Nothing in it is real patient data.
+
+Without --out the files go to the demo directory of the dev data directory
+(--data-dir, IMPACT_DATA_DIR; ./.impact-dev/demo by default), which git
+ignores: generated files never land in the working tree by accident.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			if opts.UnderReviewPercent == 0 {
 				opts.UnderReviewPercent = -1 // none but the well-known subject
+			}
+			if out == "" {
+				out = filepath.Join(a.dataDir, "demo")
 			}
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
@@ -74,12 +81,11 @@ the same for the same seed. Nothing in it is real patient data.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&out, "out", "", "directory to write spec.yaml and roster.csv into (required)")
+	f.StringVar(&out, "out", "", "directory to write spec.yaml and roster.csv into (default: DATA_DIR/demo, see --data-dir)")
 	f.IntVar(&opts.N, "n", demo.DefaultN, "number of roster rows")
 	f.Int64Var(&opts.Seed, "seed", 1, "random seed: the same seed gives the same roster")
 	f.Float64Var(&opts.UnderReviewPercent, "under-review-percent", demo.DefaultUnderReviewPercent, "share of rows under review, in percent")
 	f.IntVar(&opts.Revision, "revision", 1, "2 or more: a later revision of the same roster (corrections, moves, a cohort added), written to DIR/roster-vN.csv")
-	markRequired(cmd, "out")
 	cmd.MarkFlagDirname("out")
 	return cmd
 }

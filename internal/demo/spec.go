@@ -125,9 +125,7 @@ not_affected_notice:
   body: |
     Kia ora,
 
-    Based on our investigation, your health information was not taken in the Health Documents breach in December 2025.
-
-    If we told you earlier that you might be affected, this replaces that message: we have finished checking your records and they were not involved. We are sorry for any worry this caused.
+    Based on our investigation, your health information was not taken in the Health Documents breach in December 2025: we have checked your records and they were not involved.
 
     Be careful with unexpected calls, texts or emails that mention the breach. We will never ask for your password or for payment.
 `

@@ -36,7 +36,7 @@ func (m *minimalStatus) GetMyStatus(context.Context, *impactv1.GetMyStatusReques
 }
 
 // jsonAnswer encodes like impactd's REST gateway does.
-var jsonAnswer = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+var jsonAnswer = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
 
 // minimalHandler is a net/http handler that encodes the fixed answer with
 // protojson on every request.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,12 +10,9 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
-	"github.com/impact-health/impact/gen/openapiv2"
 )
 
 // dialTarget turns a bound address into one the gateway can dial: an
@@ -33,12 +29,23 @@ func dialTarget(l net.Listener) string {
 // httpServer builds the REST listener: grpc-gateway dialing the gRPC
 // listener of the same side, plus /healthz and /readyz.
 func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, error) {
+	title, services := "Impact patient API", patientServices
+	if admin {
+		title, services = "Impact ops API", opsServices
+	}
+	doc, err := buildAPIDoc(title, services)
+	if err != nil {
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			MarshalOptions:   restJSON,
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
-		runtime.WithErrorHandler(errorHandler),
+		runtime.WithErrorHandler(s.restErrorHandler(admin)),
+		runtime.WithRoutingErrorHandler(restRoutingErrorHandler(doc)),
+		// A form POST to a GET route is a wrong method (405), not the GET.
+		runtime.WithDisablePathLengthFallback(),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithHealthzEndpoint(nil), // replaced below by our own, which knows readiness
@@ -48,7 +55,8 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	if admin {
 		target = dialTarget(s.adminLis)
 	}
-	conn, err := grpc.NewClient(target, s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin)))
+	opts := append([]grpc.DialOption{s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin))}, gatewayCallMarks()...)
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway dial %s: %w", target, err)
 	}
@@ -69,17 +77,14 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", gw)
+	mux.Handle("/v1/", markGatewayCalls(gw))
 	if !admin && s.deps.Web != nil {
 		mux.Handle("/", s.deps.Web)
 	}
-	doc := openapiv2.Patient
-	if admin {
-		doc = openapiv2.All
-	}
+	// Each listener documents what it serves, and only that.
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(doc)
+		_, _ = w.Write(doc.json)
 	})
 	s.mountMetrics(mux, admin)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -123,33 +128,4 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
 	})
-}
-
-type errorBody struct {
-	Code    int    `json:"code"`
-	Status  string `json:"status"`
-	Message string `json:"message"`
-}
-
-// errorHandler writes a fixed-shape error: the HTTP status of the gRPC code
-// and the (already sanitised) status message, never details or internals.
-// Every authentication failure is the same 401.
-func errorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
-	st := status.Convert(err)
-	code := st.Code()
-	msg := st.Message()
-	switch code {
-	case codes.Unauthenticated:
-		msg = msgUnauthenticated
-		w.Header().Set("WWW-Authenticate", `Bearer realm="impact"`)
-	case codes.Internal, codes.Unknown:
-		code, msg = codes.Internal, msgInternal
-	case codes.Unavailable:
-		w.Header().Set("Retry-After", "1")
-	case codes.ResourceExhausted:
-		w.Header().Set("Retry-After", retryAfterSeconds(st))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(runtime.HTTPStatusFromCode(code))
-	_ = json.NewEncoder(w).Encode(errorBody{Code: int(code), Status: code.String(), Message: msg})
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"log/slog"
@@ -28,8 +27,8 @@ func (s *Server) wrapHTTP(h http.Handler, admin bool) http.Handler {
 	next := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			writeHTTPError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
-				fmt.Sprintf("request body larger than %d bytes", limit))
+			writeStatus(w, http.StatusRequestEntityTooLarge,
+				status.New(codes.InvalidArgument, fmt.Sprintf("request body larger than %d bytes", limit)))
 			return
 		}
 		if r.Body != nil {
@@ -48,13 +47,6 @@ func (s *Server) wrapHTTP(h http.Handler, admin bool) http.Handler {
 		})
 	}
 	return h
-}
-
-// writeHTTPError writes the fixed-shape error body outside the gateway.
-func writeHTTPError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpCode)
-	_ = json.NewEncoder(w).Encode(errorBody{Code: int(code), Status: code.String(), Message: msg})
 }
 
 // retryAfterSeconds is the Retry-After value (whole seconds, at least 1) of

@@ -2,7 +2,7 @@
 // the binary, that calls the patient REST API (GET /v1/status) with the
 // caller's bearer token and shows the status, the cohorts and the data they
 // concern, the notice, the support contact (affected patients only), the
-// snapshot version and any pending update.
+// reference for support and any pending update.
 //
 // The page loads nothing from third parties and has no inline script or
 // style, so it is served under a strict Content-Security-Policy.
@@ -12,7 +12,11 @@
 // "impact_token" before linking here, or passes it once in the URL fragment
 // ("/#token=<JWT>"), which the page reads and removes from the address bar
 // with history.replaceState. A fragment never reaches a server or its logs;
-// a query parameter would, so the page never reads one.
+// a query parameter would, so the page never reads one. In development mode
+// the page shows a token field, and also takes a "/#token=<JWT>" link.
+//
+// Dates are written in the browser's language unless that is English or US
+// English, which get New Zealand English, and always in New Zealand time.
 package web
 
 import (

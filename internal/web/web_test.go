@@ -30,7 +30,7 @@ func TestHandlerRoutes(t *testing.T) {
 		contentType  string
 		contains     string
 	}{
-		{"GET", "/", 200, "text/html; charset=utf-8", `<html lang="en">`},
+		{"GET", "/", 200, "text/html; charset=utf-8", `<html lang="en-NZ">`},
 		{"GET", "/index.html", 200, "text/html; charset=utf-8", `id="result"`},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", `"/v1/status"`},
 		{"GET", "/style.css", 200, "text/css; charset=utf-8", ".notice-body"},

@@ -2,7 +2,8 @@
 // API data only ever reaches the page through textContent.
 //
 // Where the token comes from:
-//   - development (--dev): the token field of the form;
+//   - development (--dev): the token field of the form, or the URL fragment
+//     (#token=...) as below;
 //   - otherwise: the portal either stores it in sessionStorage under the key
 //     "impact_token" before sending the patient here, or passes it once in
 //     the URL fragment (#token=...), which is read and removed from the
@@ -26,9 +27,15 @@
   var STATUS_WORDS = {
     AFFECTED: "affected",
     NOT_AFFECTED: "not affected",
-    UNDER_REVIEW: "under review"
+    UNDER_REVIEW: "still being checked"
   };
   var ACRONYMS = { nhi: "NHI", gp: "GP", id: "ID", dob: "date of birth" };
+
+  // Dates: the patient's language when the browser names one other than
+  // (US) English, else New Zealand English; always New Zealand time, the
+  // time of the emails and of the support line.
+  var DEFAULT_LOCALE = "en-NZ";
+  var TIME_ZONE = "Pacific/Auckland";
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -46,13 +53,25 @@
     return s.charAt(0).toUpperCase() + s.slice(1);
   }
 
+  function patientLocale() {
+    var langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    var first = String(langs[0] || "");
+    if (first === "" || /^en(-US)?$/i.test(first)) return DEFAULT_LOCALE;
+    return first;
+  }
+
   function formatDate(ts) {
     var d = new Date(ts);
     if (isNaN(d.getTime())) return String(ts);
+    var opts = { dateStyle: "long", timeStyle: "short", timeZone: TIME_ZONE };
     try {
-      return d.toLocaleString(document.documentElement.lang, { dateStyle: "long", timeStyle: "short" });
+      return d.toLocaleString(patientLocale(), opts);
     } catch (e) {
-      return d.toString();
+      try {
+        return d.toLocaleString(DEFAULT_LOCALE, opts);
+      } catch (e2) {
+        return d.toISOString();
+      }
     }
   }
 
@@ -66,23 +85,67 @@
     setState(state, [el("p", cls || "message", text)]);
   }
 
+  // The notice text without the email's closing reference paragraph
+  // ("Reference: notice <id>, ..."): the page states the reference once, on
+  // its own line, in words for support.
+  function emailBody(body, noticeID) {
+    if (!noticeID) return body;
+    var i = body.lastIndexOf("\n\nReference: notice " + noticeID);
+    return i >= 0 && body.indexOf("\n\n", i + 2) < 0 ? body.slice(0, i) : body;
+  }
+
+  function supportLine(contact) {
+    var sc = el("p", "support");
+    sc.appendChild(el("strong", "", "Questions? Call our support line for affected patients: "));
+    sc.appendChild(el("span", "support-contact", contact));
+    return sc;
+  }
+
+  // One card per incident. What the patient reads first: the headline, then
+  // (affected) how to reach support, then what changed, what it concerns and
+  // the notice; the reference for support last, on one line.
   function renderAnswer(a) {
     var status = a.status;
-    var card = el("section", "incident status-" + String(status).toLowerCase());
-    var h2 = el("h2", "", a.incident_title || a.incident_id);
-    card.appendChild(h2);
-    card.appendChild(el("p", "headline", HEADLINES[status] || "Your status is not available"));
+    var n = a.notice;
+    var notified = !!a.notice_id;
+    var pending = !!a.update_pending;
+    var kind = pending ? "pending" : String(status).toLowerCase();
+    var card = el("section", "incident status-" + kind);
+    card.appendChild(el("h2", "", a.incident_title || a.incident_id));
 
-    if (a.update_pending) {
+    if (pending) {
+      // The email said one thing and the records now say another: the
+      // headline says exactly that, with both statuses, and nothing below
+      // contradicts it.
+      card.appendChild(el("p", "headline", "Your status has changed since we last wrote to you"));
       var up = el("div", "update-pending");
       up.setAttribute("role", "note");
-      var first = el("p");
-      first.appendChild(el("strong", "", "Update pending: "));
-      first.appendChild(document.createTextNode("our records about you have changed since we last wrote to you. " +
-        "Your status is now: " + (STATUS_WORDS[a.visible_status] || "being checked") + "."));
-      up.appendChild(first);
-      up.appendChild(el("p", "", "A new notice is on its way to you. Until it arrives, this page shows what we last told you."));
+      var change = el("p", "status-change");
+      change.appendChild(document.createTextNode("Our email said: "));
+      change.appendChild(el("strong", "was", STATUS_WORDS[status] || "being checked"));
+      change.appendChild(document.createTextNode(". Now: "));
+      change.appendChild(el("strong", "now", STATUS_WORDS[a.visible_status] || "being checked"));
+      change.appendChild(document.createTextNode("."));
+      up.appendChild(change);
+      up.appendChild(el("p", "", "A new notice is on its way to you. Until it arrives, this page shows what our last email told you."));
       card.appendChild(up);
+    } else {
+      card.appendChild(el("p", "headline", HEADLINES[status] || "Your status is not available"));
+    }
+
+    if (status === "AFFECTED" && n && n.support_contact) {
+      card.appendChild(supportLine(n.support_contact));
+    }
+
+    if (status === "NOT_AFFECTED" && notified && !pending) {
+      // Only a correction sends a "not affected" notice: this patient was
+      // told before that they might be affected.
+      var corr = el("div", "correction");
+      corr.setAttribute("role", "note");
+      corr.appendChild(el("p", "", "We wrote to you before that you might be affected. We have finished checking " +
+        "our records: your health information was not affected. This replaces our earlier message, and we are " +
+        "sorry for any worry it caused."));
+      card.appendChild(corr);
     }
 
     var cohorts = a.cohorts || [];
@@ -101,33 +164,24 @@
       card.appendChild(ul);
     }
 
-    var n = a.notice;
     if (n && (n.subject || n.body)) {
       var notice = el("article", "notice");
-      notice.setAttribute("aria-label", "Notice");
+      notice.setAttribute("aria-label", notified ? "Our email to you" : "Notice");
+      if (notified && a.notified_at) {
+        notice.appendChild(el("p", "notice-date", "Our email of " + formatDate(a.notified_at)));
+      }
       if (n.subject) notice.appendChild(el("h3", "notice-subject", n.subject));
-      if (n.body) notice.appendChild(el("div", "notice-body", n.body));
+      var body = emailBody(n.body || "", a.notice_id);
+      if (body) notice.appendChild(el("div", "notice-body", body));
       card.appendChild(notice);
     }
-    if (status === "AFFECTED" && n && n.support_contact) {
-      var sc = el("p", "support");
-      sc.appendChild(el("strong", "", "Support for affected patients: "));
-      sc.appendChild(document.createTextNode(n.support_contact));
-      card.appendChild(sc);
-    }
 
-    var meta = el("dl", "meta");
-    function row(k, v) {
-      meta.appendChild(el("dt", "", k));
-      meta.appendChild(el("dd", "", v));
-    }
-    row("Snapshot version", String(a.version));
-    if (a.notice_id) {
-      row("Notice", a.notice_id);
-      if (a.notified_at) row("Notified on", formatDate(a.notified_at));
-      if (a.notified_version) row("Notice written from version", String(a.notified_version));
-    }
-    card.appendChild(meta);
+    // One line support staff can ask for: the notice id (which replays the
+    // exact email) or the incident, and the version this page was read at.
+    var ref = el("p", "reference");
+    ref.appendChild(document.createTextNode("Reference for support: "));
+    ref.appendChild(el("span", "reference-code", (notified ? a.notice_id : a.incident_id) + " · " + String(a.version)));
+    card.appendChild(ref);
     return card;
   }
 
@@ -192,16 +246,22 @@
     }).catch(showError);
   }
 
-  function tokenFromPortal() {
+  // The token handed over in the URL fragment (#token=...), removed from
+  // the address bar at once; "" when there is none.
+  function tokenFromFragment() {
     var m = /^#token=([^&]+)/.exec(window.location.hash);
-    if (m) {
-      history.replaceState(null, "", window.location.pathname);
-      try {
-        return decodeURIComponent(m[1]);
-      } catch (e) {
-        return "";
-      }
+    if (!m) return "";
+    history.replaceState(null, "", window.location.pathname);
+    try {
+      return decodeURIComponent(m[1]);
+    } catch (e) {
+      return "";
     }
+  }
+
+  function tokenFromPortal() {
+    var t = tokenFromFragment();
+    if (t) return t;
     try {
       return window.sessionStorage.getItem(STORAGE_KEY) || "";
     } catch (e) {
@@ -220,6 +280,14 @@
       token = t;
       check();
     });
+    // A link made for development (/#token=...) checks at once, as the
+    // portal's hand-over does.
+    var handed = tokenFromFragment();
+    if (handed) {
+      input.value = handed;
+      token = handed;
+      check();
+    }
   } else {
     token = tokenFromPortal();
     document.getElementById("portal-actions").hidden = false;
