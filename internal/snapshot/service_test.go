@@ -345,7 +345,7 @@ func TestRollbackPublishLost(t *testing.T) {
 	upload(t, svc, header+"p1,affected,northland,\n")
 	upload(t, svc, header+"p2,affected,northland,\n")
 	racer.before = func() {
-		if _, err := st.Publish(ctx, incident, 2, 0, "someone else", t0); err != nil {
+		if _, err := st.Publish(ctx, store.PublishRequest{Incident: incident, Version: 2, ExpectVisible: 0, Actor: "someone else", At: t0}); err != nil {
 			t.Error(err)
 		}
 	}
@@ -366,11 +366,11 @@ type publishRacer struct {
 	once   sync.Once
 }
 
-func (p *publishRacer) Publish(ctx context.Context, inc string, v, expect uint64, actor string, at time.Time) (store.VersionInfo, error) {
+func (p *publishRacer) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
 	if p.before != nil {
 		p.once.Do(p.before)
 	}
-	return p.Store.Publish(ctx, inc, v, expect, actor, at)
+	return p.Store.Publish(ctx, req)
 }
 
 func TestUploadCanceled(t *testing.T) {

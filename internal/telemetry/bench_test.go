@@ -31,7 +31,7 @@ func BenchmarkRead(b *testing.B) {
 	if _, err := stg.Commit(ctx, m, store.NewDigester(nil).Sum(m.Spec), 0); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := raw.Publish(ctx, "inc-1", stg.Version(), 0, "ops", time.Now()); err != nil {
+	if _, err := raw.Publish(ctx, store.PublishRequest{Incident: "inc-1", Version: stg.Version(), ExpectVisible: 0, Actor: "ops", At: time.Now()}); err != nil {
 		b.Fatal(err)
 	}
 	tel, err := New(Providers{

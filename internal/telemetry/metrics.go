@@ -114,7 +114,7 @@ func (m *Metrics) Publish(ctx context.Context, incident string, d time.Duration,
 // ObserveIncidents reports each incident's visible version as the gauge
 // impact.incident.visible_version, read from st.Incidents at every
 // collection. Call the returned function to stop.
-func (m *Metrics) ObserveIncidents(st store.Store) (func() error, error) {
+func (m *Metrics) ObserveIncidents(st store.Heads) (func() error, error) {
 	if m == nil {
 		return func() error { return nil }, nil
 	}

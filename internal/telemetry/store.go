@@ -131,9 +131,9 @@ func (s *instrumentedStore) Scan(ctx context.Context, incident string, version u
 	return c.end(err, AttrCount.Int(n))
 }
 
-func (s *instrumentedStore) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string, at time.Time) (store.VersionInfo, error) {
-	c := s.begin(ctx, "Publish", inc(incident), ver(version))
-	info, err := s.st.Publish(c.ctx, incident, version, expectVisible, actor, at)
+func (s *instrumentedStore) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
+	c := s.begin(ctx, "Publish", inc(req.Incident), ver(req.Version))
+	info, err := s.st.Publish(c.ctx, req)
 	return info, c.end(err)
 }
 

@@ -155,7 +155,7 @@ func TestInstrumentStore(t *testing.T) {
 	if _, err := stg.Commit(ctx, m, dg.Sum(m.Spec), 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Publish(ctx, "inc-1", stg.Version(), 0, "ops-secret-actor", time.Now()); err != nil {
+	if _, err := st.Publish(ctx, store.PublishRequest{Incident: "inc-1", Version: stg.Version(), ExpectVisible: 0, Actor: "ops-secret-actor", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := st.Read(ctx, "inc-1", key, nil); err != nil || v.Record.Status != store.Affected {

@@ -361,35 +361,35 @@ func (s *Store) scan(ctx context.Context, incident string, version uint64, allow
 
 // Publish makes version visible if the visible version is expectVisible and
 // version is greater than it.
-func (s *Store) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string, at time.Time) (store.VersionInfo, error) {
+func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
 	var info store.VersionInfo
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		ib, doc, err := versionOf(tx, incident, version)
+		ib, doc, err := versionOf(tx, req.Incident, req.Version)
 		if err != nil {
 			return err
 		}
 		if !readable(doc.State) {
-			return fmt.Errorf("embedded: publish %s v%d (%s): %w", incident, version, doc.State, store.ErrNotStaged)
+			return fmt.Errorf("embedded: publish %s v%d (%s): %w", req.Incident, req.Version, doc.State, store.ErrNotStaged)
 		}
 		visible := getU64(ib, keyVisible)
-		if visible != expectVisible {
-			return fmt.Errorf("embedded: publish %s v%d: visible is v%d, expected v%d: %w", incident, version, visible, expectVisible, store.ErrConflict)
+		if visible != req.ExpectVisible {
+			return fmt.Errorf("embedded: publish %s v%d: visible is v%d, expected v%d: %w", req.Incident, req.Version, visible, req.ExpectVisible, store.ErrConflict)
 		}
-		if version <= visible {
-			return fmt.Errorf("embedded: publish %s v%d: not after visible v%d: %w", incident, version, visible, store.ErrConflict)
+		if req.Version <= visible {
+			return fmt.Errorf("embedded: publish %s v%d: not after visible v%d: %w", req.Incident, req.Version, visible, store.ErrConflict)
 		}
 		if doc.State != store.StatePublished {
 			doc.State = store.StatePublished
-			doc.PublishedBy = actor
-			doc.PublishedAt = at.UTC()
+			doc.PublishedBy = req.Actor
+			doc.PublishedAt = req.At.UTC()
 		}
 		if err := putVersion(ib, doc); err != nil {
 			return err
 		}
-		if err := ib.Put(keyVisible, u64(version)); err != nil {
+		if err := ib.Put(keyVisible, u64(req.Version)); err != nil {
 			return err
 		}
-		info = doc.info(incident)
+		info = doc.info(req.Incident)
 		return nil
 	})
 	return info, err

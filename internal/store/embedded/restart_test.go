@@ -87,7 +87,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 
 	s := open(t, path)
 	info1 := load(t, s, inc, e1)
-	if _, err := s.Publish(ctx, inc, 1, 0, "ops", t0); err != nil {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	info2 := load(t, s, inc, e2)
@@ -142,10 +142,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err := st.Put(ctx, e2[10:20]); err == nil {
 		t.Error("put through a stager of the closed store succeeded")
 	}
-	if _, err := s.Publish(ctx, inc, 3, 1, "ops", t0); !errors.Is(err, store.ErrNotStaged) {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 3, ExpectVisible: 1, Actor: "ops", At: t0}); !errors.Is(err, store.ErrNotStaged) {
 		t.Errorf("publish of the version a crash left staging: %v, want ErrNotStaged", err)
 	}
-	if _, err := s.Publish(ctx, inc, 2, 1, "ops", t0); err != nil {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 2, ExpectVisible: 1, Actor: "ops", At: t0}); err != nil {
 		t.Errorf("publish of v2 after restart: %v", err)
 	}
 	if info := load(t, s, inc, e1); info.Version != 4 {
@@ -166,7 +166,7 @@ func TestCrashMidLoad(t *testing.T) {
 	const inc = "restart"
 	s := open(t, path)
 	load(t, s, inc, entries(1, 200))
-	if _, err := s.Publish(ctx, inc, 1, 0, "ops", t0); err != nil {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

@@ -74,7 +74,7 @@ func loadVersion(t testing.TB, s store.Store, inc string, m store.Manifest, entr
 
 func publishVersion(t testing.TB, s store.Store, inc string, v, expect uint64) {
 	t.Helper()
-	if _, err := s.Publish(context.Background(), inc, v, expect, "ops", t0); err != nil {
+	if _, err := s.Publish(context.Background(), store.PublishRequest{Incident: inc, Version: v, ExpectVisible: expect, Actor: "ops", At: t0}); err != nil {
 		t.Fatalf("publish v%d: %v", v, err)
 	}
 }

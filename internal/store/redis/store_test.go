@@ -273,7 +273,7 @@ func TestDeleteVersion(t *testing.T) {
 	if k := keysWithPrefix(t, c, prefix+"{i:"+inc+"}:manifest:4"); len(k) != 0 {
 		t.Errorf("manifest of v4 remains")
 	}
-	if _, err := s.Publish(ctx, inc, 4, 3, "ops", t0); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 4, ExpectVisible: 3, Actor: "ops", At: t0}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("publish of a deleted version: %v", err)
 	}
 	// Move e[0] on: v1 becomes deletable, and e[1]'s replay record at v1

@@ -266,20 +266,20 @@ func (s *Store) Version(ctx context.Context, incident string, version uint64) (s
 // Publish makes a staged version visible by compare-and-set on the visible
 // version (see publishScript). With WithWait, it returns only after the
 // replicas acknowledged the flip.
-func (s *Store) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string, at time.Time) (store.VersionInfo, error) {
-	if checkIncident(incident) != nil {
+func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
+	if checkIncident(req.Incident) != nil {
 		return store.VersionInfo{}, store.ErrNotFound
 	}
-	if at.IsZero() {
-		at = s.now()
+	if req.At.IsZero() {
+		req.At = s.now()
 	}
-	pub, err := json.Marshal(pubJSON{By: actor, At: unixNano(at)})
+	pub, err := json.Marshal(pubJSON{By: req.Actor, At: unixNano(req.At)})
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	msg := incident + " " + strconv.FormatUint(version, 10)
-	res, err := s.runScript(ctx, publishScript, []string{s.headKey(incident), s.versionsKey(incident)},
-		version, expectVisible, pub, s.channel(), msg)
+	msg := req.Incident + " " + strconv.FormatUint(req.Version, 10)
+	res, err := s.runScript(ctx, publishScript, []string{s.headKey(req.Incident), s.versionsKey(req.Incident)},
+		req.Version, req.ExpectVisible, pub, s.channel(), msg)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
@@ -290,17 +290,17 @@ func (s *Store) Publish(ctx context.Context, incident string, version, expectVis
 	case "notstaged":
 		return store.VersionInfo{}, store.ErrNotStaged
 	case "conflict":
-		return store.VersionInfo{}, fmt.Errorf("visible version is not %d or not below %d: %w", expectVisible, version, store.ErrConflict)
+		return store.VersionInfo{}, fmt.Errorf("visible version is not %d or not below %d: %w", req.ExpectVisible, req.Version, store.ErrConflict)
 	default:
 		return store.VersionInfo{}, fmt.Errorf("%w: unexpected publish reply", store.ErrUnavailable)
 	}
-	h := s.hint(incident)
+	h := s.hint(req.Incident)
 	for {
 		cur := h.Load()
-		if cur >= version || h.CompareAndSwap(cur, version) {
+		if cur >= req.Version || h.CompareAndSwap(cur, req.Version) {
 			break
 		}
 	}
-	vi, _, err := s.Version(ctx, incident, version)
+	vi, _, err := s.Version(ctx, req.Incident, req.Version)
 	return vi, err
 }

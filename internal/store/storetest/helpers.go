@@ -163,7 +163,7 @@ func load(t tb, s store.Store, incident string, m store.Manifest, entries []stor
 // publish publishes version, expecting the visible version to be expect.
 func publish(t tb, s store.Store, incident string, version, expect uint64) store.VersionInfo {
 	t.Helper()
-	info, err := s.Publish(context.Background(), incident, version, expect, "ops@example.test", t0.Add(time.Hour))
+	info, err := s.Publish(context.Background(), store.PublishRequest{Incident: incident, Version: version, ExpectVisible: expect, Actor: "ops@example.test", At: t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatalf("publish %s v%d (expect v%d): %v", incident, version, expect, err)
 	}

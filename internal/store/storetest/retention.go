@@ -76,7 +76,7 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 	wantErr(t, "Scan of a deleted version", s.Scan(ctx, inc, 4, func(store.Entry) error { return nil }), store.ErrNotFound)
 	_, err = s.Records(ctx, inc, 4, []store.Key{e[0].Key})
 	wantErr(t, "Records of a deleted version", err, store.ErrNotFound)
-	_, err = s.Publish(ctx, inc, 4, 3, "ops", t0)
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 4, ExpectVisible: 3, Actor: "ops", At: t0})
 	wantErr(t, "Publish of a deleted version", err, store.ErrNotFound)
 	wantErr(t, "second DeleteVersion", s.DeleteVersion(ctx, inc, 4), store.ErrNotFound)
 	// A claim at a deleted version fails and leaves nothing.

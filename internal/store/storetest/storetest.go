@@ -140,7 +140,7 @@ func testUnknownIncident(t *testing.T, s store.Store) {
 	wantErr(t, "Version", err, store.ErrNotFound)
 	err = s.Scan(ctx, inc, 1, func(store.Entry) error { return nil })
 	wantErr(t, "Scan", err, store.ErrNotFound)
-	_, err = s.Publish(ctx, inc, 1, 0, "ops", t0)
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0})
 	wantErr(t, "Publish", err, store.ErrNotFound)
 	_, err = s.Read(ctx, inc, key, nil)
 	wantErr(t, "Read", err, store.ErrNotFound)
@@ -285,7 +285,7 @@ func testUnknownVersion(t *testing.T, s store.Store) {
 		wantErr(t, fmt.Sprintf("Scan v%d", ver), err, store.ErrNotFound)
 		_, err = s.Records(ctx, inc, ver, []store.Key{entries[0].Key})
 		wantErr(t, fmt.Sprintf("Records v%d", ver), err, store.ErrNotFound)
-		_, err = s.Publish(ctx, inc, ver, 0, "ops", t0)
+		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: t0})
 		wantErr(t, fmt.Sprintf("Publish v%d", ver), err, store.ErrNotFound)
 	}
 	if h, _ := s.Head(ctx, inc); h.Visible != 0 || h.Latest != 1 {
@@ -439,7 +439,7 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 			if info.State != store.StateAborted {
 				t.Errorf("state after failed verification: %s, want aborted", info.State)
 			}
-			_, err = s.Publish(ctx, inc, st.Version(), 0, "ops", t0)
+			_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: st.Version(), ExpectVisible: 0, Actor: "ops", At: t0})
 			wantErr(t, "publish of a version that failed verification", err, store.ErrNotStaged)
 			if err := st.Abort(ctx); err != nil {
 				t.Errorf("abort after failed commit: %v", err)
@@ -482,7 +482,7 @@ func testUnreadableVersions(t *testing.T, s store.Store) {
 		wantErr(t, fmt.Sprintf("Scan v%d", ver), err, store.ErrNotStaged)
 		_, err = s.Records(ctx, inc, ver, []store.Key{entries[0].Key})
 		wantErr(t, fmt.Sprintf("Records v%d", ver), err, store.ErrNotStaged)
-		_, err = s.Publish(ctx, inc, ver, 0, "ops", t0)
+		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: t0})
 		wantErr(t, fmt.Sprintf("Publish v%d", ver), err, store.ErrNotStaged)
 	}
 	if h, _ := s.Head(ctx, inc); h.Visible != 0 {
@@ -609,7 +609,7 @@ func testPublishCAS(t *testing.T, s store.Store) {
 	}
 	published := map[uint64]bool{}
 	for i, step := range steps {
-		info, err := s.Publish(ctx, inc, step.version, step.expect, fmt.Sprintf("op-%d", i), t0.Add(timeStep(i)))
+		info, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: step.version, ExpectVisible: step.expect, Actor: fmt.Sprintf("op-%d", i), At: t0.Add(timeStep(i))})
 		if step.want == nil {
 			if err != nil {
 				t.Fatalf("step %d: publish v%d expect v%d: %v", i, step.version, step.expect, err)
@@ -1321,7 +1321,7 @@ func testCanceledContext(t *testing.T, s store.Store) {
 		t.Error("read with a canceled context succeeded")
 	}
 	load(t, s, inc, m, e, 10)
-	if _, err := s.Publish(ctx, inc, 2, 1, "ops", t0); err == nil {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 2, ExpectVisible: 1, Actor: "ops", At: t0}); err == nil {
 		t.Error("publish with a canceled context succeeded")
 	}
 	if h, _ := s.Head(context.Background(), inc); h.Visible != 1 {
@@ -1356,7 +1356,7 @@ func testClosedStore(t *testing.T, s store.Store) {
 	wantErr(t, "Head", err, store.ErrUnavailable)
 	_, err = s.Records(ctx, inc, 1, []store.Key{e[0].Key})
 	wantErr(t, "Records", err, store.ErrUnavailable)
-	_, err = s.Publish(ctx, inc, 1, 0, "ops", t0)
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0})
 	wantErr(t, "Publish", err, store.ErrUnavailable)
 	err = s.ClaimPin(ctx, inc, e[0].Key, nil, pinOf(1, e[0].Record, "n"), store.IdemKey{})
 	wantErr(t, "ClaimPin", err, store.ErrUnavailable)
