@@ -14,6 +14,7 @@ import (
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/store/instrumented"
 	"github.com/impact-health/impact/internal/telemetry"
 )
 
@@ -71,7 +72,7 @@ func realMain(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeLimiters()
-	st = telemetry.InstrumentStore(st, tel)
+	st = instrumented.New(st, tel)
 
 	catalog := snapshot.NewCatalog(st, catalogSize)
 	srv, err := server.New(cfg.Server, server.Deps{

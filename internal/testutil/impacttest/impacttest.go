@@ -25,6 +25,7 @@ import (
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/store/instrumented"
 	"github.com/impact-health/impact/internal/telemetry"
 )
 
@@ -111,7 +112,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		fail(err)
 	}
-	e.Store = telemetry.InstrumentStore(st, opts.Telemetry)
+	e.Store = instrumented.New(st, opts.Telemetry)
 	e.Catalog = snapshot.NewCatalog(e.Store, 16)
 	e.Status = istatus.New(e.Store, e.Catalog, e.Keyer)
 	e.Snapshots = snapshot.NewService(e.Store, e.Keyer, snapshot.WithCatalog(e.Catalog))
