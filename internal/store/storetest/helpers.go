@@ -266,3 +266,13 @@ func pinOf(v uint64, r store.Record, notice string) store.Pin {
 
 var _ tb = (*testing.T)(nil)
 var _ tb = (*testing.B)(nil)
+
+// workerIdem derives a distinct idempotency key per worker and claim.
+func workerIdem(w int, n int64) store.IdemKey {
+	var k store.IdemKey
+	k[0] = byte(w)
+	for i := 0; i < 8; i++ {
+		k[8+i] = byte(n >> (8 * i))
+	}
+	return k
+}

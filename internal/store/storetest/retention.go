@@ -167,7 +167,7 @@ func testDeleteRacingClaims(t *testing.T, s store.Store) {
 		for i, en := range subjects {
 			wg.Go(func() {
 				<-start
-				err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(old, en.Record, fmt.Sprintf("r%d-%d", r, i)), g2idem(i, int64(r)))
+				err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(old, en.Record, fmt.Sprintf("r%d-%d", r, i)), workerIdem(i, int64(r)))
 				switch {
 				case err == nil:
 					won[i] = true

@@ -113,7 +113,7 @@ func testTombstoneRacingClaims(t *testing.T, s store.Store) {
 	for i, en := range e {
 		wg.Go(func() {
 			<-start
-			err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(1, en.Record, fmt.Sprintf("n-%d", i)), g2idem(i, 1))
+			err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(1, en.Record, fmt.Sprintf("n-%d", i)), workerIdem(i, 1))
 			if err != nil && !errors.Is(err, store.ErrConflict) {
 				t.Errorf("claim racing a tombstone: %v", err)
 			}
@@ -135,7 +135,7 @@ func testTombstoneRacingClaims(t *testing.T, s store.Store) {
 		t.Errorf("%d pins of tombstoned subjects remain", left)
 	}
 	for i, en := range e {
-		idem := g2idem(i, 1)
+		idem := workerIdem(i, 1)
 		if v := read(t, s, inc, en.Key, &idem); !v.Erased || v.Pin != nil || v.Replay != nil {
 			t.Fatalf("subject %d: %+v", i, v)
 		}
