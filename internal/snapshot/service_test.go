@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
 )
 
 const incident = "test-2025-12"
@@ -23,15 +23,7 @@ const incident = "test-2025-12"
 var t0 = time.Date(2025, 12, 20, 8, 0, 0, 0, time.UTC)
 
 // openStore opens a real embedded store in a temporary directory.
-func openStore(t testing.TB) *embedded.Store {
-	t.Helper()
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+func openStore(t testing.TB) *embedded.Store { return embeddedtest.Open(t) }
 
 func newTestService(t testing.TB, st store.Store, opts ...Option) *Service {
 	return NewService(st, testKeyer, append([]Option{WithClock(func() time.Time { return t0 })}, opts...)...)

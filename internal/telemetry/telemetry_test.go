@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
 )
 
 func TestLogHandler(t *testing.T) {
@@ -134,11 +133,7 @@ func TestMetrics(t *testing.T) {
 	m.Claim(ctx, "inc-1", "send")
 	m.Publish(ctx, "inc-1", time.Second, 1234, nil)
 	m.Publish(ctx, "inc-1", time.Second, 0, store.ErrConflict)
-	raw, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = raw.Close() }()
+	raw := embeddedtest.Open(t)
 	stg, err := raw.Stage(ctx, store.StageRequest{Incident: "inc-2", At: time.Now()})
 	if err != nil {
 		t.Fatal(err)

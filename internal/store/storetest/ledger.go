@@ -17,26 +17,26 @@ func testReadView(t *testing.T, s store.Store) {
 	g := newKeyGen(90)
 	e1 := g.entries(40, m)
 	absent := g.key()
-	load(t, s, inc, m, e1, 40)
-	if v := read(t, s, inc, e1[0].Key, nil); v != (store.View{}) {
+	Load(t, s, inc, m, e1, 40)
+	if v := Read(t, s, inc, e1[0].Key, nil); v != (store.View{}) {
 		t.Errorf("before any publish: %+v, want the zero view", v)
 	}
-	publish(t, s, inc, 1, 0)
-	if v := read(t, s, inc, absent, nil); v.Visible != 1 || v.Record != (store.Record{}) || v.Pin != nil || v.Replay != nil {
+	Publish(t, s, inc, 1, 0)
+	if v := Read(t, s, inc, absent, nil); v.Visible != 1 || v.Record != (store.Record{}) || v.Pin != nil || v.Replay != nil {
 		t.Errorf("absent subject: %+v, want visible 1, not affected", v)
 	}
 	idem := g.idem()
-	if v := read(t, s, inc, e1[1].Key, &idem); v.Visible != 1 || v.Record != e1[1].Record || v.Replay != nil {
+	if v := Read(t, s, inc, e1[1].Key, &idem); v.Visible != 1 || v.Record != e1[1].Record || v.Replay != nil {
 		t.Errorf("present subject with an unused idempotency key: %+v", v)
 	}
 	// A subject dropped in v2 reads NotAffected at v2; its pin stays.
-	p := pinOf(1, e1[2].Record, "notice-1")
+	p := PinAt(1, e1[2].Record, "notice-1")
 	if err := s.ClaimPin(context.Background(), inc, e1[2].Key, nil, p, idem); err != nil {
 		t.Fatal(err)
 	}
-	load(t, s, inc, m, e1[3:], 40)
-	publish(t, s, inc, 2, 1)
-	v := read(t, s, inc, e1[2].Key, nil)
+	Load(t, s, inc, m, e1[3:], 40)
+	Publish(t, s, inc, 2, 1)
+	v := Read(t, s, inc, e1[2].Key, nil)
 	if v.Visible != 2 || v.Record != (store.Record{}) || !samePin(v.Pin, &p) || v.Replay != nil {
 		t.Errorf("dropped, pinned subject: %+v pin %s, want visible 2, not affected, pin %s", v, fmtPin(v.Pin), fmtPin(&p))
 	}
@@ -48,15 +48,15 @@ func testPins(t *testing.T, s store.Store) {
 	m := manifest(inc, 2)
 	g := newKeyGen(110)
 	e := g.entries(5, m)
-	load(t, s, inc, m, e, 5)
-	load(t, s, inc, m, e[1:], 5)
-	load(t, s, inc, m, e, 5)
-	publish(t, s, inc, 3, 0)
+	Load(t, s, inc, m, e, 5)
+	Load(t, s, inc, m, e[1:], 5)
+	Load(t, s, inc, m, e, 5)
+	Publish(t, s, inc, 3, 0)
 	key := e[0].Key
 
-	p2 := pinOf(2, store.Record{}, "notice-v2") // a correction: not affected at v2
-	p3 := pinOf(3, e[0].Record, "notice-v3")
-	p1 := pinOf(1, e[0].Record, "notice-v1")
+	p2 := PinAt(2, store.Record{}, "notice-v2") // a correction: not affected at v2
+	p3 := PinAt(3, e[0].Record, "notice-v3")
+	p1 := PinAt(1, e[0].Record, "notice-v1")
 	steps := []struct {
 		name string
 		old  *store.Pin
@@ -71,7 +71,7 @@ func testPins(t *testing.T, s store.Store) {
 		{"backwards", &p2, p1, store.ErrConflict, &p2},
 		{"forward", &p2, p3, nil, &p3},
 		{"old pin compared by notice id", &store.Pin{NoticeID: p2.NoticeID, Version: 3}, p1, store.ErrConflict, &p3},
-		{"same version again, old given by notice id only", &store.Pin{NoticeID: p3.NoticeID}, pinOf(3, store.Record{Status: store.UnderReview, Cohorts: 2}, "notice-v3b"), nil, nil},
+		{"same version again, old given by notice id only", &store.Pin{NoticeID: p3.NoticeID}, PinAt(3, store.Record{Status: store.UnderReview, Cohorts: 2}, "notice-v3b"), nil, nil},
 	}
 	for i, step := range steps {
 		err := s.ClaimPin(ctx, inc, key, step.old, step.next, g.idem())
@@ -85,18 +85,18 @@ func testPins(t *testing.T, s store.Store) {
 		if want == nil && step.want == nil {
 			want = &step.next
 		}
-		if v := read(t, s, inc, key, nil); !samePin(v.Pin, want) {
+		if v := Read(t, s, inc, key, nil); !samePin(v.Pin, want) {
 			t.Fatalf("step %d (%s): pin %s, want %s", i, step.name, fmtPin(v.Pin), fmtPin(want))
 		}
 	}
 	// Other subjects are unaffected.
-	if v := read(t, s, inc, e[1].Key, nil); v.Pin != nil {
+	if v := Read(t, s, inc, e[1].Key, nil); v.Pin != nil {
 		t.Errorf("another subject has pin %s", fmtPin(v.Pin))
 	}
 	// Pins are per incident.
-	load(t, s, "pins-other", m, e, 5)
-	publish(t, s, "pins-other", 1, 0)
-	if v := read(t, s, "pins-other", key, nil); v.Pin != nil {
+	Load(t, s, "pins-other", m, e, 5)
+	Publish(t, s, "pins-other", 1, 0)
+	if v := Read(t, s, "pins-other", key, nil); v.Pin != nil {
 		t.Errorf("pin leaked into another incident: %s", fmtPin(v.Pin))
 	}
 }
@@ -107,18 +107,18 @@ func testIdempotentReplay(t *testing.T, s store.Store) {
 	m := manifest(inc, 1)
 	g := newKeyGen(120)
 	e := g.entries(3, m)
-	load(t, s, inc, m, e, 3)
-	publish(t, s, inc, 1, 0)
-	load(t, s, inc, m, e, 3)
-	publish(t, s, inc, 2, 1)
+	Load(t, s, inc, m, e, 3)
+	Publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, 3)
+	Publish(t, s, inc, 2, 1)
 
 	a, b, unused := g.idem(), g.idem(), g.idem()
-	p1 := pinOf(1, e[0].Record, "n-1")
-	p2 := pinOf(2, e[0].Record, "n-2")
+	p1 := PinAt(1, e[0].Record, "n-1")
+	p2 := PinAt(2, e[0].Record, "n-2")
 	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, p1, a); err != nil {
 		t.Fatal(err)
 	}
-	v := read(t, s, inc, e[0].Key, &a)
+	v := Read(t, s, inc, e[0].Key, &a)
 	if !samePin(v.Replay, &p1) || !samePin(v.Pin, &p1) {
 		t.Fatalf("replay %s pin %s, want both %s", fmtPin(v.Replay), fmtPin(v.Pin), fmtPin(&p1))
 	}
@@ -126,7 +126,7 @@ func testIdempotentReplay(t *testing.T, s store.Store) {
 	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, p2, b); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("conflicting claim: %v", err)
 	}
-	if v := read(t, s, inc, e[0].Key, &b); v.Replay != nil {
+	if v := Read(t, s, inc, e[0].Key, &b); v.Replay != nil {
 		t.Errorf("a failed claim left replay %s", fmtPin(v.Replay))
 	}
 	if err := s.ClaimPin(ctx, inc, e[0].Key, &p1, p2, b); err != nil {
@@ -137,16 +137,16 @@ func testIdempotentReplay(t *testing.T, s store.Store) {
 		idem   store.IdemKey
 		replay *store.Pin
 	}{{a, &p1}, {b, &p2}, {unused, nil}} {
-		v := read(t, s, inc, e[0].Key, &c.idem)
+		v := Read(t, s, inc, e[0].Key, &c.idem)
 		if !samePin(v.Replay, c.replay) || !samePin(v.Pin, &p2) {
 			t.Errorf("idem %x: replay %s pin %s, want replay %s pin %s", c.idem[:4], fmtPin(v.Replay), fmtPin(v.Pin), fmtPin(c.replay), fmtPin(&p2))
 		}
 	}
-	if v := read(t, s, inc, e[0].Key, nil); v.Replay != nil {
+	if v := Read(t, s, inc, e[0].Key, nil); v.Replay != nil {
 		t.Errorf("replay without an idempotency key: %s", fmtPin(v.Replay))
 	}
 	// An idempotency key never replays another subject's claim.
-	if v := read(t, s, inc, e[1].Key, &a); v.Replay != nil || v.Pin != nil {
+	if v := Read(t, s, inc, e[1].Key, &a); v.Replay != nil || v.Pin != nil {
 		t.Errorf("subject 1 with subject 0's idempotency key: replay %s pin %s", fmtPin(v.Replay), fmtPin(v.Pin))
 	}
 }
@@ -157,8 +157,8 @@ func testPinsIteration(t *testing.T, s store.Store) {
 	m := manifest(inc, 2)
 	g := newKeyGen(130)
 	e := g.entries(5000, m)
-	load(t, s, inc, m, e, 1000)
-	publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, 1000)
+	Publish(t, s, inc, 1, 0)
 	none := 0
 	if err := s.Pins(ctx, inc, func(store.Key, store.Pin) error { none++; return nil }); err != nil || none != 0 {
 		t.Fatalf("pins before any claim: %d, %v", none, err)
@@ -166,7 +166,7 @@ func testPinsIteration(t *testing.T, s store.Store) {
 	want := map[store.Key]store.Pin{}
 	for i, en := range e {
 		if i%3 == 0 {
-			want[en.Key] = pinOf(1, en.Record, fmt.Sprintf("n-%d", i))
+			want[en.Key] = PinAt(1, en.Record, fmt.Sprintf("n-%d", i))
 		}
 	}
 	// Claimed by a few workers at once, as a notifier does.
@@ -230,10 +230,10 @@ func testConcurrentClaims(t *testing.T, s store.Store) {
 	m := manifest(inc, 2)
 	g := newKeyGen(140)
 	e := g.entries(10, m)
-	load(t, s, inc, m, e, 10)
-	publish(t, s, inc, 1, 0)
-	load(t, s, inc, m, e, 10)
-	publish(t, s, inc, 2, 1)
+	Load(t, s, inc, m, e, 10)
+	Publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, 10)
+	Publish(t, s, inc, 2, 1)
 	key := e[0].Key
 
 	const n = 16
@@ -248,7 +248,7 @@ func testConcurrentClaims(t *testing.T, s store.Store) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				errs[i] = s.ClaimPin(ctx, inc, key, old, pinOf(version, e[0].Record, fmt.Sprintf("n-%d", base+i)), idems[base+i])
+				errs[i] = s.ClaimPin(ctx, inc, key, old, PinAt(version, e[0].Record, fmt.Sprintf("n-%d", base+i)), idems[base+i])
 			})
 		}
 		close(start)
@@ -267,9 +267,9 @@ func testConcurrentClaims(t *testing.T, s store.Store) {
 		if winner < 0 {
 			t.Fatal("no claim won")
 		}
-		want := pinOf(version, e[0].Record, fmt.Sprintf("n-%d", base+winner))
+		want := PinAt(version, e[0].Record, fmt.Sprintf("n-%d", base+winner))
 		for i := range n {
-			v := read(t, s, inc, key, &idems[base+i])
+			v := Read(t, s, inc, key, &idems[base+i])
 			if !samePin(v.Pin, &want) {
 				t.Fatalf("pin %s, want the winner's %s", fmtPin(v.Pin), fmtPin(&want))
 			}
@@ -305,9 +305,9 @@ func testClaimsRacingPublish(t *testing.T, s store.Store) {
 		}
 		return store.Record{}
 	}
-	load(t, s, inc, m, e1, 48)
-	publish(t, s, inc, 1, 0)
-	load(t, s, inc, m, e2, 48)
+	Load(t, s, inc, m, e1, 48)
+	Publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e2, 48)
 
 	type claim struct {
 		version uint64
@@ -346,7 +346,7 @@ func testClaimsRacingPublish(t *testing.T, s store.Store) {
 					}
 					n := seq.Add(1)
 					notice := fmt.Sprintf("w%d-%d", w, n)
-					err = s.ClaimPin(ctx, inc, k, v.Pin, pinOf(v.Visible, v.Record, notice), workerIdem(w, n))
+					err = s.ClaimPin(ctx, inc, k, v.Pin, PinAt(v.Visible, v.Record, notice), workerIdem(w, n))
 					switch {
 					case err == nil:
 						mu.Lock()
@@ -360,12 +360,12 @@ func testClaimsRacingPublish(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	publish(t, s, inc, 2, 1)
+	Publish(t, s, inc, 2, 1)
 	done.Store(true)
 	wg.Wait()
 
 	for i, k := range keys {
-		v := read(t, s, inc, k, nil)
+		v := Read(t, s, inc, k, nil)
 		var maxV uint64
 		notices := map[string]uint64{}
 		for _, c := range won[i] {

@@ -11,24 +11,24 @@ func testCanceledContext(t *testing.T, s store.Store) {
 	const inc = "canceled"
 	m := manifest(inc, 1)
 	e := newKeyGen(190).entries(10, m)
-	load(t, s, inc, m, e, 10)
-	publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, 10)
+	Publish(t, s, inc, 1, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.Read(ctx, inc, e[0].Key, nil); err == nil {
 		t.Error("read with a canceled context succeeded")
 	}
-	load(t, s, inc, m, e, 10)
-	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 2, ExpectVisible: 1, Actor: "ops", At: t0}); err == nil {
+	Load(t, s, inc, m, e, 10)
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 2, ExpectVisible: 1, Actor: "ops", At: T0}); err == nil {
 		t.Error("publish with a canceled context succeeded")
 	}
 	if h, _ := s.Head(context.Background(), inc); h.Visible != 1 {
 		t.Errorf("a publish with a canceled context made v%d visible", h.Visible)
 	}
-	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, pinOf(1, e[0].Record, "n"), store.IdemKey{}); err == nil {
+	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, PinAt(1, e[0].Record, "n"), store.IdemKey{}); err == nil {
 		t.Error("claim with a canceled context succeeded")
 	}
-	if v := read(t, s, inc, e[0].Key, nil); v.Pin != nil {
+	if v := Read(t, s, inc, e[0].Key, nil); v.Pin != nil {
 		t.Errorf("a claim with a canceled context left pin %s", fmtPin(v.Pin))
 	}
 }
@@ -38,8 +38,8 @@ func testClosedStore(t *testing.T, s store.Store) {
 	const inc = "closed"
 	m := manifest(inc, 1)
 	e := newKeyGen(200).entries(10, m)
-	load(t, s, inc, m, e, 10)
-	publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, 10)
+	Publish(t, s, inc, 1, 0)
 	st, err := s.Stage(ctx, stageReq(inc))
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +54,9 @@ func testClosedStore(t *testing.T, s store.Store) {
 	wantErr(t, "Head", err, store.ErrUnavailable)
 	_, err = s.Records(ctx, inc, 1, []store.Key{e[0].Key})
 	wantErr(t, "Records", err, store.ErrUnavailable)
-	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0})
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: T0})
 	wantErr(t, "Publish", err, store.ErrUnavailable)
-	err = s.ClaimPin(ctx, inc, e[0].Key, nil, pinOf(1, e[0].Record, "n"), store.IdemKey{})
+	err = s.ClaimPin(ctx, inc, e[0].Key, nil, PinAt(1, e[0].Record, "n"), store.IdemKey{})
 	wantErr(t, "ClaimPin", err, store.ErrUnavailable)
 	_, err = s.Stage(ctx, stageReq(inc))
 	wantErr(t, "Stage", err, store.ErrUnavailable)

@@ -17,8 +17,8 @@ func testPublishCAS(t *testing.T, s store.Store) {
 	m := manifest(inc, 1)
 	g := newKeyGen(70)
 	entries := g.entries(20, m)
-	load(t, s, inc, m, entries, 20) // v1
-	load(t, s, inc, m, entries, 20) // v2
+	Load(t, s, inc, m, entries, 20) // v1
+	Load(t, s, inc, m, entries, 20) // v2
 	staging, err := s.Stage(ctx, stageReq(inc))
 	if err != nil { // v3
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func testPublishCAS(t *testing.T, s store.Store) {
 	if err := aborted.Abort(ctx); err != nil {
 		t.Fatal(err)
 	}
-	load(t, s, inc, m, entries, 20) // v5
+	Load(t, s, inc, m, entries, 20) // v5
 
 	steps := []struct {
 		version, expect uint64
@@ -54,12 +54,12 @@ func testPublishCAS(t *testing.T, s store.Store) {
 	}
 	published := map[uint64]bool{}
 	for i, step := range steps {
-		info, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: step.version, ExpectVisible: step.expect, Actor: fmt.Sprintf("op-%d", i), At: t0.Add(timeStep(i))})
+		info, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: step.version, ExpectVisible: step.expect, Actor: fmt.Sprintf("op-%d", i), At: T0.Add(timeStep(i))})
 		if step.want == nil {
 			if err != nil {
 				t.Fatalf("step %d: publish v%d expect v%d: %v", i, step.version, step.expect, err)
 			}
-			if info.State != store.StatePublished || info.Version != step.version || info.PublishedBy != fmt.Sprintf("op-%d", i) || !info.PublishedAt.Equal(t0.Add(timeStep(i))) {
+			if info.State != store.StatePublished || info.Version != step.version || info.PublishedBy != fmt.Sprintf("op-%d", i) || !info.PublishedAt.Equal(T0.Add(timeStep(i))) {
 				t.Errorf("step %d: info %+v", i, info)
 			}
 			published[step.version] = true
@@ -73,7 +73,7 @@ func testPublishCAS(t *testing.T, s store.Store) {
 		if h.Visible != step.visible || h.Latest != 5 {
 			t.Fatalf("step %d: head %+v, want visible %d latest 5", i, h, step.visible)
 		}
-		if v := read(t, s, inc, entries[0].Key, nil); v.Visible != step.visible {
+		if v := Read(t, s, inc, entries[0].Key, nil); v.Visible != step.visible {
 			t.Fatalf("step %d: read at visible %d, want %d", i, v.Visible, step.visible)
 		}
 	}
@@ -91,8 +91,8 @@ func testPublishCAS(t *testing.T, s store.Store) {
 		}
 	}
 	// A failed publish leaves the publish record of v1 as it was.
-	if list[0].PublishedBy != "op-4" || !list[0].PublishedAt.Equal(t0.Add(timeStep(4))) {
-		t.Errorf("v1 published by %q at %s, want op-4 at %s", list[0].PublishedBy, list[0].PublishedAt, t0.Add(timeStep(4)))
+	if list[0].PublishedBy != "op-4" || !list[0].PublishedAt.Equal(T0.Add(timeStep(4))) {
+		t.Errorf("v1 published by %q at %s, want op-4 at %s", list[0].PublishedBy, list[0].PublishedAt, T0.Add(timeStep(4)))
 	}
 }
 
@@ -105,10 +105,10 @@ func testRollback(t *testing.T, s store.Store) {
 	g := newKeyGen(80)
 	e1 := g.entries(50, m)
 	e2 := g.entries(50, m)
-	load(t, s, inc, m, e1, 50)
-	publish(t, s, inc, 1, 0)
-	load(t, s, inc, m, e2, 50)
-	publish(t, s, inc, 2, 1)
+	Load(t, s, inc, m, e1, 50)
+	Publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e2, 50)
+	Publish(t, s, inc, 2, 1)
 
 	// Roll back to v1: copy its content into a new version and publish it.
 	var copied []store.Entry
@@ -126,7 +126,7 @@ func testRollback(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	put(t, st, copied, 16)
-	info, err := st.Commit(ctx, m1, digestOf(t, m, e1), uint64(len(e1)))
+	info, err := st.Commit(ctx, m1, Digest(t, m, e1), uint64(len(e1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +134,14 @@ func testRollback(t *testing.T, s store.Store) {
 	if info.Version != 3 || info.Digest != v1.Digest || info.Source != "rollback of v1" {
 		t.Errorf("rollback version %+v", info)
 	}
-	publish(t, s, inc, 3, 2)
+	Publish(t, s, inc, 3, 2)
 	for _, e := range e1[:10] {
-		if v := read(t, s, inc, e.Key, nil); v.Visible != 3 || v.Record != e.Record {
+		if v := Read(t, s, inc, e.Key, nil); v.Visible != 3 || v.Record != e.Record {
 			t.Fatalf("after rollback: %+v, want visible 3, record %+v", v, e.Record)
 		}
 	}
 	for _, e := range e2[:10] {
-		if v := read(t, s, inc, e.Key, nil); v.Visible != 3 || v.Record != (store.Record{}) {
+		if v := Read(t, s, inc, e.Key, nil); v.Visible != 3 || v.Record != (store.Record{}) {
 			t.Fatalf("after rollback, a v2-only subject: %+v, want not affected at 3", v)
 		}
 	}
@@ -159,8 +159,8 @@ func testAtomicVisibility(t *testing.T, s store.Store) {
 	r2 := store.Record{Status: store.UnderReview, Cohorts: 2}
 	e1 := append(withRecord(both, r1), withRecord(only1, r1)...)
 	e2 := append(withRecord(both, r2), withRecord(only2, r2)...)
-	load(t, s, inc, m, e1, 500)
-	publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e1, 500)
+	Publish(t, s, inc, 1, 0)
 
 	type subject struct {
 		key    store.Key
@@ -219,9 +219,9 @@ func testAtomicVisibility(t *testing.T, s store.Store) {
 		})
 	}
 	// Load v2 while readers run; then flip.
-	load(t, s, inc, m, e2, 100)
+	Load(t, s, inc, m, e2, 100)
 	publishing.Store(true)
-	publish(t, s, inc, 2, 1)
+	Publish(t, s, inc, 2, 1)
 	published.Store(true)
 	wg.Wait()
 	if saw[2].Load() < readers*after {

@@ -31,8 +31,8 @@ func testUnknownIncident(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	// Another incident exists, so the store is not merely empty.
 	m := manifest("known", 1)
-	load(t, s, "known", m, newKeyGen(1).entries(10, m), 10)
-	publish(t, s, "known", 1, 0)
+	Load(t, s, "known", m, newKeyGen(1).entries(10, m), 10)
+	Publish(t, s, "known", 1, 0)
 
 	const inc = "unknown"
 	key := newKeyGen(2).key()
@@ -44,13 +44,13 @@ func testUnknownIncident(t *testing.T, s store.Store) {
 	wantErr(t, "Version", err, store.ErrNotFound)
 	err = s.Scan(ctx, inc, 1, func(store.Entry) error { return nil })
 	wantErr(t, "Scan", err, store.ErrNotFound)
-	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: t0})
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: T0})
 	wantErr(t, "Publish", err, store.ErrNotFound)
 	_, err = s.Read(ctx, inc, key, nil)
 	wantErr(t, "Read", err, store.ErrNotFound)
 	_, err = s.Records(ctx, inc, 1, []store.Key{key})
 	wantErr(t, "Records", err, store.ErrNotFound)
-	err = s.ClaimPin(ctx, inc, key, nil, pinOf(1, store.Record{Status: store.Affected, Cohorts: 1}, "n-1"), newKeyGen(3).idem())
+	err = s.ClaimPin(ctx, inc, key, nil, PinAt(1, store.Record{Status: store.Affected, Cohorts: 1}, "n-1"), newKeyGen(3).idem())
 	wantErr(t, "ClaimPin", err, store.ErrNotFound)
 	err = s.Pins(ctx, inc, func(store.Key, store.Pin) error { return nil })
 	wantErr(t, "Pins", err, store.ErrNotFound)
@@ -99,10 +99,10 @@ func testRoundTrip(t *testing.T, s store.Store) {
 		Incident:  inc,
 		Version:   1,
 		State:     store.StateStaged,
-		Digest:    digestOf(t, m, entries),
+		Digest:    Digest(t, m, entries),
 		Counts:    countsOf(m, entries),
 		CreatedBy: "ops@example.test",
-		CreatedAt: t0,
+		CreatedAt: T0,
 		Source:    "upload",
 	}
 	info, err := st.Commit(ctx, m, want.Digest, uint64(len(entries)))
@@ -157,11 +157,11 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	}
 
 	// Staged, not yet published: invisible to readers.
-	if v := read(t, s, inc, entries[0].Key, nil); v.Visible != 0 || v.Record != (store.Record{}) {
+	if v := Read(t, s, inc, entries[0].Key, nil); v.Visible != 0 || v.Record != (store.Record{}) {
 		t.Errorf("read of a staged, unpublished version: %+v, want nothing visible", v)
 	}
-	pub := publish(t, s, inc, 1, 0)
-	want.State, want.PublishedBy, want.PublishedAt = store.StatePublished, "ops@example.test", t0.Add(time.Hour)
+	pub := Publish(t, s, inc, 1, 0)
+	want.State, want.PublishedBy, want.PublishedAt = store.StatePublished, "ops@example.test", T0.Add(time.Hour)
 	if d := diffInfo(pub, want); d != "" {
 		t.Errorf("publish returned info: %s", d)
 	}
@@ -169,7 +169,7 @@ func testRoundTrip(t *testing.T, s store.Store) {
 		t.Errorf("Version after publish: %s", diffInfo(gotInfo, want))
 	}
 	for _, e := range entries[:50] {
-		v := read(t, s, inc, e.Key, nil)
+		v := Read(t, s, inc, e.Key, nil)
 		if v.Visible != 1 || v.Record != e.Record || v.Pin != nil || v.Replay != nil {
 			t.Fatalf("read %x: %+v, want visible 1 record %+v", e.Key, v, e.Record)
 		}
@@ -181,7 +181,7 @@ func testUnknownVersion(t *testing.T, s store.Store) {
 	const inc = "unknown-version"
 	m := manifest(inc, 1)
 	entries := newKeyGen(20).entries(10, m)
-	load(t, s, inc, m, entries, 10)
+	Load(t, s, inc, m, entries, 10)
 	for _, ver := range []uint64{0, 2, 1 << 40} {
 		_, _, err := s.Version(ctx, inc, ver)
 		wantErr(t, fmt.Sprintf("Version v%d", ver), err, store.ErrNotFound)
@@ -189,7 +189,7 @@ func testUnknownVersion(t *testing.T, s store.Store) {
 		wantErr(t, fmt.Sprintf("Scan v%d", ver), err, store.ErrNotFound)
 		_, err = s.Records(ctx, inc, ver, []store.Key{entries[0].Key})
 		wantErr(t, fmt.Sprintf("Records v%d", ver), err, store.ErrNotFound)
-		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: t0})
+		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: T0})
 		wantErr(t, fmt.Sprintf("Publish v%d", ver), err, store.ErrNotFound)
 	}
 	if h, _ := s.Head(ctx, inc); h.Visible != 0 || h.Latest != 1 {
@@ -230,10 +230,10 @@ func testNumbersNeverReused(t *testing.T, s store.Store) {
 	put(t, st3, e3, 7)
 	e2 := g.entries(25, m)
 	put(t, st2, e2, 7)
-	if _, err := st3.Commit(ctx, m, digestOf(t, m, e3), 30); err != nil {
+	if _, err := st3.Commit(ctx, m, Digest(t, m, e3), 30); err != nil {
 		t.Fatalf("commit v3: %v", err)
 	}
-	if _, err := st2.Commit(ctx, m, digestOf(t, m, e2), 25); err != nil {
+	if _, err := st2.Commit(ctx, m, Digest(t, m, e2), 25); err != nil {
 		t.Fatalf("commit v2: %v", err)
 	}
 	// Loads interleaved: each version holds exactly its own entries.
@@ -302,7 +302,7 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 	m := manifest("verify", 2)
 	g := newKeyGen(40)
 	entries := g.entries(100, m)
-	good := digestOf(t, m, entries)
+	good := Digest(t, m, entries)
 	dup := append(slices.Clone(entries[:99]), store.Entry{Key: entries[0].Key, Record: entries[0].Record})
 	other := m
 	other.Spec = []byte(`{"other":true}`)
@@ -317,12 +317,12 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 		digest    store.Digest
 		wantCount uint64
 	}{
-		{"digest of other content", entries, m, digestOf(t, m, oneMore[1:]), 100},
+		{"digest of other content", entries, m, Digest(t, m, oneMore[1:]), 100},
 		{"count too high", entries, m, good, 101},
 		{"count too low", entries, m, good, 99},
 		{"zero digest", entries, m, store.Digest{}, 100},
 		{"spec differs from loaded spec", entries, other, good, 100},
-		{"duplicate key collapses", dup, m, digestOf(t, m, dup), 100},
+		{"duplicate key collapses", dup, m, Digest(t, m, dup), 100},
 		{"loader missed one stored entry", oneMore, m, good, 100},
 		{"practice out of dictionary", badPractice, m, good, 100},
 	}
@@ -343,7 +343,7 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 			if info.State != store.StateAborted {
 				t.Errorf("state after failed verification: %s, want aborted", info.State)
 			}
-			_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: st.Version(), ExpectVisible: 0, Actor: "ops", At: t0})
+			_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: st.Version(), ExpectVisible: 0, Actor: "ops", At: T0})
 			wantErr(t, "publish of a version that failed verification", err, store.ErrNotStaged)
 			if err := st.Abort(ctx); err != nil {
 				t.Errorf("abort after failed commit: %v", err)
@@ -355,7 +355,7 @@ func testVerifyFailure(t *testing.T, s store.Store) {
 				t.Errorf("visible %d after failed load", h.Visible)
 			}
 			// The version number is spent: the next load gets the next one.
-			if vi := load(t, s, inc, m, entries, 50); vi.Version != st.Version()+1 {
+			if vi := Load(t, s, inc, m, entries, 50); vi.Version != st.Version()+1 {
 				t.Errorf("next version %d, want %d", vi.Version, st.Version()+1)
 			}
 		})
@@ -386,17 +386,17 @@ func testUnreadableVersions(t *testing.T, s store.Store) {
 		wantErr(t, fmt.Sprintf("Scan v%d", ver), err, store.ErrNotStaged)
 		_, err = s.Records(ctx, inc, ver, []store.Key{entries[0].Key})
 		wantErr(t, fmt.Sprintf("Records v%d", ver), err, store.ErrNotStaged)
-		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: t0})
+		_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: ver, ExpectVisible: 0, Actor: "ops", At: T0})
 		wantErr(t, fmt.Sprintf("Publish v%d", ver), err, store.ErrNotStaged)
 	}
 	if h, _ := s.Head(ctx, inc); h.Visible != 0 {
 		t.Errorf("visible %d", h.Visible)
 	}
 	// Committing the staging version afterwards still works.
-	if _, err := staging.Commit(ctx, m, digestOf(t, m, entries), 10); err != nil {
+	if _, err := staging.Commit(ctx, m, Digest(t, m, entries), 10); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
-	if _, err := aborted.Commit(ctx, m, digestOf(t, m, entries), 10); err == nil {
+	if _, err := aborted.Commit(ctx, m, Digest(t, m, entries), 10); err == nil {
 		t.Error("commit of an aborted version succeeded")
 	}
 	if info, _, _ := s.Version(ctx, inc, aborted.Version()); info.State != store.StateAborted {
@@ -415,7 +415,7 @@ func testImmutability(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	put(t, st, e1, 100)
-	info1, err := st.Commit(ctx, m, digestOf(t, m, e1), 300)
+	info1, err := st.Commit(ctx, m, Digest(t, m, e1), 300)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func testImmutability(t *testing.T, s store.Store) {
 	if err := st.Put(ctx, changed); err == nil {
 		t.Error("put after commit succeeded")
 	}
-	if _, err := st.Commit(ctx, m, digestOf(t, m, changed), 2); err == nil {
+	if _, err := st.Commit(ctx, m, Digest(t, m, changed), 2); err == nil {
 		t.Error("second commit succeeded")
 	}
 	if err := st.Abort(ctx); err != nil {
@@ -455,15 +455,15 @@ func testImmutability(t *testing.T, s store.Store) {
 	}
 	check("after put, commit and abort on a committed stager")
 
-	publish(t, s, inc, 1, 0)
+	Publish(t, s, inc, 1, 0)
 	if err := st.Put(ctx, changed); err == nil {
 		t.Error("put after publish succeeded")
 	}
 	// Later versions with overlapping keys do not touch v1.
 	e2 := append(slices.Clone(changed), e1[1:]...)
-	load(t, s, inc, m, e2, 100)
-	publish(t, s, inc, 2, 1)
-	load(t, s, inc, m, changed, 100)
+	Load(t, s, inc, m, e2, 100)
+	Publish(t, s, inc, 2, 1)
+	Load(t, s, inc, m, changed, 100)
 	check("after later versions")
 	if d := diffEntries(scanAll(t, s, inc, 2), sortedEntries(e2)); d != "" {
 		t.Errorf("v2: %s", d)
@@ -475,7 +475,7 @@ func testScanStops(t *testing.T, s store.Store) {
 	const inc = "scan-stop"
 	m := manifest(inc, 1)
 	e := newKeyGen(160).entries(10000, m)
-	load(t, s, inc, m, e, 2500)
+	Load(t, s, inc, m, e, 2500)
 	stop := errors.New("stop")
 	for _, at := range []int{1, 4096, 9999} {
 		n := 0
@@ -516,11 +516,11 @@ func testIncidents(t *testing.T, s store.Store) {
 	e := g.entries(10, m)
 	ids := []string{"mmh-2025-12", "a-first", "zz-last", "mmh-2025-11"}
 	for _, id := range ids {
-		load(t, s, id, m, e, 10)
+		Load(t, s, id, m, e, 10)
 	}
-	load(t, s, "zz-last", m, e[:5], 10)
-	publish(t, s, "mmh-2025-12", 1, 0)
-	publish(t, s, "zz-last", 2, 0)
+	Load(t, s, "zz-last", m, e[:5], 10)
+	Publish(t, s, "mmh-2025-12", 1, 0)
+	Publish(t, s, "zz-last", 2, 0)
 	st, err := s.Stage(ctx, stageReq("staging-only"))
 	if err != nil {
 		t.Fatal(err)
@@ -547,12 +547,12 @@ func testIncidents(t *testing.T, s store.Store) {
 		}
 	}
 	// Incidents are isolated: the same key reads each incident's record.
-	load(t, s, "a-first", m, []store.Entry{{Key: e[0].Key, Record: store.Record{Status: store.UnderReview, Cohorts: 1}}}, 1)
-	publish(t, s, "a-first", 2, 0)
-	if v := read(t, s, "a-first", e[0].Key, nil); v.Visible != 2 || v.Record.Status != store.UnderReview {
+	Load(t, s, "a-first", m, []store.Entry{{Key: e[0].Key, Record: store.Record{Status: store.UnderReview, Cohorts: 1}}}, 1)
+	Publish(t, s, "a-first", 2, 0)
+	if v := Read(t, s, "a-first", e[0].Key, nil); v.Visible != 2 || v.Record.Status != store.UnderReview {
 		t.Errorf("a-first: %+v", v)
 	}
-	if v := read(t, s, "mmh-2025-12", e[0].Key, nil); v.Visible != 1 || v.Record != e[0].Record {
+	if v := Read(t, s, "mmh-2025-12", e[0].Key, nil); v.Visible != 1 || v.Record != e[0].Record {
 		t.Errorf("mmh-2025-12: %+v", v)
 	}
 }
@@ -564,14 +564,14 @@ func testLargeLoad(t *testing.T, s store.Store) {
 	m := manifest(inc, 5)
 	g := newKeyGen(180)
 	entries := g.entries(n, m)
-	info := load(t, s, inc, m, entries, 5000)
+	info := Load(t, s, inc, m, entries, 5000)
 	if !equalCounts(info.Counts, countsOf(m, entries)) || info.Counts.Entries != n {
 		t.Errorf("counts %+v, want %+v", info.Counts, countsOf(m, entries))
 	}
 	if d := diffEntries(scanAll(t, s, inc, 1), sortedEntries(entries)); d != "" {
 		t.Fatalf("scan: %s", d)
 	}
-	publish(t, s, inc, 1, 0)
+	Publish(t, s, inc, 1, 0)
 	keys := make([]store.Key, 0, 2000)
 	want := make([]store.Record, 0, 2000)
 	for i := 0; i < 1000; i++ {
@@ -595,7 +595,7 @@ func testLargeLoad(t *testing.T, s store.Store) {
 	})
 	for i := 0; i < 500; i++ {
 		k := keys[i]
-		if v := read(t, s, inc, k, nil); v.Record != byKey[k] {
+		if v := Read(t, s, inc, k, nil); v.Record != byKey[k] {
 			t.Fatalf("read %x: %+v, want %+v", k, v.Record, byKey[k])
 		}
 	}
