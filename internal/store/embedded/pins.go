@@ -137,50 +137,26 @@ func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
 // any transaction; a pin claimed during the iteration may or may not be
 // seen, in its old or new form.
 func (s *Store) Pins(ctx context.Context, incident string, fn func(store.Key, store.Pin) error) error {
-	type kp struct {
+	type keyPin struct {
 		k store.Key
 		p store.Pin
 	}
-	var (
-		after []byte
-		buf   = make([]kp, 0, scanChunk)
-	)
-	for {
-		buf = buf[:0]
-		err := s.view(ctx, func(tx *bolt.Tx) error {
-			ib, err := incidentBucket(tx, incident)
-			if err != nil {
-				return err
-			}
-			c := ib.Bucket(bucketPins).Cursor()
-			k, v := seekAfter(c, after)
-			for ; k != nil && len(buf) < scanChunk; k, v = c.Next() {
-				if len(k) != store.KeySize {
-					return corrupt("pin key", errors.New("bad length"))
-				}
-				p, err := store.DecodePin(v)
-				if err != nil {
-					return corrupt("pin", err)
-				}
-				buf = append(buf, kp{store.Key(k), p})
-			}
-			return nil
-		})
+	pins := func(tx *bolt.Tx) (*bolt.Bucket, error) {
+		ib, err := incidentBucket(tx, incident)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, e := range buf {
-			if err := fn(e.k, e.p); err != nil {
-				return err
-			}
-		}
-		if len(buf) < scanChunk {
-			return nil
-		}
-		last := buf[len(buf)-1].k
-		after = last[:]
-		if err := ctxErr(ctx); err != nil {
-			return err
-		}
+		return ib.Bucket(bucketPins), nil
 	}
+	decode := func(k, v []byte) (keyPin, error) {
+		if len(k) != store.KeySize {
+			return keyPin{}, corrupt("pin key", errors.New("bad length"))
+		}
+		p, err := store.DecodePin(v)
+		if err != nil {
+			return keyPin{}, corrupt("pin", err)
+		}
+		return keyPin{store.Key(k), p}, nil
+	}
+	return chunked(ctx, s, pins, decode, func(e keyPin) store.Key { return e.k }, func(e keyPin) error { return fn(e.k, e.p) })
 }

@@ -115,12 +115,9 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		return store.VersionInfo{}, fmt.Errorf("embedded: encode manifest: %w", err)
 	}
 	err = st.s.update(ctx, func(tx *bolt.Tx) error {
-		ib, doc, err := versionOf(tx, st.incident, st.version)
+		ib, _, err := st.staging(tx)
 		if err != nil {
 			return err
-		}
-		if doc.State != store.StateStaging {
-			return fmt.Errorf("embedded: commit %s v%d (%s): %w", st.incident, st.version, doc.State, store.ErrNotStaged)
 		}
 		return ib.Bucket(bucketManifests).Put(u64(st.version), mb)
 	})
@@ -142,12 +139,9 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	}
 	var info store.VersionInfo
 	err = st.s.update(ctx, func(tx *bolt.Tx) error {
-		ib, doc, err := versionOf(tx, st.incident, st.version)
+		ib, doc, err := st.staging(tx)
 		if err != nil {
 			return err
-		}
-		if doc.State != store.StateStaging {
-			return fmt.Errorf("embedded: commit %s v%d (%s): %w", st.incident, st.version, doc.State, store.ErrNotStaged)
 		}
 		doc.State = store.StateStaged
 		doc.Digest = want
@@ -162,6 +156,20 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		st.done = true
 	}
 	return info, err
+}
+
+// staging returns the incident's bucket and the version's info, or
+// ErrNotStaged if the version left the staging state (aborted by a restart
+// or a retention run) while it was being committed.
+func (st *stager) staging(tx *bolt.Tx) (*bolt.Bucket, versionDoc, error) {
+	ib, doc, err := versionOf(tx, st.incident, st.version)
+	if err != nil {
+		return nil, versionDoc{}, err
+	}
+	if doc.State != store.StateStaging {
+		return nil, versionDoc{}, fmt.Errorf("embedded: commit %s v%d (%s): %w", st.incident, st.version, doc.State, store.ErrNotStaged)
+	}
+	return ib, doc, nil
 }
 
 // Abort marks a version still staging as aborted and drops its records; it

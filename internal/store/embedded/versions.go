@@ -143,47 +143,64 @@ func (s *Store) Scan(ctx context.Context, incident string, version uint64, fn fu
 // form one consistent scan. allowStaging admits a version being loaded (for
 // Commit's verification).
 func (s *Store) scan(ctx context.Context, incident string, version uint64, allowStaging bool, fn func(store.Entry) error) error {
+	records := func(tx *bolt.Tx) (*bolt.Bucket, error) {
+		ib, doc, err := versionOf(tx, incident, version)
+		if err != nil {
+			return nil, err
+		}
+		if !readable(doc.State) && !(allowStaging && doc.State == store.StateStaging) {
+			return nil, fmt.Errorf("embedded: scan %s v%d (%s): %w", incident, version, doc.State, store.ErrNotStaged)
+		}
+		rb := ib.Bucket(bucketRecords).Bucket(u64(version))
+		if rb == nil {
+			return nil, corrupt("records", errors.New("missing"))
+		}
+		return rb, nil
+	}
+	return chunked(ctx, s, records, decodeEntry, func(e store.Entry) store.Key { return e.Key }, fn)
+}
+
+// chunked calls fn for every item of a bucket in key order, reading
+// scanChunk items per read transaction (bucket finds the bucket in each
+// one, decode turns a key and value into an item, keyOf gives the key to
+// resume after) and calling fn outside any transaction, so that fn may call
+// the store.
+func chunked[T any](ctx context.Context, s *Store, bucket func(*bolt.Tx) (*bolt.Bucket, error),
+	decode func(k, v []byte) (T, error), keyOf func(T) store.Key, fn func(T) error) error {
 	var (
 		after []byte
-		buf   = make([]store.Entry, 0, scanChunk)
+		buf   = make([]T, 0, scanChunk)
 	)
 	for {
 		buf = buf[:0]
 		err := s.view(ctx, func(tx *bolt.Tx) error {
-			ib, doc, err := versionOf(tx, incident, version)
+			b, err := bucket(tx)
 			if err != nil {
 				return err
 			}
-			if !readable(doc.State) && !(allowStaging && doc.State == store.StateStaging) {
-				return fmt.Errorf("embedded: scan %s v%d (%s): %w", incident, version, doc.State, store.ErrNotStaged)
-			}
-			rb := ib.Bucket(bucketRecords).Bucket(u64(version))
-			if rb == nil {
-				return corrupt("records", errors.New("missing"))
-			}
-			c := rb.Cursor()
+			c := b.Cursor()
 			k, v := seekAfter(c, after)
 			for ; k != nil && len(buf) < scanChunk; k, v = c.Next() {
-				e, err := decodeEntry(k, v)
+				item, err := decode(k, v)
 				if err != nil {
 					return err
 				}
-				buf = append(buf, e)
+				buf = append(buf, item)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, e := range buf {
-			if err := fn(e); err != nil {
+		for _, item := range buf {
+			if err := fn(item); err != nil {
 				return err
 			}
 		}
 		if len(buf) < scanChunk {
 			return nil
 		}
-		last := buf[len(buf)-1].Key
+		last := keyOf(buf[len(buf)-1])
 		after = last[:]
 		if err := ctxErr(ctx); err != nil {
 			return err
