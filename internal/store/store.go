@@ -5,7 +5,22 @@
 // Stores never see a raw subject id: subjects are identified by Key, a
 // truncated HMAC-SHA256 of the id under a server-side pepper (see package
 // auth). Every implementation (store/embedded, store/redis) passes the shared
-// conformance suite in store/storetest.
+// conformance suite in store/storetest, and so does the decorator
+// store/instrumented.
+//
+// The contract is cut into roles, each in the file of its name (Heads
+// with Versions, Pinger here), so that every caller asks only for what it
+// uses:
+//
+//	Heads      incidents and their heads
+//	Versions   Heads, plus stage, list, read and scan versions, publish
+//	Ledger     the read view, records by key, pins and claims
+//	Retention  delete a version that is neither visible nor pinned
+//	AuditLog   the append-only audit trail
+//	Erasure    tombstones of closed accounts
+//	Pinger     reachability
+//
+// Store is their union plus Close: what an engine implements.
 package store
 
 import (
