@@ -15,7 +15,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/embeddedtest"
+	"github.com/impact-health/impact/internal/testutil/oteltest"
 )
 
 func TestLogHandler(t *testing.T) {
@@ -61,61 +61,12 @@ func TestLogHandler(t *testing.T) {
 // testTelemetry returns a Telemetry recording into memory.
 func testTelemetry(t *testing.T) (*Telemetry, *tracetest.InMemoryExporter, *sdkmetric.ManualReader) {
 	t.Helper()
-	spans := tracetest.NewInMemoryExporter()
-	reader := sdkmetric.NewManualReader()
-	tel, err := New(Providers{
-		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)),
-		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
-	})
+	rec := oteltest.New()
+	tel, err := New(Providers{TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tel, spans, reader
-}
-
-// sums returns, per metric name and attribute set, the value of counters
-// and gauges and the count of histograms.
-func sums(t *testing.T, r *sdkmetric.ManualReader) map[string]map[attribute.Distinct]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]map[attribute.Distinct]float64{}
-	add := func(name string, a attribute.Set, v float64) {
-		if out[name] == nil {
-			out[name] = map[attribute.Distinct]float64{}
-		}
-		out[name][a.Equivalent()] += v
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
-			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
-			}
-		}
-	}
-	return out
-}
-
-func set(kvs ...attribute.KeyValue) attribute.Distinct {
-	s := attribute.NewSet(kvs...)
-	return s.Equivalent()
+	return tel, rec.Spans, rec.Reader
 }
 
 // cache counts like snapshot.Catalog.
@@ -148,21 +99,21 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got := sums(t, reader)
+	got := oteltest.Sums(t, reader)
 	for _, c := range []struct {
 		metric string
 		attrs  attribute.Distinct
 		want   float64
 	}{
-		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
-		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
-		{MetricClaims, set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
-		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
-		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
-		{MetricPublishEntries, set(AttrIncident.String("inc-1")), 1},
-		{MetricVisibleVersion, set(AttrIncident.String("inc-2")), 0},
-		{MetricCatalogLookups, set(AttrResult.String("hit")), 9},
-		{MetricCatalogLookups, set(AttrResult.String("miss")), 1},
+		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
+		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
+		{MetricClaims, oteltest.Set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
+		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
+		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
+		{MetricPublishEntries, oteltest.Set(AttrIncident.String("inc-1")), 1},
+		{MetricVisibleVersion, oteltest.Set(AttrIncident.String("inc-2")), 0},
+		{MetricCatalogLookups, oteltest.Set(AttrResult.String("hit")), 9},
+		{MetricCatalogLookups, oteltest.Set(AttrResult.String("miss")), 1},
 	} {
 		if v, ok := got[c.metric][c.attrs]; !ok || v != c.want {
 			t.Errorf("%s %v = %v (present %v), want %v", c.metric, c.attrs, v, ok, c.want)
@@ -174,7 +125,7 @@ func TestMetrics(t *testing.T) {
 	if err := stopCache(); err != nil {
 		t.Fatal(err)
 	}
-	if got := sums(t, reader); len(got[MetricCatalogLookups]) != 0 || len(got[MetricVisibleVersion]) != 0 {
+	if got := oteltest.Sums(t, reader); len(got[MetricCatalogLookups]) != 0 || len(got[MetricVisibleVersion]) != 0 {
 		t.Errorf("observed after stop: %v", got)
 	}
 

@@ -9,65 +9,24 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/telemetry"
 	"github.com/impact-health/impact/internal/testutil/embeddedtest"
+	"github.com/impact-health/impact/internal/testutil/oteltest"
 )
 
 // testTelemetry returns a Telemetry recording into memory.
 func testTelemetry(t *testing.T) (*telemetry.Telemetry, *tracetest.InMemoryExporter, *sdkmetric.ManualReader) {
 	t.Helper()
-	spans := tracetest.NewInMemoryExporter()
-	reader := sdkmetric.NewManualReader()
-	tel, err := telemetry.New(telemetry.Providers{
-		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)),
-		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
-	})
+	rec := oteltest.New()
+	tel, err := telemetry.New(telemetry.Providers{TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tel, spans, reader
-}
-
-// storeMetrics returns, per metric name and attribute set, the value of
-// the store's error counter and the count of its duration histogram.
-func storeMetrics(t *testing.T, r *sdkmetric.ManualReader) map[string]map[attribute.Distinct]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]map[attribute.Distinct]float64{}
-	add := func(name string, a attribute.Set, v float64) {
-		if out[name] == nil {
-			out[name] = map[attribute.Distinct]float64{}
-		}
-		out[name][a.Equivalent()] += v
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
-			}
-		}
-	}
-	return out
-}
-
-func set(kvs ...attribute.KeyValue) attribute.Distinct {
-	s := attribute.NewSet(kvs...)
-	return s.Equivalent()
+	return tel, rec.Spans, rec.Reader
 }
 
 // down is a store that cannot be reached.
@@ -159,17 +118,17 @@ func TestNew(t *testing.T) {
 		t.Errorf("store.Head attributes %v", a)
 	}
 
-	got := storeMetrics(t, reader)
+	got := oteltest.Sums(t, reader)
 	for _, c := range []struct {
 		metric string
 		attrs  attribute.Distinct
 		want   float64
 	}{
-		{telemetry.MetricStoreErrors, set(telemetry.AttrOperation.String("Head"), telemetry.AttrErrorType.String("not_found")), 1},
-		{telemetry.MetricStoreErrors, set(telemetry.AttrOperation.String("Ping"), telemetry.AttrErrorType.String("unavailable")), 1},
-		{telemetry.MetricStoreDuration, set(telemetry.AttrOperation.String("Incidents")), 1},
-		{telemetry.MetricStoreDuration, set(telemetry.AttrOperation.String("Read")), 1},
-		{telemetry.MetricStoreDuration, set(telemetry.AttrOperation.String("Stager.Commit")), 1},
+		{telemetry.MetricStoreErrors, oteltest.Set(telemetry.AttrOperation.String("Head"), telemetry.AttrErrorType.String("not_found")), 1},
+		{telemetry.MetricStoreErrors, oteltest.Set(telemetry.AttrOperation.String("Ping"), telemetry.AttrErrorType.String("unavailable")), 1},
+		{telemetry.MetricStoreDuration, oteltest.Set(telemetry.AttrOperation.String("Incidents")), 1},
+		{telemetry.MetricStoreDuration, oteltest.Set(telemetry.AttrOperation.String("Read")), 1},
+		{telemetry.MetricStoreDuration, oteltest.Set(telemetry.AttrOperation.String("Stager.Commit")), 1},
 	} {
 		if v := got[c.metric][c.attrs]; v != c.want {
 			t.Errorf("%s %v = %v, want %v", c.metric, c.attrs, v, c.want)
