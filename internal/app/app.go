@@ -22,6 +22,7 @@ import (
 	istatus "github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/store/instrumented"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
 	"github.com/impact-health/impact/internal/telemetry"
 	"github.com/impact-health/impact/internal/web"
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		}
 		a.onClose(closeLimiters)
 	}
-	a.Store = telemetry.InstrumentStore(st, opts.Telemetry)
+	a.Store = instrumented.New(st, opts.Telemetry)
 
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +21,7 @@ import (
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
 )
 
 // faultyStore fails chosen calls with store.ErrUnavailable.
@@ -75,12 +74,7 @@ const (
 // healthStore opens an embedded store with the given contents.
 func healthStore(t *testing.T, contents int) *faultyStore {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := embedded.Open(filepath.Join(dir, "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := embeddedtest.Open(t)
 	if contents != empty {
 		keyer, err := auth.NewKeyer(bytes.Repeat([]byte{7}, 32))
 		if err != nil {

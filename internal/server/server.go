@@ -114,9 +114,17 @@ func (c *Config) defaults() {
 	}
 }
 
+// Store is what the transport asks of the store itself: whether it is
+// reachable (readiness) and the incidents' heads (readiness and the
+// visible-version gauge). Everything else goes through the domain services.
+type Store interface {
+	store.Pinger
+	store.Heads
+}
+
 // Deps are the domain services and providers the transport serves.
 type Deps struct {
-	Store         store.Store
+	Store         Store
 	Status        *istatus.Service
 	Snapshots     *snapshot.Service
 	Catalog       *snapshot.Catalog

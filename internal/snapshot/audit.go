@@ -41,7 +41,7 @@ func (s *Service) record(ctx context.Context, e store.AuditEvent, actionErr erro
 // best effort when actionErr is not nil (actionErr is returned), else an
 // error saying that the action succeeded but is missing from the trail.
 // The event is recorded even if ctx has ended.
-func Record(ctx context.Context, st store.Store, at time.Time, e store.AuditEvent, actionErr error, outcome string) error {
+func Record(ctx context.Context, st store.AuditLog, at time.Time, e store.AuditEvent, actionErr error, outcome string) error {
 	e.At, e.Outcome = at.UTC(), outcome
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
@@ -60,7 +60,7 @@ func Record(ctx context.Context, st store.Store, at time.Time, e store.AuditEven
 }
 
 // Audit returns, oldest first, up to limit audit events after afterSeq,
-// of one incident or of all (incident ""); see store.Store.ListAudit.
+// of one incident or of all (incident ""); see store.AuditLog.ListAudit.
 func (s *Service) Audit(ctx context.Context, incident string, afterSeq uint64, limit int) ([]store.AuditEvent, error) {
 	es, err := s.st.ListAudit(ctx, incident, afterSeq, limit)
 	if err != nil {

@@ -30,7 +30,7 @@ const DefaultCatalogSize = 64
 // loads of the same version share one store call. A Catalog is safe for
 // concurrent use.
 type Catalog struct {
-	st   store.Store
+	st   store.Versions
 	size int
 
 	mu       sync.Mutex
@@ -59,7 +59,7 @@ type load struct {
 }
 
 // NewCatalog returns a Catalog over st keeping up to size versions.
-func NewCatalog(st store.Store, size int) *Catalog {
+func NewCatalog(st store.Versions, size int) *Catalog {
 	if size <= 0 {
 		size = DefaultCatalogSize
 	}

@@ -58,7 +58,7 @@ type pulledScan struct {
 	n    uint64
 }
 
-func pullScan(ctx context.Context, st store.Store, incident string, version uint64) *pulledScan {
+func pullScan(ctx context.Context, st store.Versions, incident string, version uint64) *pulledScan {
 	p := &pulledScan{}
 	seq := func(yield func(store.Entry) bool) {
 		err := st.Scan(ctx, incident, version, func(e store.Entry) error {
@@ -128,7 +128,7 @@ func (u unionSet) each(fn func(i int)) {
 }
 
 // diff merge-joins the scans of two versions.
-func diff(ctx context.Context, st store.Store, a, b *Version) (*Diff, error) {
+func diff(ctx context.Context, st store.Versions, a, b *Version) (*Diff, error) {
 	d := &Diff{
 		Incident:    a.Info.Incident,
 		Version:     a.Info.Version,

@@ -13,13 +13,13 @@ import (
 // the digest of its actual content. It never learns a subject id: it sees
 // keys only.
 type erasedFilter struct {
-	st      store.Store
+	st      store.Erasure
 	kept    *store.Digester
 	dropped uint64
 	keys    []store.Key
 }
 
-func newErasedFilter(st store.Store, practices []string) *erasedFilter {
+func newErasedFilter(st store.Erasure, practices []string) *erasedFilter {
 	return &erasedFilter{st: st, kept: store.NewDigester(practices)}
 }
 

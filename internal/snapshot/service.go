@@ -17,10 +17,21 @@ import (
 // at a time.
 const DefaultBatchSize = 8192
 
+// Store is what a Service needs of the store: the versions it stages,
+// publishes and deletes, the audit trail it records into, the pins that
+// retention keeps and the tombstones a load leaves out.
+type Store interface {
+	store.Versions
+	store.Retention
+	store.AuditLog
+	store.Ledger
+	store.Erasure
+}
+
 // Service stages, lists, compares, publishes and rolls back snapshot
 // versions over a store. It is safe for concurrent use.
 type Service struct {
-	st        store.Store
+	st        Store
 	keyer     Keyer
 	catalog   *Catalog
 	now       func() time.Time
@@ -64,7 +75,7 @@ func WithReadRate(bytesPerSecond int) Option {
 func WithCatalog(c *Catalog) Option { return func(s *Service) { s.catalog = c } }
 
 // NewService returns a Service over st, keying subjects with keyer.
-func NewService(st store.Store, keyer Keyer, opts ...Option) *Service {
+func NewService(st Store, keyer Keyer, opts ...Option) *Service {
 	s := &Service{st: st, keyer: keyer, now: time.Now, maxErrors: DefaultMaxErrors, batchSize: DefaultBatchSize}
 	for _, o := range opts {
 		o(s)
@@ -279,7 +290,7 @@ func (s *Service) Publish(ctx context.Context, incident string, version, expectV
 }
 
 func (s *Service) publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
-	info, err := s.st.Publish(ctx, incident, version, expectVisible, actor, s.now())
+	info, err := s.st.Publish(ctx, store.PublishRequest{Incident: incident, Version: version, ExpectVisible: expectVisible, Actor: actor, At: s.now()})
 	if err != nil {
 		return store.VersionInfo{}, 0, fmt.Errorf("publish %s v%d (expecting v%d visible): %w", incident, version, expectVisible, err)
 	}

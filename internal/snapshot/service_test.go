@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
 )
 
 const incident = "test-2025-12"
@@ -23,15 +23,7 @@ const incident = "test-2025-12"
 var t0 = time.Date(2025, 12, 20, 8, 0, 0, 0, time.UTC)
 
 // openStore opens a real embedded store in a temporary directory.
-func openStore(t testing.TB) *embedded.Store {
-	t.Helper()
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+func openStore(t testing.TB) *embedded.Store { return embeddedtest.Open(t) }
 
 func newTestService(t testing.TB, st store.Store, opts ...Option) *Service {
 	return NewService(st, testKeyer, append([]Option{WithClock(func() time.Time { return t0 })}, opts...)...)
@@ -345,7 +337,7 @@ func TestRollbackPublishLost(t *testing.T) {
 	upload(t, svc, header+"p1,affected,northland,\n")
 	upload(t, svc, header+"p2,affected,northland,\n")
 	racer.before = func() {
-		if _, err := st.Publish(ctx, incident, 2, 0, "someone else", t0); err != nil {
+		if _, err := st.Publish(ctx, store.PublishRequest{Incident: incident, Version: 2, ExpectVisible: 0, Actor: "someone else", At: t0}); err != nil {
 			t.Error(err)
 		}
 	}
@@ -366,11 +358,11 @@ type publishRacer struct {
 	once   sync.Once
 }
 
-func (p *publishRacer) Publish(ctx context.Context, inc string, v, expect uint64, actor string, at time.Time) (store.VersionInfo, error) {
+func (p *publishRacer) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
 	if p.before != nil {
 		p.once.Do(p.before)
 	}
-	return p.Store.Publish(ctx, inc, v, expect, actor, at)
+	return p.Store.Publish(ctx, req)
 }
 
 func TestUploadCanceled(t *testing.T) {

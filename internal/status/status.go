@@ -110,9 +110,19 @@ type Claim struct {
 	NotifiedAt time.Time
 }
 
+// Store is what a Service needs of the store: incidents' heads, the
+// notification ledger it reads and claims into, account closures, and the
+// audit trail.
+type Store interface {
+	store.Heads
+	store.Ledger
+	store.Erasure
+	store.AuditLog
+}
+
 // Service answers status reads and notice claims.
 type Service struct {
-	store    store.Store
+	store    Store
 	versions Versions
 	keyer    Keyer
 	now      func() time.Time
@@ -125,7 +135,7 @@ type Option func(*Service)
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
 // New returns a Service.
-func New(st store.Store, versions Versions, keyer Keyer, opts ...Option) *Service {
+func New(st Store, versions Versions, keyer Keyer, opts ...Option) *Service {
 	s := &Service{store: st, versions: versions, keyer: keyer, now: time.Now}
 	for _, o := range opts {
 		o(s)

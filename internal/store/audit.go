@@ -133,3 +133,17 @@ func AuditLimit(limit int) int {
 	}
 	return limit
 }
+
+// AuditLog is the role of the append-only audit trail.
+type AuditLog interface {
+	// AppendAudit appends an event to the audit trail, numbering it (e.Seq
+	// is ignored): 1 for the store's first event, then one more each time,
+	// so that a gap would show. The trail is append-only: no method changes
+	// or removes an event, and stores never trim it.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// ListAudit returns, in Seq order, up to limit events with Seq greater
+	// than afterSeq: of one incident, or of every incident and none when
+	// incident is "" (see AuditLimit for limit). An incident with no events
+	// (or unknown) has an empty list.
+	ListAudit(ctx context.Context, incident string, afterSeq uint64, limit int) ([]AuditEvent, error)
+}

@@ -111,10 +111,29 @@ func (m *Metrics) Publish(ctx context.Context, incident string, d time.Duration,
 	}
 }
 
+// StoreCall records one store call of operation op that took d: its
+// duration (impact.store.duration), and when err is not nil one error of
+// its type (impact.store.errors). It returns err's type ("" for nil) and
+// whether that type is a failure rather than a normal outcome of a call (a
+// lost compare-and-set, an unknown incident). The instrumented store
+// decorator (package store/instrumented) calls it for every call.
+func (m *Metrics) StoreCall(ctx context.Context, op string, d time.Duration, err error) (errType string, failed bool) {
+	errType = errorType(err)
+	failed = err != nil && !expected(errType)
+	if m == nil {
+		return errType, failed
+	}
+	m.storeDuration.Record(ctx, d.Seconds(), metric.WithAttributes(AttrOperation.String(op)))
+	if err != nil {
+		m.storeErrors.Add(ctx, 1, metric.WithAttributes(AttrOperation.String(op), AttrErrorType.String(errType)))
+	}
+	return errType, failed
+}
+
 // ObserveIncidents reports each incident's visible version as the gauge
 // impact.incident.visible_version, read from st.Incidents at every
 // collection. Call the returned function to stop.
-func (m *Metrics) ObserveIncidents(st store.Store) (func() error, error) {
+func (m *Metrics) ObserveIncidents(st store.Heads) (func() error, error) {
 	if m == nil {
 		return func() error { return nil }, nil
 	}

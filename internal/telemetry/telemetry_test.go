@@ -3,13 +3,11 @@ package telemetry
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,14 +15,14 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
+	"github.com/impact-health/impact/internal/testutil/oteltest"
 )
 
 func TestLogHandler(t *testing.T) {
@@ -63,175 +61,12 @@ func TestLogHandler(t *testing.T) {
 // testTelemetry returns a Telemetry recording into memory.
 func testTelemetry(t *testing.T) (*Telemetry, *tracetest.InMemoryExporter, *sdkmetric.ManualReader) {
 	t.Helper()
-	spans := tracetest.NewInMemoryExporter()
-	reader := sdkmetric.NewManualReader()
-	tel, err := New(Providers{
-		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)),
-		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
-	})
+	rec := oteltest.New()
+	tel, err := New(Providers{TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tel, spans, reader
-}
-
-// sums returns, per metric name and attribute set, the value of counters
-// and gauges and the count of histograms.
-func sums(t *testing.T, r *sdkmetric.ManualReader) map[string]map[attribute.Distinct]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]map[attribute.Distinct]float64{}
-	add := func(name string, a attribute.Set, v float64) {
-		if out[name] == nil {
-			out[name] = map[attribute.Distinct]float64{}
-		}
-		out[name][a.Equivalent()] += v
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
-			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
-			}
-		}
-	}
-	return out
-}
-
-func set(kvs ...attribute.KeyValue) attribute.Distinct {
-	s := attribute.NewSet(kvs...)
-	return s.Equivalent()
-}
-
-// down is a store that cannot be reached.
-type down struct{ store.Store }
-
-func (down) Ping(context.Context) error { return store.ErrUnavailable }
-
-func TestInstrumentStore(t *testing.T) {
-	tel, spans, reader := testTelemetry(t)
-	raw, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = raw.Close() }()
-	st := InstrumentStore(raw, tel)
-	if InstrumentStore(raw, nil) != store.Store(raw) {
-		t.Error("InstrumentStore with nil telemetry wraps")
-	}
-
-	ctx, parent := tel.TracerProvider().Tracer("t").Start(context.Background(), "request")
-	key := store.Key{0xde, 0xad, 0xbe, 0xef, 0xfe, 0xed, 0xfa, 0xce, 1, 2, 3, 4, 5, 6, 7, 8}
-	stg, err := st.Stage(ctx, store.StageRequest{Incident: "inc-1", CreatedBy: "ops-secret-actor", Source: "upload", At: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := store.Record{Status: store.Affected, Cohorts: 1}
-	if err := stg.Put(ctx, []store.Entry{{Key: key, Record: rec}}); err != nil {
-		t.Fatal(err)
-	}
-	dg := store.NewDigester(nil)
-	if err := dg.Add(store.Entry{Key: key, Record: rec}); err != nil {
-		t.Fatal(err)
-	}
-	m := store.Manifest{Spec: []byte(`{}`), Cohorts: 1}
-	if _, err := stg.Commit(ctx, m, dg.Sum(m.Spec), 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Publish(ctx, "inc-1", stg.Version(), 0, "ops-secret-actor", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := st.Read(ctx, "inc-1", key, nil); err != nil || v.Record.Status != store.Affected {
-		t.Fatalf("Read: %v %v", v, err)
-	}
-	if _, err := st.Head(ctx, "no-such-incident"); err == nil {
-		t.Fatal("Head of an unknown incident")
-	}
-	parent.End()
-	// Outside any trace: timed and counted, no span.
-	if _, err := st.Incidents(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := InstrumentStore(down{}, tel).Ping(context.Background()); err == nil {
-		t.Fatal("Ping of a store that is down")
-	}
-
-	byName := map[string]sdktrace.ReadOnlySpan{}
-	for _, s := range spans.GetSpans().Snapshots() {
-		byName[s.Name()] = s
-		if s.Name() != "request" && s.Parent().SpanID() != parent.SpanContext().SpanID() {
-			t.Errorf("%s is not a child of the request span", s.Name())
-		}
-		for _, kv := range s.Attributes() {
-			v := kv.Value.Emit()
-			if strings.Contains(strings.ToLower(v), hex.EncodeToString(key[:4])) || strings.Contains(v, "ops-secret-actor") {
-				t.Errorf("%s attribute %s=%s holds a key or the actor", s.Name(), kv.Key, v)
-			}
-		}
-	}
-	for _, name := range []string{"store.Stage", "store.Stager.Put", "store.Stager.Commit", "store.Publish", "store.Read", "store.Head"} {
-		if byName[name] == nil {
-			t.Errorf("no span %s", name)
-		}
-	}
-	if n := len(byName); n != 7 {
-		t.Errorf("%d spans, want the request's and 6 store calls'", n)
-	}
-	attrs := func(name string) map[attribute.Key]string {
-		m := map[attribute.Key]string{}
-		if s := byName[name]; s != nil {
-			for _, kv := range s.Attributes() {
-				m[kv.Key] = kv.Value.Emit()
-			}
-		}
-		return m
-	}
-	if a := attrs("store.Read"); a[AttrIncident] != "inc-1" || a[AttrVersion] != "1" {
-		t.Errorf("store.Read attributes %v", a)
-	}
-	if a := attrs("store.Stager.Put"); a[AttrCount] != "1" || a[AttrVersion] != "1" {
-		t.Errorf("store.Stager.Put attributes %v", a)
-	}
-	if a := attrs("store.Head"); a[AttrErrorType] != "not_found" {
-		t.Errorf("store.Head attributes %v", a)
-	}
-
-	got := sums(t, reader)
-	for _, c := range []struct {
-		metric string
-		attrs  attribute.Distinct
-		want   float64
-	}{
-		{MetricStoreErrors, set(AttrOperation.String("Head"), AttrErrorType.String("not_found")), 1},
-		{MetricStoreErrors, set(AttrOperation.String("Ping"), AttrErrorType.String("unavailable")), 1},
-		{MetricStoreDuration, set(AttrOperation.String("Incidents")), 1},
-		{MetricStoreDuration, set(AttrOperation.String("Read")), 1},
-		{MetricStoreDuration, set(AttrOperation.String("Stager.Commit")), 1},
-	} {
-		if v := got[c.metric][c.attrs]; v != c.want {
-			t.Errorf("%s %v = %v, want %v", c.metric, c.attrs, v, c.want)
-		}
-	}
-	if len(got[MetricStoreErrors]) != 2 {
-		t.Errorf("store errors: %v", got[MetricStoreErrors])
-	}
+	return tel, rec.Spans, rec.Reader
 }
 
 // cache counts like snapshot.Catalog.
@@ -249,11 +84,7 @@ func TestMetrics(t *testing.T) {
 	m.Claim(ctx, "inc-1", "send")
 	m.Publish(ctx, "inc-1", time.Second, 1234, nil)
 	m.Publish(ctx, "inc-1", time.Second, 0, store.ErrConflict)
-	raw, err := embedded.Open(filepath.Join(t.TempDir(), "impact.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = raw.Close() }()
+	raw := embeddedtest.Open(t)
 	stg, err := raw.Stage(ctx, store.StageRequest{Incident: "inc-2", At: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -268,21 +99,21 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got := sums(t, reader)
+	got := oteltest.Sums(t, reader)
 	for _, c := range []struct {
 		metric string
 		attrs  attribute.Distinct
 		want   float64
 	}{
-		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
-		{MetricAnswers, set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
-		{MetricClaims, set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
-		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
-		{MetricPublishDuration, set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
-		{MetricPublishEntries, set(AttrIncident.String("inc-1")), 1},
-		{MetricVisibleVersion, set(AttrIncident.String("inc-2")), 0},
-		{MetricCatalogLookups, set(AttrResult.String("hit")), 9},
-		{MetricCatalogLookups, set(AttrResult.String("miss")), 1},
+		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
+		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
+		{MetricClaims, oteltest.Set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
+		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
+		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
+		{MetricPublishEntries, oteltest.Set(AttrIncident.String("inc-1")), 1},
+		{MetricVisibleVersion, oteltest.Set(AttrIncident.String("inc-2")), 0},
+		{MetricCatalogLookups, oteltest.Set(AttrResult.String("hit")), 9},
+		{MetricCatalogLookups, oteltest.Set(AttrResult.String("miss")), 1},
 	} {
 		if v, ok := got[c.metric][c.attrs]; !ok || v != c.want {
 			t.Errorf("%s %v = %v (present %v), want %v", c.metric, c.attrs, v, ok, c.want)
@@ -294,7 +125,7 @@ func TestMetrics(t *testing.T) {
 	if err := stopCache(); err != nil {
 		t.Fatal(err)
 	}
-	if got := sums(t, reader); len(got[MetricCatalogLookups]) != 0 || len(got[MetricVisibleVersion]) != 0 {
+	if got := oteltest.Sums(t, reader); len(got[MetricCatalogLookups]) != 0 || len(got[MetricVisibleVersion]) != 0 {
 		t.Errorf("observed after stop: %v", got)
 	}
 

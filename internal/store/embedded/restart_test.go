@@ -14,9 +14,8 @@ import (
 
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/store/storetest"
 )
-
-var t0 = time.Date(2025, 12, 3, 9, 30, 0, 0, time.UTC)
 
 // entries returns n entries with distinct keys derived from seed.
 func entries(seed byte, n int) []store.Entry {
@@ -32,29 +31,6 @@ func entries(seed byte, n int) []store.Entry {
 }
 
 var testManifest = store.Manifest{Spec: []byte(`{"incident":{"id":"restart"}}`), Cohorts: 2, Practices: []string{"p"}}
-
-func load(t *testing.T, s store.Store, incident string, es []store.Entry) store.VersionInfo {
-	t.Helper()
-	ctx := context.Background()
-	st, err := s.Stage(ctx, store.StageRequest{Incident: incident, CreatedBy: "ops", Source: "upload", At: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Put(ctx, es); err != nil {
-		t.Fatal(err)
-	}
-	d := store.NewDigester(testManifest.Practices)
-	for _, e := range es {
-		if err := d.Add(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	info, err := st.Commit(ctx, testManifest, d.Sum(testManifest.Spec), uint64(len(es)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info
-}
 
 func open(t *testing.T, path string) *embedded.Store {
 	t.Helper()
@@ -86,18 +62,18 @@ func TestRestartKeepsEverything(t *testing.T) {
 	e1, e2 := entries(1, 500), entries(2, 300)
 
 	s := open(t, path)
-	info1 := load(t, s, inc, e1)
-	if _, err := s.Publish(ctx, inc, 1, 0, "ops", t0); err != nil {
+	info1 := storetest.Load(t, s, inc, testManifest, e1, 0)
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: storetest.T0}); err != nil {
 		t.Fatal(err)
 	}
-	info2 := load(t, s, inc, e2)
-	pin := store.Pin{Version: 1, Record: e1[7].Record, NoticeID: "n-1", NotifiedAt: t0}
+	info2 := storetest.Load(t, s, inc, testManifest, e2, 0)
+	pin := store.Pin{Version: 1, Record: e1[7].Record, NoticeID: "n-1", NotifiedAt: storetest.T0}
 	idem := store.IdemKey{1, 2, 3}
 	if err := s.ClaimPin(ctx, inc, e1[7].Key, nil, pin, idem); err != nil {
 		t.Fatal(err)
 	}
 	// A load abandoned without Commit or Abort, as by a crash.
-	st, err := s.Stage(ctx, store.StageRequest{Incident: inc, At: t0})
+	st, err := s.Stage(ctx, store.StageRequest{Incident: inc, At: storetest.T0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,20 +111,20 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Visible != 1 || v.Record != e1[7].Record || v.Pin == nil || v.Pin.NoticeID != "n-1" || v.Replay == nil || !v.Pin.NotifiedAt.Equal(t0) {
+	if v.Visible != 1 || v.Record != e1[7].Record || v.Pin == nil || v.Pin.NoticeID != "n-1" || v.Replay == nil || !v.Pin.NotifiedAt.Equal(storetest.T0) {
 		t.Errorf("read after restart: %+v", v)
 	}
 	// The abandoned stager cannot revive its version.
 	if err := st.Put(ctx, e2[10:20]); err == nil {
 		t.Error("put through a stager of the closed store succeeded")
 	}
-	if _, err := s.Publish(ctx, inc, 3, 1, "ops", t0); !errors.Is(err, store.ErrNotStaged) {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 3, ExpectVisible: 1, Actor: "ops", At: storetest.T0}); !errors.Is(err, store.ErrNotStaged) {
 		t.Errorf("publish of the version a crash left staging: %v, want ErrNotStaged", err)
 	}
-	if _, err := s.Publish(ctx, inc, 2, 1, "ops", t0); err != nil {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 2, ExpectVisible: 1, Actor: "ops", At: storetest.T0}); err != nil {
 		t.Errorf("publish of v2 after restart: %v", err)
 	}
-	if info := load(t, s, inc, e1); info.Version != 4 {
+	if info := storetest.Load(t, s, inc, testManifest, e1, 0); info.Version != 4 {
 		t.Errorf("next version after restart: %d, want 4", info.Version)
 	}
 }
@@ -165,8 +141,8 @@ func TestCrashMidLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "impact.db")
 	const inc = "restart"
 	s := open(t, path)
-	load(t, s, inc, entries(1, 200))
-	if _, err := s.Publish(ctx, inc, 1, 0, "ops", t0); err != nil {
+	storetest.Load(t, s, inc, testManifest, entries(1, 200), 0)
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 1, ExpectVisible: 0, Actor: "ops", At: storetest.T0}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -229,7 +205,7 @@ func crashChild(path string) {
 		os.Exit(2)
 	}
 	ctx := context.Background()
-	st, err := s.Stage(ctx, store.StageRequest{Incident: "restart", At: t0})
+	st, err := s.Stage(ctx, store.StageRequest{Incident: "restart", At: storetest.T0})
 	if err == nil {
 		err = st.Put(ctx, entries(3, 70_000)) // more than one run of stageFlush: part reaches the file
 	}

@@ -39,23 +39,23 @@ func TestCluster(t *testing.T) {
 	const inc = "cluster"
 	m := testManifest(3)
 	e := genEntries(11, 5000, m)
-	vi := loadVersion(t, s, inc, m, e, 1000)
+	vi := storetest.Load(t, s, inc, m, e, 1000)
 	if vi.Version != 1 || vi.Counts.Entries != uint64(len(e)) {
 		t.Fatalf("staged %+v", vi)
 	}
-	publishVersion(t, s, inc, 1, 0)
+	storetest.Publish(t, s, inc, 1, 0)
 	if n := countScan(t, s, inc, 1); n != len(e) {
 		t.Fatalf("scan: %d entries", n)
 	}
 
 	// v2 drops the first 100 entries.
-	loadVersion(t, s, inc, m, e[100:], 1000)
+	storetest.Load(t, s, inc, m, e[100:], 1000)
 
 	// Claim for the first 200 subjects at v1, then publish v2 while reads
 	// run, then read: pinned subjects answer from their pins.
 	pins := map[store.Key]store.Pin{}
 	for i := 0; i < 200; i++ {
-		p := pinAt(1, e[i].Record, "n-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		p := storetest.PinAt(1, e[i].Record, "n-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 		idem := store.IdemKey(e[i].Key)
 		idem[15] ^= 1
 		if err := s.ClaimPin(ctx, inc, e[i].Key, nil, p, idem); err != nil {
@@ -83,13 +83,13 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	}()
-	publishVersion(t, s, inc, 2, 1)
+	storetest.Publish(t, s, inc, 2, 1)
 	wg.Wait()
 
 	for i := 0; i < 300; i++ {
 		idem := store.IdemKey(e[i].Key)
 		idem[15] ^= 1
-		v := mustRead(t, s, inc, e[i].Key, &idem)
+		v := storetest.Read(t, s, inc, e[i].Key, &idem)
 		if v.Visible != 2 {
 			t.Fatalf("visible %d", v.Visible)
 		}
@@ -105,7 +105,7 @@ func TestCluster(t *testing.T) {
 	}
 	// A correction claim moves subject 0 forward to v2 (not affected).
 	p0 := pins[e[0].Key]
-	next := pinAt(2, store.Record{}, "corr-0")
+	next := storetest.PinAt(2, store.Record{}, "corr-0")
 	if err := s.ClaimPin(ctx, inc, e[0].Key, &p0, next, store.IdemKey{9}); err != nil {
 		t.Fatal(err)
 	}
@@ -123,11 +123,11 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := store.IdemKey{8}
-	err = s.ClaimPin(ctx, inc, e[4000].Key, nil, pinAt(1, e[4000].Record, "late"), late)
+	err = s.ClaimPin(ctx, inc, e[4000].Key, nil, storetest.PinAt(1, e[4000].Record, "late"), late)
 	if !errors.Is(err, store.ErrConflict) {
 		t.Errorf("claim on a deleting version: %v, want ErrConflict", err)
 	}
-	if v := mustRead(t, s, inc, e[4000].Key, &late); v.Pin != nil || v.Replay != nil {
+	if v := storetest.Read(t, s, inc, e[4000].Key, &late); v.Pin != nil || v.Replay != nil {
 		t.Errorf("undone claim left pin %+v replay %+v", v.Pin, v.Replay)
 	}
 	if err := cc.HSet(ctx, "impact:{i:"+inc+"}:versions", "1:state", 3).Err(); err != nil {

@@ -99,7 +99,7 @@ func TestMemory2M(t *testing.T) {
 			t.Fatal(err)
 		}
 		commitDone := time.Now()
-		if _, err := s.Publish(ctx, "mem", 1, 0, "ops", time.Now()); err != nil {
+		if _, err := s.Publish(ctx, store.PublishRequest{Incident: "mem", Version: 1, ExpectVisible: 0, Actor: "ops", At: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		total := time.Since(start)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/impact-health/impact/internal/store"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
+	"github.com/impact-health/impact/internal/store/storetest"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 )
 
@@ -53,23 +54,23 @@ func TestReadWithStaleVisibleHint(t *testing.T) {
 	const inc = "stale"
 	m := testManifest(2)
 	e := genEntries(1, 500, m)
-	loadVersion(t, a, inc, m, e, 100)
-	publishVersion(t, a, inc, 1, 0)
-	if v := mustRead(t, b, inc, e[0].Key, nil); v.Visible != 1 || v.Record != e[0].Record {
+	storetest.Load(t, a, inc, m, e, 100)
+	storetest.Publish(t, a, inc, 1, 0)
+	if v := storetest.Read(t, b, inc, e[0].Key, nil); v.Visible != 1 || v.Record != e[0].Record {
 		t.Fatalf("b reads %+v at v1", v)
 	}
 	// v2 drops e[0]; flip the pointer behind the stores' backs (no pub/sub
 	// notice), as if the notice was lost.
-	loadVersion(t, a, inc, m, e[1:], 100)
+	storetest.Load(t, a, inc, m, e[1:], 100)
 	if err := c.HSet(ctx, prefix+"{i:"+inc+"}:head", "visible", 2).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []*redisstore.Store{a, b} {
-		v := mustRead(t, s, inc, e[0].Key, nil)
+		v := storetest.Read(t, s, inc, e[0].Key, nil)
 		if v.Visible != 2 || v.Record.Status != store.NotAffected {
 			t.Errorf("read after an unannounced publish: %+v, want v2 not affected", v)
 		}
-		if v := mustRead(t, s, inc, e[1].Key, nil); v.Visible != 2 || v.Record != e[1].Record {
+		if v := storetest.Read(t, s, inc, e[1].Key, nil); v.Visible != 2 || v.Record != e[1].Record {
 			t.Errorf("read of a kept entry: %+v", v)
 		}
 	}
@@ -90,9 +91,9 @@ func TestReadFailsClosedOnMissingRecords(t *testing.T) {
 	const inc = "missing"
 	m := testManifest(1)
 	e := genEntries(2, 100, m)
-	loadVersion(t, s, inc, m, e, 100)
-	publishVersion(t, s, inc, 1, 0)
-	mustRead(t, s, inc, e[0].Key, nil)
+	storetest.Load(t, s, inc, m, e, 100)
+	storetest.Publish(t, s, inc, 1, 0)
+	storetest.Read(t, s, inc, e[0].Key, nil)
 	for _, k := range keysWithPrefix(t, c, prefix+"{r:") {
 		if err := c.Unlink(ctx, k).Err(); err != nil {
 			t.Fatal(err)
@@ -127,10 +128,10 @@ func TestKeyNames(t *testing.T) {
 	const inc = "names"
 	m := testManifest(3)
 	e := genEntries(3, 2000, m)
-	loadVersion(t, s, inc, m, e, 500)
-	publishVersion(t, s, inc, 1, 0)
+	storetest.Load(t, s, inc, m, e, 500)
+	storetest.Publish(t, s, inc, 1, 0)
 	idem := store.IdemKey(randomKey(rand.New(rand.NewPCG(4, 4))))
-	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, pinAt(1, e[0].Record, "n-1"), idem); err != nil {
+	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, storetest.PinAt(1, e[0].Record, "n-1"), idem); err != nil {
 		t.Fatal(err)
 	}
 	keys := keysWithPrefix(t, c, prefix)
@@ -180,7 +181,7 @@ func TestBucketsAndScanOrder(t *testing.T) {
 			t.Cleanup(func() { _ = s.Close() })
 			m := testManifest(3)
 			e := genEntries(5, tc.entries, m)
-			loadVersion(t, s, "b", m, e, 700)
+			storetest.Load(t, s, "b", m, e, 700)
 			buckets := keysWithPrefix(t, c, prefix+"{r:")
 			if len(buckets) != tc.buckets {
 				t.Errorf("%d buckets, want %d", len(buckets), tc.buckets)
@@ -222,9 +223,9 @@ func TestDeleteVersion(t *testing.T) {
 	m := testManifest(2)
 	e := genEntries(6, 300, m)
 	for v := uint64(1); v <= 4; v++ {
-		loadVersion(t, s, inc, m, e, 100)
+		storetest.Load(t, s, inc, m, e, 100)
 	}
-	publishVersion(t, s, inc, 1, 0)
+	storetest.Publish(t, s, inc, 1, 0)
 	r := rand.New(rand.NewPCG(6, 6))
 	// e[0] is pinned at v1; e[1] was pinned at v1 then moved to v2, leaving
 	// an idempotency record at v1.
@@ -234,14 +235,14 @@ func TestDeleteVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p0 := pinAt(1, e[0].Record, "n-0")
+	p0 := storetest.PinAt(1, e[0].Record, "n-0")
 	claim(e[0].Key, nil, p0)
-	p1 := pinAt(1, e[1].Record, "n-1")
+	p1 := storetest.PinAt(1, e[1].Record, "n-1")
 	claim(e[1].Key, nil, p1)
-	publishVersion(t, s, inc, 2, 1)
-	p1b := pinAt(2, store.Record{}, "n-1b")
+	storetest.Publish(t, s, inc, 2, 1)
+	p1b := storetest.PinAt(2, store.Record{}, "n-1b")
 	claim(e[1].Key, &p1, p1b)
-	publishVersion(t, s, inc, 3, 2)
+	storetest.Publish(t, s, inc, 3, 2)
 
 	for _, tc := range []struct {
 		v    uint64
@@ -273,12 +274,12 @@ func TestDeleteVersion(t *testing.T) {
 	if k := keysWithPrefix(t, c, prefix+"{i:"+inc+"}:manifest:4"); len(k) != 0 {
 		t.Errorf("manifest of v4 remains")
 	}
-	if _, err := s.Publish(ctx, inc, 4, 3, "ops", t0); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 4, ExpectVisible: 3, Actor: "ops", At: storetest.T0}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("publish of a deleted version: %v", err)
 	}
 	// Move e[0] on: v1 becomes deletable, and e[1]'s replay record at v1
 	// goes with it.
-	p0b := pinAt(3, e[0].Record, "n-0b")
+	p0b := storetest.PinAt(3, e[0].Record, "n-0b")
 	claim(e[0].Key, &p0, p0b)
 	if err := s.DeleteVersion(ctx, inc, 1); err != nil {
 		t.Fatal(err)
@@ -305,7 +306,7 @@ func TestDeleteVersion(t *testing.T) {
 		t.Errorf("versions after deletes: %v, want [2 3]", got)
 	}
 	// Version numbers are never reused.
-	if vi := loadVersion(t, s, inc, m, e, 100); vi.Version != 5 {
+	if vi := storetest.Load(t, s, inc, m, e, 100); vi.Version != 5 {
 		t.Errorf("next version %d, want 5", vi.Version)
 	}
 }
@@ -325,12 +326,12 @@ func TestClaimOnDeletingVersion(t *testing.T) {
 	const inc = "race"
 	m := testManifest(1)
 	e := genEntries(7, 50, m)
-	loadVersion(t, s, inc, m, e, 50)
-	loadVersion(t, s, inc, m, e, 50)
-	publishVersion(t, s, inc, 1, 0)
-	publishVersion(t, s, inc, 2, 1)
+	storetest.Load(t, s, inc, m, e, 50)
+	storetest.Load(t, s, inc, m, e, 50)
+	storetest.Publish(t, s, inc, 1, 0)
+	storetest.Publish(t, s, inc, 2, 1)
 	idem := store.IdemKey(randomKey(rand.New(rand.NewPCG(7, 7))))
-	first := pinAt(2, e[0].Record, "first")
+	first := storetest.PinAt(2, e[0].Record, "first")
 	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, first, store.IdemKey{}); err != nil {
 		t.Fatal(err)
 	}
@@ -340,15 +341,15 @@ func TestClaimOnDeletingVersion(t *testing.T) {
 	}
 	// A stale claim at v1 would be refused by the forward-only rule; use a
 	// fresh subject.
-	err = s.ClaimPin(ctx, inc, e[1].Key, nil, pinAt(1, e[1].Record, "late"), idem)
+	err = s.ClaimPin(ctx, inc, e[1].Key, nil, storetest.PinAt(1, e[1].Record, "late"), idem)
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("claim on a deleting version: %v, want ErrConflict", err)
 	}
-	v := mustRead(t, s, inc, e[1].Key, &idem)
+	v := storetest.Read(t, s, inc, e[1].Key, &idem)
 	if v.Pin != nil || v.Replay != nil {
 		t.Errorf("an undone claim left pin %+v, replay %+v", v.Pin, v.Replay)
 	}
-	if v := mustRead(t, s, inc, e[0].Key, nil); v.Pin == nil || v.Pin.NoticeID != "first" {
+	if v := storetest.Read(t, s, inc, e[0].Key, nil); v.Pin == nil || v.Pin.NoticeID != "first" {
 		t.Errorf("other pin disturbed: %+v", v.Pin)
 	}
 }
@@ -415,8 +416,8 @@ func TestPinsSurviveRedisCrash(t *testing.T) {
 	const inc = "crash"
 	m := testManifest(2)
 	e := genEntries(8, 2000, m)
-	loadVersion(t, s, inc, m, e, 500)
-	publishVersion(t, s, inc, 1, 0)
+	storetest.Load(t, s, inc, m, e, 500)
+	storetest.Publish(t, s, inc, 1, 0)
 
 	// Claim concurrently and SIGKILL the server in the middle.
 	const workers = 8
@@ -432,7 +433,7 @@ func TestPinsSurviveRedisCrash(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < len(e); i += workers {
-				p := pinAt(1, e[i].Record, fmt.Sprintf("n-%d", i))
+				p := storetest.PinAt(1, e[i].Record, fmt.Sprintf("n-%d", i))
 				var idem store.IdemKey
 				copy(idem[:], e[i].Key[:])
 				idem[0] ^= 0xff
@@ -479,7 +480,7 @@ func TestPinsSurviveRedisCrash(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged pins lost after SIGKILL", lost, len(acked))
 	}
 	t.Logf("%d acknowledged pins (%d claims cut by the crash), all present after SIGKILL and restart (%d pins on disk)", len(acked), failed, len(found))
-	if v := mustRead(t, s, inc, e[0].Key, nil); v.Visible != 1 {
+	if v := storetest.Read(t, s, inc, e[0].Key, nil); v.Visible != 1 {
 		t.Errorf("visible after restart: %d", v.Visible)
 	}
 }
@@ -496,9 +497,9 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	const inc = "down"
 	m := testManifest(1)
 	e := genEntries(9, 100, m)
-	loadVersion(t, s, inc, m, e, 100)
-	publishVersion(t, s, inc, 1, 0)
-	mustRead(t, s, inc, e[0].Key, nil)
+	storetest.Load(t, s, inc, m, e, 100)
+	storetest.Publish(t, s, inc, 1, 0)
+	storetest.Read(t, s, inc, e[0].Key, nil)
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -508,14 +509,14 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Ping with Redis down: %v", err)
 	}
-	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, pinAt(1, e[0].Record, "n"), store.IdemKey{}); !errors.Is(err, store.ErrUnavailable) {
+	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, storetest.PinAt(1, e[0].Record, "n"), store.IdemKey{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("ClaimPin with Redis down: %v", err)
 	}
 	if _, err := s.Head(ctx, inc); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Head with Redis down: %v", err)
 	}
 	srv.Restart()
-	if v := mustRead(t, s, inc, e[0].Key, nil); v.Record != e[0].Record {
+	if v := storetest.Read(t, s, inc, e[0].Key, nil); v.Record != e[0].Record {
 		t.Errorf("read after recovery: %+v", v)
 	}
 }
@@ -546,9 +547,9 @@ func TestWaitForReplicas(t *testing.T) {
 	const inc = "wait"
 	m := testManifest(1)
 	e := genEntries(10, 100, m)
-	loadVersion(t, s, inc, m, e, 100)
-	publishVersion(t, s, inc, 1, 0)
-	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, pinAt(1, e[0].Record, "n-0"), store.IdemKey{1}); err != nil {
+	storetest.Load(t, s, inc, m, e, 100)
+	storetest.Publish(t, s, inc, 1, 0)
+	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, storetest.PinAt(1, e[0].Record, "n-0"), store.IdemKey{1}); err != nil {
 		t.Fatalf("claim with a replica: %v", err)
 	}
 	// The replica has the pin the moment the claim is acknowledged.
@@ -569,7 +570,7 @@ func TestWaitForReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	err = s2.ClaimPin(ctx, inc, e[1].Key, nil, pinAt(1, e[1].Record, "n-1"), store.IdemKey{2})
+	err = s2.ClaimPin(ctx, inc, e[1].Key, nil, storetest.PinAt(1, e[1].Record, "n-1"), store.IdemKey{2})
 	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 1 replicas") {
 		t.Errorf("claim without a replica: %v, want ErrUnavailable (0 of 1 replicas)", err)
 	}
@@ -597,10 +598,10 @@ func TestReadIsOneRoundTrip(t *testing.T) {
 	const inc = "rt"
 	m := testManifest(1)
 	e := genEntries(12, 1000, m)
-	loadVersion(t, s, inc, m, e, 1000)
-	publishVersion(t, s, inc, 1, 0)
+	storetest.Load(t, s, inc, m, e, 1000)
+	storetest.Publish(t, s, inc, 1, 0)
 	idem := store.IdemKey{7}
-	mustRead(t, s, inc, e[0].Key, &idem) // learns the incident's layout
+	storetest.Read(t, s, inc, e[0].Key, &idem) // learns the incident's layout
 	r := rand.New(rand.NewPCG(12, 12))
 	for i := 0; i < 20; i++ {
 		k := e[i].Key
@@ -608,7 +609,7 @@ func TestReadIsOneRoundTrip(t *testing.T) {
 			k = randomKey(r) // absent: the common case
 		}
 		before := hook.n.Load()
-		mustRead(t, s, inc, k, &idem)
+		storetest.Read(t, s, inc, k, &idem)
 		if n := hook.n.Load() - before; n != 1 {
 			t.Fatalf("read %d took %d round trips, want 1", i, n)
 		}

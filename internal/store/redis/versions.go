@@ -1,95 +1,19 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/impact-health/impact/internal/store"
 )
-
-// infoJSON is the stored form of a version's info ("<v>" field). Incident,
-// version, state and publish details are stored apart.
-type infoJSON struct {
-	Digest    string       `json:"digest,omitempty"`
-	Counts    store.Counts `json:"counts"`
-	CreatedBy string       `json:"created_by"`
-	CreatedAt int64        `json:"created_at"`
-	Source    string       `json:"source"`
-}
-
-// pubJSON is the stored form of "<v>:pub".
-type pubJSON struct {
-	By string `json:"by"`
-	At int64  `json:"at"`
-}
-
-type manifestJSON struct {
-	Spec      []byte   `json:"spec"`
-	Cohorts   int      `json:"cohorts"`
-	Practices []string `json:"practices"`
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func parseState(s string) (store.State, error) {
-	switch s {
-	case "1":
-		return store.StateStaging, nil
-	case "2":
-		return store.StateStaged, nil
-	case "3":
-		return store.StatePublished, nil
-	case "4", stateDeleting:
-		return store.StateAborted, nil
-	}
-	return 0, fmt.Errorf("%w: corrupt version state", store.ErrUnavailable)
-}
-
-// decodeInfo builds a VersionInfo from its stored fields.
-func decodeInfo(inc string, v uint64, info, state, pub string) (store.VersionInfo, error) {
-	out := store.VersionInfo{Incident: inc, Version: v}
-	var err error
-	if out.State, err = parseState(state); err != nil {
-		return out, err
-	}
-	var ij infoJSON
-	if err := json.Unmarshal([]byte(info), &ij); err != nil {
-		return out, fmt.Errorf("%w: corrupt version info", store.ErrUnavailable)
-	}
-	if ij.Digest != "" {
-		if out.Digest, err = store.ParseDigest(ij.Digest); err != nil {
-			return out, fmt.Errorf("%w: corrupt version digest", store.ErrUnavailable)
-		}
-	}
-	out.Counts, out.CreatedBy, out.CreatedAt, out.Source = ij.Counts, ij.CreatedBy, fromUnixNano(ij.CreatedAt), ij.Source
-	if pub != "" {
-		var pj pubJSON
-		if err := json.Unmarshal([]byte(pub), &pj); err != nil {
-			return out, fmt.Errorf("%w: corrupt publish info", store.ErrUnavailable)
-		}
-		out.PublishedBy, out.PublishedAt = pj.By, fromUnixNano(pj.At)
-	}
-	return out, nil
-}
 
 // Incidents lists every incident with its head, sorted by id.
 func (s *Store) Incidents(ctx context.Context) ([]store.Head, error) {
@@ -121,22 +45,6 @@ func (s *Store) Incidents(ctx context.Context) ([]store.Head, error) {
 		}
 	}
 	return out, nil
-}
-
-func parseHead(inc string, vals []any) (store.Head, bool, error) {
-	h := store.Head{Incident: inc}
-	if len(vals) != 2 || vals[1] == nil {
-		return h, false, nil
-	}
-	var err1, err2 error
-	if vals[0] != nil {
-		h.Visible, err1 = strconv.ParseUint(vals[0].(string), 10, 64)
-	}
-	h.Latest, err2 = strconv.ParseUint(vals[1].(string), 10, 64)
-	if err1 != nil || err2 != nil {
-		return h, false, fmt.Errorf("%w: corrupt incident head", store.ErrUnavailable)
-	}
-	return h, true, nil
 }
 
 // Head returns one incident's head.
@@ -266,20 +174,20 @@ func (s *Store) Version(ctx context.Context, incident string, version uint64) (s
 // Publish makes a staged version visible by compare-and-set on the visible
 // version (see publishScript). With WithWait, it returns only after the
 // replicas acknowledged the flip.
-func (s *Store) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string, at time.Time) (store.VersionInfo, error) {
-	if checkIncident(incident) != nil {
+func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
+	if checkIncident(req.Incident) != nil {
 		return store.VersionInfo{}, store.ErrNotFound
 	}
-	if at.IsZero() {
-		at = s.now()
+	if req.At.IsZero() {
+		req.At = s.now()
 	}
-	pub, err := json.Marshal(pubJSON{By: actor, At: unixNano(at)})
+	pub, err := json.Marshal(pubJSON{By: req.Actor, At: unixNano(req.At)})
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	msg := incident + " " + strconv.FormatUint(version, 10)
-	res, err := s.runScript(ctx, publishScript, []string{s.headKey(incident), s.versionsKey(incident)},
-		version, expectVisible, pub, s.channel(), msg)
+	msg := req.Incident + " " + strconv.FormatUint(req.Version, 10)
+	res, err := s.runScript(ctx, publishScript, []string{s.headKey(req.Incident), s.versionsKey(req.Incident)},
+		req.Version, req.ExpectVisible, pub, s.channel(), msg)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
@@ -290,17 +198,168 @@ func (s *Store) Publish(ctx context.Context, incident string, version, expectVis
 	case "notstaged":
 		return store.VersionInfo{}, store.ErrNotStaged
 	case "conflict":
-		return store.VersionInfo{}, fmt.Errorf("visible version is not %d or not below %d: %w", expectVisible, version, store.ErrConflict)
+		return store.VersionInfo{}, fmt.Errorf("visible version is not %d or not below %d: %w", req.ExpectVisible, req.Version, store.ErrConflict)
 	default:
 		return store.VersionInfo{}, fmt.Errorf("%w: unexpected publish reply", store.ErrUnavailable)
 	}
-	h := s.hint(incident)
+	h := s.hint(req.Incident)
 	for {
 		cur := h.Load()
-		if cur >= version || h.CompareAndSwap(cur, version) {
+		if cur >= req.Version || h.CompareAndSwap(cur, req.Version) {
 			break
 		}
 	}
-	vi, _, err := s.Version(ctx, incident, version)
+	vi, _, err := s.Version(ctx, req.Incident, req.Version)
 	return vi, err
+}
+
+// readBuckets reads every bucket of a version, readChunk buckets per
+// pipeline, and calls fn with each chunk's entries. With ordered, chunks
+// arrive in bucket order (one reader ahead) and each bucket is sorted by
+// key, so entries arrive in key order; otherwise fn may be called
+// concurrently, in no order. A bucket without its sentinel
+// fails the read: the version's records are not all there.
+func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint8, fn func([]store.Entry) error, ordered bool) error {
+	n := 1 << bits
+	chunks := (n + readChunk - 1) / readChunk
+	if err := dumpScript.Load(ctx, s.c).Err(); err != nil {
+		return unavailable(err)
+	}
+	read := func(i int) ([]store.Entry, error) {
+		lo, hi := i*readChunk, min(n, (i+1)*readChunk)
+		cmds := make([]*redis.Cmd, 0, hi-lo)
+		_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b := lo; b < hi; b++ {
+				cmds = append(cmds, dumpScript.EvalSha(ctx, p, []string{s.recordsKey(inc, v, uint32(b))}))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		// For each bucket: sentinel flag, field count, blob.
+		reply := make([]any, 0, 3*len(cmds))
+		for _, c := range cmds {
+			r, _ := c.Val().([]any)
+			reply = append(reply, r...)
+		}
+		if len(reply) != 3*len(cmds) {
+			return nil, fmt.Errorf("%w: unexpected bucket reply", store.ErrUnavailable)
+		}
+		var out []store.Entry
+		for j := range cmds {
+			if reply[3*j] != int64(1) {
+				return nil, fmt.Errorf("%w: records of version %d are incomplete", store.ErrUnavailable, v)
+			}
+			fields, _ := reply[3*j+1].(int64)
+			str, _ := reply[3*j+2].(string)
+			blob := []byte(str)
+			start := len(out)
+			for len(blob) > 0 {
+				if len(blob) < store.KeySize {
+					return nil, fmt.Errorf("%w: malformed bucket", store.ErrVerify)
+				}
+				var e store.Entry
+				copy(e.Key[:], blob)
+				r, rest, err := store.DecodeRecord(blob[store.KeySize:])
+				if err != nil {
+					return nil, fmt.Errorf("%w: malformed record", store.ErrVerify)
+				}
+				e.Record, blob = r, rest
+				if bucket(e.Key, bits) != uint32(lo+j) {
+					return nil, fmt.Errorf("%w: record in the wrong bucket", store.ErrVerify)
+				}
+				out = append(out, e)
+			}
+			if int64(len(out)-start) != fields-1 {
+				return nil, fmt.Errorf("%w: malformed bucket", store.ErrVerify)
+			}
+			if ordered {
+				slices.SortFunc(out[start:], func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+			}
+		}
+		return out, nil
+	}
+	if !ordered {
+		return parallel(chunks, func(i int) error {
+			entries, err := read(i)
+			if err != nil {
+				return err
+			}
+			return fn(entries)
+		})
+	}
+	// Ordered: one goroutine reads ahead of fn.
+	type result struct {
+		entries []store.Entry
+		err     error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, 1)
+	go func() {
+		defer close(results)
+		for i := 0; i < chunks; i++ {
+			entries, err := read(i)
+			select {
+			case results <- result{entries, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		if err := fn(r.entries); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Scan calls fn for every entry of a staged or published version in
+// increasing key order.
+func (s *Store) Scan(ctx context.Context, incident string, version uint64, fn func(store.Entry) error) error {
+	bits, err := s.readableBits(ctx, incident, version)
+	if err != nil {
+		return err
+	}
+	return s.readBuckets(ctx, incident, version, bits, func(entries []store.Entry) error {
+		for _, e := range entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, true)
+}
+
+// readableBits checks that a version is staged or published and returns its
+// bucket bits.
+func (s *Store) readableBits(ctx context.Context, incident string, version uint64) (uint8, error) {
+	if checkIncident(incident) != nil {
+		return 0, store.ErrNotFound
+	}
+	vals, err := s.c.HMGet(ctx, s.versionsKey(incident), vfield(version, ":state"), vfield(version, ":bits")).Result()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if len(vals) != 2 || vals[0] == nil {
+		return 0, fmt.Errorf("version: %w", store.ErrNotFound)
+	}
+	if st := vals[0].(string); st != "2" && st != "3" {
+		return 0, fmt.Errorf("version %d: %w", version, store.ErrNotStaged)
+	}
+	str, _ := vals[1].(string)
+	bits, err := parseBits(str)
+	if err != nil {
+		return 0, err
+	}
+	s.bitsCache.Store(versionRef{incident, version}, bits)
+	return bits, nil
 }

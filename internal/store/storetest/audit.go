@@ -13,7 +13,7 @@ import (
 
 func auditEvent(i int, incident string) store.AuditEvent {
 	e := store.AuditEvent{
-		At:       t0.Add(time.Duration(i) * time.Second),
+		At:       T0.Add(time.Duration(i) * time.Second),
 		Actor:    fmt.Sprintf("ops-%d", i%3),
 		Action:   []string{store.AuditUpload, store.AuditPublish, store.AuditGC, store.AuditClaimWave}[i%4],
 		Incident: incident,
@@ -170,11 +170,11 @@ func testAuditAppendOnly(t *testing.T, s store.Store) {
 	// trail as it was; new events follow the old ones.
 	m := manifest("audit-w0", 1)
 	e := newKeyGen(230).entries(5, m)
-	load(t, s, "audit-w0", m, e, 5)
-	publish(t, s, "audit-w0", 1, 0)
-	load(t, s, "audit-w0", m, e, 5)
-	publish(t, s, "audit-w0", 2, 1)
-	if err := s.ClaimPin(ctx, "audit-w0", e[0].Key, nil, pinOf(2, e[0].Record, "n"), store.IdemKey{}); err != nil {
+	Load(t, s, "audit-w0", m, e, 5)
+	Publish(t, s, "audit-w0", 1, 0)
+	Load(t, s, "audit-w0", m, e, 5)
+	Publish(t, s, "audit-w0", 2, 1)
+	if err := s.ClaimPin(ctx, "audit-w0", e[0].Key, nil, PinAt(2, e[0].Record, "n"), store.IdemKey{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteVersion(ctx, "audit-w0", 1); err != nil {

@@ -28,8 +28,8 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 	m := manifest(inc, 3)
 	g := newKeyGen(1)
 	entries := g.entries(BenchEntries, m)
-	load(b, s, inc, m, entries, benchBatch)
-	publish(b, s, inc, 1, 0)
+	Load(b, s, inc, m, entries, benchBatch)
+	Publish(b, s, inc, 1, 0)
 	misses := g.keys(1 << 16)
 
 	readBench := func(keys func(i int) store.Key, want func(store.View) bool) func(b *testing.B) {
@@ -78,7 +78,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 		n := 0
 		for b.Loop() {
 			n++
-			p := pinOf(1, store.Record{Status: store.Affected, Cohorts: 1}, fmt.Sprintf("bench-%d", n))
+			p := PinAt(1, store.Record{Status: store.Affected, Cohorts: 1}, fmt.Sprintf("bench-%d", n))
 			if err := s.ClaimPin(ctx, inc, claims.key(), nil, p, claims.idem()); err != nil {
 				b.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 		b.RunParallel(func(pb *testing.PB) {
 			g := newKeyGen(seeds.Add(1))
 			for pb.Next() {
-				p := pinOf(1, store.Record{Status: store.Affected, Cohorts: 1}, "bench")
+				p := PinAt(1, store.Record{Status: store.Affected, Cohorts: 1}, "bench")
 				if err := s.ClaimPin(ctx, inc, g.key(), nil, p, g.idem()); err != nil {
 					b.Error(err)
 					return
@@ -99,7 +99,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 		})
 	})
 
-	digest := digestOf(b, m, entries)
+	digest := Digest(b, m, entries)
 	stages := 0
 	b.Run(fmt.Sprintf("Stage/%dk", BenchEntries/1000), func(b *testing.B) {
 		for b.Loop() {

@@ -12,16 +12,9 @@ import (
 	"github.com/impact-health/impact/internal/store"
 )
 
-// tb is the part of testing.TB the helpers use, so that tests and
-// benchmarks share them.
-type tb interface {
-	Helper()
-	Fatalf(format string, args ...any)
-}
-
-// t0 is the base time of the suite. It has a millisecond part so that a
-// store that drops sub-second precision fails.
-var t0 = time.Date(2025, 12, 3, 9, 30, 15, 250_000_000, time.UTC)
+// T0 is the base time of the suite and of the engines' own tests. It has a
+// millisecond part so that a store that drops sub-second precision fails.
+var T0 = time.Date(2025, 12, 3, 9, 30, 15, 250_000_000, time.UTC)
 
 // manifest returns a small manifest with cohorts cohorts and two practices.
 func manifest(incident string, cohorts int) store.Manifest {
@@ -99,8 +92,8 @@ func withRecord(keys []store.Key, r store.Record) []store.Entry {
 	return out
 }
 
-// digestOf computes the digest a loader would compute for entries.
-func digestOf(t tb, m store.Manifest, entries []store.Entry) store.Digest {
+// Digest computes the digest a loader computes for entries under m.
+func Digest(t testing.TB, m store.Manifest, entries []store.Entry) store.Digest {
 	t.Helper()
 	d := store.NewDigester(m.Practices)
 	for _, e := range entries {
@@ -129,13 +122,16 @@ func sortedEntries(entries []store.Entry) []store.Entry {
 
 // stageReq is the stage request the suite uses.
 func stageReq(incident string) store.StageRequest {
-	return store.StageRequest{Incident: incident, CreatedBy: "ops@example.test", Source: "upload", At: t0}
+	return store.StageRequest{Incident: incident, CreatedBy: "ops@example.test", Source: "upload", At: T0}
 }
 
 // put writes entries through st in batches.
-func put(t tb, st store.Stager, entries []store.Entry, batch int) {
+func put(t testing.TB, st store.Stager, entries []store.Entry, batch int) {
 	t.Helper()
 	ctx := context.Background()
+	if batch <= 0 {
+		batch = max(len(entries), 1)
+	}
 	for i := 0; i < len(entries); i += batch {
 		end := min(i+batch, len(entries))
 		if err := st.Put(ctx, entries[i:end]); err != nil {
@@ -144,8 +140,10 @@ func put(t tb, st store.Stager, entries []store.Entry, batch int) {
 	}
 }
 
-// load stages, loads and commits a version holding entries.
-func load(t tb, s store.Store, incident string, m store.Manifest, entries []store.Entry, batch int) store.VersionInfo {
+// Load stages a version of incident (stamped T0), puts entries in batches
+// of batch, and commits it with manifest m and the digest a loader
+// computes, failing t on any error. batch <= 0 puts them all at once.
+func Load(t testing.TB, s store.Versions, incident string, m store.Manifest, entries []store.Entry, batch int) store.VersionInfo {
 	t.Helper()
 	ctx := context.Background()
 	st, err := s.Stage(ctx, stageReq(incident))
@@ -153,17 +151,18 @@ func load(t tb, s store.Store, incident string, m store.Manifest, entries []stor
 		t.Fatalf("stage %s: %v", incident, err)
 	}
 	put(t, st, entries, batch)
-	info, err := st.Commit(ctx, m, digestOf(t, m, entries), uint64(len(entries)))
+	info, err := st.Commit(ctx, m, Digest(t, m, entries), uint64(len(entries)))
 	if err != nil {
 		t.Fatalf("commit %s v%d: %v", incident, st.Version(), err)
 	}
 	return info
 }
 
-// publish publishes version, expecting the visible version to be expect.
-func publish(t tb, s store.Store, incident string, version, expect uint64) store.VersionInfo {
+// Publish publishes version (stamped T0 plus an hour), expecting the
+// visible version to be expect, failing t on any error.
+func Publish(t testing.TB, s store.Versions, incident string, version, expect uint64) store.VersionInfo {
 	t.Helper()
-	info, err := s.Publish(context.Background(), incident, version, expect, "ops@example.test", t0.Add(time.Hour))
+	info, err := s.Publish(context.Background(), store.PublishRequest{Incident: incident, Version: version, ExpectVisible: expect, Actor: "ops@example.test", At: T0.Add(time.Hour)})
 	if err != nil {
 		t.Fatalf("publish %s v%d (expect v%d): %v", incident, version, expect, err)
 	}
@@ -172,7 +171,7 @@ func publish(t tb, s store.Store, incident string, version, expect uint64) store
 
 // scanAll returns every entry of a version, checking strictly increasing
 // key order.
-func scanAll(t tb, s store.Store, incident string, version uint64) []store.Entry {
+func scanAll(t testing.TB, s store.Store, incident string, version uint64) []store.Entry {
 	t.Helper()
 	var out []store.Entry
 	err := s.Scan(context.Background(), incident, version, func(e store.Entry) error {
@@ -249,8 +248,8 @@ func fmtPin(p *store.Pin) string {
 	return fmt.Sprintf("{v%d %+v %q %s}", p.Version, p.Record, p.NoticeID, p.NotifiedAt.Format(time.RFC3339Nano))
 }
 
-// read reads a subject's view or fails the test.
-func read(t tb, s store.Store, incident string, key store.Key, idem *store.IdemKey) store.View {
+// Read reads a subject's view or fails t.
+func Read(t testing.TB, s store.Ledger, incident string, key store.Key, idem *store.IdemKey) store.View {
 	t.Helper()
 	v, err := s.Read(context.Background(), incident, key, idem)
 	if err != nil {
@@ -259,10 +258,18 @@ func read(t tb, s store.Store, incident string, key store.Key, idem *store.IdemK
 	return v
 }
 
-// pinOf returns a pin of record r at version v.
-func pinOf(v uint64, r store.Record, notice string) store.Pin {
-	return store.Pin{Version: v, Record: r, NoticeID: notice, NotifiedAt: t0.Add(time.Duration(v) * time.Minute)}
+// PinAt returns a pin of record r at version v, notified v minutes after
+// T0.
+func PinAt(v uint64, r store.Record, notice string) store.Pin {
+	return store.Pin{Version: v, Record: r, NoticeID: notice, NotifiedAt: T0.Add(time.Duration(v) * time.Minute)}
 }
 
-var _ tb = (*testing.T)(nil)
-var _ tb = (*testing.B)(nil)
+// workerIdem derives a distinct idempotency key per worker and claim.
+func workerIdem(w int, n int64) store.IdemKey {
+	var k store.IdemKey
+	k[0] = byte(w)
+	for i := 0; i < 8; i++ {
+		k[8+i] = byte(n >> (8 * i))
+	}
+	return k
+}

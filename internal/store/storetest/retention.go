@@ -22,9 +22,9 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 	g := newKeyGen(210)
 	e := g.entries(40, m)
 	for range 4 {
-		load(t, s, inc, m, e, 40)
+		Load(t, s, inc, m, e, 40)
 	}
-	publish(t, s, inc, 1, 0)
+	Publish(t, s, inc, 1, 0)
 	claim := func(k store.Key, old *store.Pin, p store.Pin, idem store.IdemKey) {
 		t.Helper()
 		if err := s.ClaimPin(ctx, inc, k, old, p, idem); err != nil {
@@ -34,14 +34,14 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 	// e[0] is pinned at v1; e[1] was pinned at v1 (idempotency key a), then
 	// moved to v2 (key b): a's replay refers to v1, which no pin does.
 	a, b := g.idem(), g.idem()
-	p0 := pinOf(1, e[0].Record, "n-0")
+	p0 := PinAt(1, e[0].Record, "n-0")
 	claim(e[0].Key, nil, p0, g.idem())
-	p1 := pinOf(1, e[1].Record, "n-1")
+	p1 := PinAt(1, e[1].Record, "n-1")
 	claim(e[1].Key, nil, p1, a)
-	publish(t, s, inc, 2, 1)
-	p1b := pinOf(2, e[1].Record, "n-1b")
+	Publish(t, s, inc, 2, 1)
+	p1b := PinAt(2, e[1].Record, "n-1b")
 	claim(e[1].Key, &p1, p1b, b)
-	publish(t, s, inc, 3, 2)
+	Publish(t, s, inc, 3, 2)
 
 	for _, tc := range []struct {
 		v    uint64
@@ -63,7 +63,7 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 			t.Fatalf("v%d after refused deletions: %s", v, d)
 		}
 	}
-	if v := read(t, s, inc, e[1].Key, &a); !samePin(v.Replay, &p1) || !samePin(v.Pin, &p1b) {
+	if v := Read(t, s, inc, e[1].Key, &a); !samePin(v.Replay, &p1) || !samePin(v.Pin, &p1b) {
 		t.Errorf("after refused deletions: replay %s pin %s", fmtPin(v.Replay), fmtPin(v.Pin))
 	}
 
@@ -76,34 +76,34 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 	wantErr(t, "Scan of a deleted version", s.Scan(ctx, inc, 4, func(store.Entry) error { return nil }), store.ErrNotFound)
 	_, err = s.Records(ctx, inc, 4, []store.Key{e[0].Key})
 	wantErr(t, "Records of a deleted version", err, store.ErrNotFound)
-	_, err = s.Publish(ctx, inc, 4, 3, "ops", t0)
+	_, err = s.Publish(ctx, store.PublishRequest{Incident: inc, Version: 4, ExpectVisible: 3, Actor: "ops", At: T0})
 	wantErr(t, "Publish of a deleted version", err, store.ErrNotFound)
 	wantErr(t, "second DeleteVersion", s.DeleteVersion(ctx, inc, 4), store.ErrNotFound)
 	// A claim at a deleted version fails and leaves nothing.
 	late := g.idem()
-	err = s.ClaimPin(ctx, inc, e[2].Key, nil, pinOf(4, e[2].Record, "late"), late)
+	err = s.ClaimPin(ctx, inc, e[2].Key, nil, PinAt(4, e[2].Record, "late"), late)
 	wantErr(t, "ClaimPin at a deleted version", err, store.ErrConflict)
-	if v := read(t, s, inc, e[2].Key, &late); v.Pin != nil || v.Replay != nil {
+	if v := Read(t, s, inc, e[2].Key, &late); v.Pin != nil || v.Replay != nil {
 		t.Errorf("a refused claim at a deleted version left pin %s replay %s", fmtPin(v.Pin), fmtPin(v.Replay))
 	}
 
 	// Move e[0] on: v1 is no longer pinned and goes, with a's replay.
-	p0b := pinOf(3, e[0].Record, "n-0b")
+	p0b := PinAt(3, e[0].Record, "n-0b")
 	claim(e[0].Key, &p0, p0b, g.idem())
 	if err := s.DeleteVersion(ctx, inc, 1); err != nil {
 		t.Fatalf("delete v1 once unpinned: %v", err)
 	}
-	if v := read(t, s, inc, e[1].Key, &a); v.Replay != nil {
+	if v := Read(t, s, inc, e[1].Key, &a); v.Replay != nil {
 		t.Errorf("replay of a claim at deleted v1 remains: %s", fmtPin(v.Replay))
 	}
-	if v := read(t, s, inc, e[1].Key, &b); !samePin(v.Replay, &p1b) || !samePin(v.Pin, &p1b) {
+	if v := Read(t, s, inc, e[1].Key, &b); !samePin(v.Replay, &p1b) || !samePin(v.Pin, &p1b) {
 		t.Errorf("replay at v2 after deleting v1: replay %s pin %s, want both %s", fmtPin(v.Replay), fmtPin(v.Pin), fmtPin(&p1b))
 	}
 	// Remaining versions are whole, reads go on at the visible version.
 	if d := diffEntries(scanAll(t, s, inc, 2), sortedEntries(e)); d != "" {
 		t.Errorf("v2 after deleting v1 and v4: %s", d)
 	}
-	if v := read(t, s, inc, e[5].Key, nil); v.Visible != 3 || v.Record != e[5].Record {
+	if v := Read(t, s, inc, e[5].Key, nil); v.Visible != 3 || v.Record != e[5].Record {
 		t.Errorf("read after deletions: %+v", v)
 	}
 	list, err := s.Versions(ctx, inc)
@@ -133,7 +133,7 @@ func testDeleteVersion(t *testing.T, s store.Store) {
 	if err := s.DeleteVersion(ctx, inc, 5); err != nil {
 		t.Errorf("delete an aborted version: %v", err)
 	}
-	if info := load(t, s, inc, m, e[:3], 3); info.Version != 6 {
+	if info := Load(t, s, inc, m, e[:3], 3); info.Version != 6 {
 		t.Errorf("next version %d, want 6", info.Version)
 	}
 	if h, err := s.Head(ctx, inc); err != nil || h.Visible != 3 || h.Latest != 6 {
@@ -155,10 +155,10 @@ func testDeleteRacingClaims(t *testing.T, s store.Store) {
 	e := g.entries(rounds*claimers, m)
 	deleted, refused := 0, 0
 	for r := range rounds {
-		old := load(t, s, inc, m, e, len(e)).Version
-		publish(t, s, inc, old, old-1)
-		next := load(t, s, inc, m, e, len(e)).Version
-		publish(t, s, inc, next, old)
+		old := Load(t, s, inc, m, e, len(e)).Version
+		Publish(t, s, inc, old, old-1)
+		next := Load(t, s, inc, m, e, len(e)).Version
+		Publish(t, s, inc, next, old)
 		subjects := e[r*claimers : (r+1)*claimers]
 		won := make([]bool, claimers)
 		var delErr error
@@ -167,7 +167,7 @@ func testDeleteRacingClaims(t *testing.T, s store.Store) {
 		for i, en := range subjects {
 			wg.Go(func() {
 				<-start
-				err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(old, en.Record, fmt.Sprintf("r%d-%d", r, i)), g2idem(i, int64(r)))
+				err := s.ClaimPin(ctx, inc, en.Key, nil, PinAt(old, en.Record, fmt.Sprintf("r%d-%d", r, i)), workerIdem(i, int64(r)))
 				switch {
 				case err == nil:
 					won[i] = true
@@ -223,7 +223,7 @@ func testDeleteRacingClaims(t *testing.T, s store.Store) {
 		}
 		// Every claim that won stands.
 		for i, en := range subjects {
-			v := read(t, s, inc, en.Key, nil)
+			v := Read(t, s, inc, en.Key, nil)
 			if won[i] != (v.Pin != nil) {
 				t.Fatalf("round %d subject %d: claim won %v, pin %s", r, i, won[i], fmtPin(v.Pin))
 			}

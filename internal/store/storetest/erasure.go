@@ -21,12 +21,12 @@ func testTombstone(t *testing.T, s store.Store) {
 	e := g.entries(20, m)
 	other := g.key()
 	for _, inc := range []string{"tomb-a", "tomb-b"} {
-		load(t, s, inc, m, e, 20)
-		publish(t, s, inc, 1, 0)
+		Load(t, s, inc, m, e, 20)
+		Publish(t, s, inc, 1, 0)
 	}
 	a, b, c := g.idem(), g.idem(), g.idem()
-	p0 := pinOf(1, e[0].Record, "n-0")
-	p1 := pinOf(1, e[1].Record, "n-1")
+	p0 := PinAt(1, e[0].Record, "n-0")
+	p1 := PinAt(1, e[1].Record, "n-1")
 	for _, cl := range []struct {
 		inc  string
 		key  store.Key
@@ -49,12 +49,12 @@ func testTombstone(t *testing.T, s store.Store) {
 		inc  string
 		idem store.IdemKey
 	}{{"tomb-a", a}, {"tomb-b", b}} {
-		v := read(t, s, r.inc, e[0].Key, &r.idem)
+		v := Read(t, s, r.inc, e[0].Key, &r.idem)
 		if !v.Erased || v.Pin != nil || v.Replay != nil || v.Visible != 1 {
 			t.Errorf("%s: read of an erased subject: %+v, want Erased at visible 1, no pin, no replay", r.inc, v)
 		}
 	}
-	if v := read(t, s, "tomb-a", e[1].Key, &c); v.Erased || !samePin(v.Pin, &p1) || !samePin(v.Replay, &p1) || v.Record != e[1].Record {
+	if v := Read(t, s, "tomb-a", e[1].Key, &c); v.Erased || !samePin(v.Pin, &p1) || !samePin(v.Replay, &p1) || v.Record != e[1].Record {
 		t.Errorf("another subject after a tombstone: %+v", v)
 	}
 	var pinned []store.Key
@@ -72,8 +72,8 @@ func testTombstone(t *testing.T, s store.Store) {
 	}
 	// Claims are refused and leave nothing.
 	late := g.idem()
-	wantErr(t, "ClaimPin of an erased subject", s.ClaimPin(ctx, "tomb-a", e[0].Key, nil, pinOf(1, e[0].Record, "late"), late), store.ErrConflict)
-	if v := read(t, s, "tomb-a", e[0].Key, &late); v.Pin != nil || v.Replay != nil {
+	wantErr(t, "ClaimPin of an erased subject", s.ClaimPin(ctx, "tomb-a", e[0].Key, nil, PinAt(1, e[0].Record, "late"), late), store.ErrConflict)
+	if v := Read(t, s, "tomb-a", e[0].Key, &late); v.Pin != nil || v.Replay != nil {
 		t.Errorf("a refused claim left pin %s replay %s", fmtPin(v.Pin), fmtPin(v.Replay))
 	}
 	// Idempotent.
@@ -84,13 +84,13 @@ func testTombstone(t *testing.T, s store.Store) {
 	if n, err := s.Tombstone(ctx, other); err != nil || n != 0 {
 		t.Errorf("Tombstone of a subject with no pins: %d, %v", n, err)
 	}
-	load(t, s, "tomb-c", m, append(slices.Clone(e), store.Entry{Key: other, Record: store.Record{Status: store.Affected, Cohorts: 1}}), 21)
-	publish(t, s, "tomb-c", 1, 0)
+	Load(t, s, "tomb-c", m, append(slices.Clone(e), store.Entry{Key: other, Record: store.Record{Status: store.Affected, Cohorts: 1}}), 21)
+	Publish(t, s, "tomb-c", 1, 0)
 	for _, k := range []store.Key{e[0].Key, other} {
-		if v := read(t, s, "tomb-c", k, nil); !v.Erased {
+		if v := Read(t, s, "tomb-c", k, nil); !v.Erased {
 			t.Errorf("incident created after the tombstone: %+v, want Erased", v)
 		}
-		wantErr(t, "ClaimPin in an incident created after the tombstone", s.ClaimPin(ctx, "tomb-c", k, nil, pinOf(1, store.Record{Status: store.Affected, Cohorts: 1}, "c"), g.idem()), store.ErrConflict)
+		wantErr(t, "ClaimPin in an incident created after the tombstone", s.ClaimPin(ctx, "tomb-c", k, nil, PinAt(1, store.Record{Status: store.Affected, Cohorts: 1}, "c"), g.idem()), store.ErrConflict)
 	}
 	// Versions are immutable: their records stay until they are deleted.
 	if d := diffEntries(scanAll(t, s, "tomb-a", 1), sortedEntries(e)); d != "" {
@@ -106,14 +106,14 @@ func testTombstoneRacingClaims(t *testing.T, s store.Store) {
 	const n = 48
 	m := manifest(inc, 1)
 	e := newKeyGen(250).entries(n, m)
-	load(t, s, inc, m, e, n)
-	publish(t, s, inc, 1, 0)
+	Load(t, s, inc, m, e, n)
+	Publish(t, s, inc, 1, 0)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i, en := range e {
 		wg.Go(func() {
 			<-start
-			err := s.ClaimPin(ctx, inc, en.Key, nil, pinOf(1, en.Record, fmt.Sprintf("n-%d", i)), g2idem(i, 1))
+			err := s.ClaimPin(ctx, inc, en.Key, nil, PinAt(1, en.Record, fmt.Sprintf("n-%d", i)), workerIdem(i, 1))
 			if err != nil && !errors.Is(err, store.ErrConflict) {
 				t.Errorf("claim racing a tombstone: %v", err)
 			}
@@ -135,8 +135,8 @@ func testTombstoneRacingClaims(t *testing.T, s store.Store) {
 		t.Errorf("%d pins of tombstoned subjects remain", left)
 	}
 	for i, en := range e {
-		idem := g2idem(i, 1)
-		if v := read(t, s, inc, en.Key, &idem); !v.Erased || v.Pin != nil || v.Replay != nil {
+		idem := workerIdem(i, 1)
+		if v := Read(t, s, inc, en.Key, &idem); !v.Erased || v.Pin != nil || v.Replay != nil {
 			t.Fatalf("subject %d: %+v", i, v)
 		}
 	}

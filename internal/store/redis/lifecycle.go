@@ -483,3 +483,18 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, 
 	}
 	return res.Val(), nil
 }
+
+// cmdErr returns the first real error of a pipeline: its own error, or that
+// of one of cmds; redis.Nil ("no such key or
+// field") is an answer, not an error.
+func cmdErr(cmds []redis.Cmder, pipeErr error) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+	}
+	if pipeErr != nil && !errors.Is(pipeErr, redis.Nil) {
+		return unavailable(pipeErr)
+	}
+	return nil
+}

@@ -1,8 +1,7 @@
-package telemetry
+package instrumented
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,18 +9,15 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/impact-health/impact/internal/store"
-	"github.com/impact-health/impact/internal/store/embedded"
+	"github.com/impact-health/impact/internal/telemetry"
+	"github.com/impact-health/impact/internal/testutil/embeddedtest"
 )
 
 // BenchmarkRead measures what the store decorator adds to the hot path (a
 // not-affected Read inside a request span, production providers without
 // an exporter) against the bare embedded store.
 func BenchmarkRead(b *testing.B) {
-	raw, err := embedded.Open(filepath.Join(b.TempDir(), "impact.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = raw.Close() }()
+	raw := embeddedtest.Open(b)
 	ctx := context.Background()
 	stg, err := raw.Stage(ctx, store.StageRequest{Incident: "inc-1", At: time.Now()})
 	if err != nil {
@@ -31,10 +27,10 @@ func BenchmarkRead(b *testing.B) {
 	if _, err := stg.Commit(ctx, m, store.NewDigester(nil).Sum(m.Spec), 0); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := raw.Publish(ctx, "inc-1", stg.Version(), 0, "ops", time.Now()); err != nil {
+	if _, err := raw.Publish(ctx, store.PublishRequest{Incident: "inc-1", Version: stg.Version(), ExpectVisible: 0, Actor: "ops", At: time.Now()}); err != nil {
 		b.Fatal(err)
 	}
-	tel, err := New(Providers{
+	tel, err := telemetry.New(telemetry.Providers{
 		TracerProvider: sdktrace.NewTracerProvider(),
 		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
 	})
@@ -46,7 +42,7 @@ func BenchmarkRead(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		st   store.Store
-	}{{"bare", raw}, {"instrumented", InstrumentStore(raw, tel)}} {
+	}{{"bare", raw}, {"instrumented", New(raw, tel)}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var key store.Key
