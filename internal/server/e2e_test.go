@@ -24,6 +24,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
@@ -515,7 +516,7 @@ func TestBadUploadLosesNothing(t *testing.T) {
 	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "row 36") {
 		t.Fatalf("bad roster: %v", err)
 	}
-	if len(st.Details()) != 1 || strings.Contains(fmt.Sprint(st.Details()), "patient-01") {
+	if len(st.Details()) != 2 || errinfo.Of(err).GetReason() != errinfo.InvalidRoster || strings.Contains(fmt.Sprint(st.Details()), "patient-01") {
 		t.Fatalf("details must name rows and fields, never values: %v", st.Details())
 	}
 	list, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(withToken(context.Background(), e.adminTk),

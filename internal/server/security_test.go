@@ -42,6 +42,7 @@ import (
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
@@ -551,7 +552,8 @@ func TestBadTokensBothTransports(t *testing.T) {
 			}
 			err := sd.grpcCall(ctx)
 			st := status.Convert(err)
-			if st.Code() != codes.Unauthenticated || st.Message() != "unauthenticated" || len(st.Details()) != 0 {
+			// The only detail is the fixed reason: nothing says why the token was refused.
+			if st.Code() != codes.Unauthenticated || st.Message() != "unauthenticated" || len(st.Details()) != 1 || errinfo.Of(err).GetReason() != errinfo.Unauthenticated || len(errinfo.Of(err).GetMetadata()) != 0 {
 				t.Fatalf("%s, %s over gRPC: %v", sd.name, name, err)
 			}
 			req, _ := http.NewRequest(sd.method, "http://"+sd.addr+sd.path, strings.NewReader(sd.body))

@@ -9,8 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
@@ -140,7 +138,7 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 	}
 	hdr := first.GetHeader()
 	if hdr == nil {
-		return status.Error(codes.InvalidArgument, "the first message must be the header")
+		return fmt.Errorf("%w: the first message must be the header", errInvalidStream)
 	}
 	if err := checkIncidentID(hdr.GetIncidentId()); err != nil {
 		return err
@@ -161,10 +159,10 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 		}
 		chunk := msg.GetRosterChunk()
 		if msg.GetHeader() != nil {
-			return status.Error(codes.InvalidArgument, "only the first message may be a header")
+			return fmt.Errorf("%w: only the first message may be a header", errInvalidStream)
 		}
 		if n += int64(len(chunk)); n > s.maxUpload {
-			return status.Errorf(codes.ResourceExhausted, "roster larger than %d bytes", s.maxUpload)
+			return fmt.Errorf("%w: roster larger than %d bytes", errTooLarge, s.maxUpload)
 		}
 		if _, err := f.Write(chunk); err != nil {
 			return fmt.Errorf("spool upload: %w", err)

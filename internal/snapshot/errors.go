@@ -1,9 +1,113 @@
 package snapshot
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/impact-health/impact/internal/store"
 )
+
+// Refusals of a publish or rollback: the visible version did not allow it.
+// Both wrap store.ErrConflict, so errors.Is(err, store.ErrConflict) holds.
+var (
+	// ErrStaleVisible: the visible version is not the one the caller
+	// expected (someone published meanwhile, or the caller reviewed
+	// against another version).
+	ErrStaleVisible = fmt.Errorf("the visible version changed: %w", store.ErrConflict)
+	// ErrNotAfterVisible: the version to publish is not newer than the
+	// visible one (the visible version only moves forward).
+	ErrNotAfterVisible = fmt.Errorf("not after the visible version: %w", store.ErrConflict)
+)
+
+// VersionError is a refusal about one version of an incident, with the
+// numbers an operator needs to decide what to do next, so that nobody has
+// to parse a message. Kind is ErrStaleVisible, ErrNotAfterVisible,
+// store.ErrNotStaged or store.ErrNotFound; errors.Is matches Kind and the
+// cause. Its message names the incident and versions only.
+type VersionError struct {
+	Kind     error
+	Op       string // "publish", "rollback", "diff", ...
+	Incident string
+	Version  uint64 // the version asked; 0: the incident as a whole
+	Expected uint64 // the visible version the caller expected
+	Visible  uint64 // the visible version when refused
+	State    store.State
+	Err      error // the cause, for errors.Is and errors.As; not shown
+}
+
+func (e *VersionError) Error() string {
+	var what string
+	switch {
+	case errors.Is(e.Kind, ErrStaleVisible):
+		what = fmt.Sprintf("the visible version is now v%d, not v%d", e.Visible, e.Expected)
+	case errors.Is(e.Kind, ErrNotAfterVisible):
+		what = fmt.Sprintf("v%d is not after the visible v%d", e.Version, e.Visible)
+	case errors.Is(e.Kind, store.ErrNotStaged) && e.State != 0:
+		what = fmt.Sprintf("%s v%d is %s, not staged", e.Incident, e.Version, e.State)
+	case errors.Is(e.Kind, store.ErrNotStaged):
+		what = fmt.Sprintf("%s v%d is not staged", e.Incident, e.Version)
+	case errors.Is(e.Kind, store.ErrNotFound) && e.Version != 0:
+		what = fmt.Sprintf("%s v%d not found", e.Incident, e.Version)
+	case errors.Is(e.Kind, store.ErrNotFound):
+		what = fmt.Sprintf("incident %s not found", e.Incident)
+	default:
+		what = e.Kind.Error()
+	}
+	if e.Op == "" {
+		return what
+	}
+	return e.Op + ": " + what
+}
+
+func (e *VersionError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// versionError turns a store error about incident's version into a
+// VersionError when it is one the operator acts on (not found, not staged);
+// any other error is wrapped with op and the version.
+func versionError(op, incident string, version uint64, err error) error {
+	var ve *VersionError
+	switch {
+	case errors.As(err, &ve):
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return &VersionError{Kind: store.ErrNotFound, Op: op, Incident: incident, Version: version, Err: err}
+	case errors.Is(err, store.ErrNotStaged):
+		return &VersionError{Kind: store.ErrNotStaged, Op: op, Incident: incident, Version: version, Err: err}
+	case version == 0:
+		return fmt.Errorf("%s %s: %w", op, incident, err)
+	}
+	return fmt.Errorf("%s %s v%d: %w", op, incident, version, err)
+}
+
+// publishError explains a refused publish of version (expecting visible
+// expectVisible). A lost compare-and-set is told apart by reading the
+// head again: either the visible version is not the expected one
+// (ErrStaleVisible) or version is not after it (ErrNotAfterVisible).
+func publishError(ctx context.Context, heads interface {
+	Head(ctx context.Context, incident string) (store.Head, error)
+}, op, incident string, version, expectVisible uint64, err error,
+) error {
+	if !errors.Is(err, store.ErrConflict) {
+		return versionError(op, incident, version, err)
+	}
+	head, herr := heads.Head(ctx, incident)
+	if herr != nil {
+		return fmt.Errorf("%s %s v%d (expecting v%d visible): %w", op, incident, version, expectVisible, err)
+	}
+	kind := ErrStaleVisible
+	if head.Visible == expectVisible && version <= head.Visible {
+		kind = ErrNotAfterVisible
+	}
+	return &VersionError{Kind: kind, Op: op, Incident: incident, Version: version,
+		Expected: expectVisible, Visible: head.Visible, Err: err}
+}
 
 // DefaultMaxErrors is how many errors a ValidationError lists by default.
 const DefaultMaxErrors = 100
