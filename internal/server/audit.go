@@ -12,11 +12,6 @@ const defaultAuditPage = 100
 
 // ListAuditEvents reads the audit trail, oldest first, a page at a time.
 func (s *snapshotService) ListAuditEvents(ctx context.Context, req *impactv1.ListAuditEventsRequest) (*impactv1.ListAuditEventsResponse, error) {
-	if id := req.GetIncidentId(); id != "" {
-		if err := checkIncidentID(id); err != nil {
-			return nil, err
-		}
-	}
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = defaultAuditPage

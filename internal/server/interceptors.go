@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -124,12 +125,15 @@ func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return toStatus(cause, ic.verbose)
 }
 
+// errPanic stands for a handler's panic: no rule matches it, so it is INTERNAL.
+var errPanic = errors.New("panic in handler")
+
 // recover turns a panic into a generic INTERNAL: the panic text and stack go
 // to the log, never to the caller.
 func (ic *interceptors) recover(method string, err *error) {
 	if r := recover(); r != nil {
 		ic.log.Error("panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-		*err = status.Error(codes.Internal, msgInternal)
+		*err = toStatus(errPanic, ic.verbose)
 	}
 }
 

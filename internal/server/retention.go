@@ -9,9 +9,6 @@ import (
 // GcSnapshots removes the versions no one can need any more (see
 // snapshot.Service.GC); the caller is recorded as the actor.
 func (s *snapshotService) GcSnapshots(ctx context.Context, req *impactv1.GcSnapshotsRequest) (*impactv1.GcSnapshotsResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	removed, kept, err := s.snapshots.GC(ctx, req.GetIncidentId(), int(req.GetKeepLast()), actor(ctx))
 	if err != nil {
 		return nil, err

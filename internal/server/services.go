@@ -30,9 +30,6 @@ func (s *statusService) GetMyStatus(ctx context.Context, req *impactv1.GetMyStat
 	if !ok {
 		return nil, errPermissionDenied
 	}
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	a, err := s.status.Status(ctx, req.GetIncidentId(), p.Subject, uint64(req.GetAtLeastVersion()))
 	if err != nil {
 		return nil, err
@@ -58,13 +55,16 @@ func (s *statusService) ListMyStatuses(ctx context.Context, _ *impactv1.ListMySt
 	return out, nil
 }
 
-// checkIncidentID validates an incident id from a request with the spec's
-// own rule (snapshot.IsIncidentID: [a-z0-9-]{1,64}).
-func checkIncidentID(id string) error {
-	if !snapshot.IsIncidentID(id) {
-		return fmt.Errorf("%w: incident_id must match [a-z0-9-]{1,64}", istatus.ErrInvalidArgument)
+// statusFromPB is the store status of a request's status; the validation
+// table has refused STATUS_UNSPECIFIED already.
+func statusFromPB(s impactv1.Status) store.Status {
+	switch s {
+	case impactv1.Status_AFFECTED:
+		return store.Affected
+	case impactv1.Status_UNDER_REVIEW:
+		return store.UnderReview
 	}
-	return nil
+	return store.NotAffected
 }
 
 func statusPB(s store.Status) impactv1.Status {
@@ -140,9 +140,6 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 	if hdr == nil {
 		return fmt.Errorf("%w: the first message must be the header", errInvalidStream)
 	}
-	if err := checkIncidentID(hdr.GetIncidentId()); err != nil {
-		return err
-	}
 	f, err := os.CreateTemp(s.uploadDir, "roster-*.csv")
 	if err != nil {
 		return fmt.Errorf("spool upload: %w", err)
@@ -184,9 +181,6 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 }
 
 func (s *snapshotService) ListSnapshots(ctx context.Context, req *impactv1.ListSnapshotsRequest) (*impactv1.ListSnapshotsResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	head, infos, err := s.snapshots.List(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
@@ -199,9 +193,6 @@ func (s *snapshotService) ListSnapshots(ctx context.Context, req *impactv1.ListS
 }
 
 func (s *snapshotService) DiffSnapshots(ctx context.Context, req *impactv1.DiffSnapshotsRequest) (*impactv1.DiffSnapshotsResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	d, err := s.snapshots.Diff(ctx, req.GetIncidentId(), uint64(req.GetVersion()), uint64(req.GetAgainst()))
 	if err != nil {
 		return nil, err
@@ -223,30 +214,15 @@ func (s *snapshotService) DiffSnapshots(ctx context.Context, req *impactv1.DiffS
 	return out, nil
 }
 
-func requireExpected(v *uint32) (uint64, error) {
-	if v == nil {
-		return 0, fmt.Errorf("%w: expected_visible_version is required (0 when nothing is published yet)", istatus.ErrInvalidArgument)
-	}
-	return uint64(*v), nil
-}
-
 // moveVisible runs a call that moves the visible version, Publish or
-// Rollback (same signature), with what both need: the incident id and the
-// expected visible version checked first, and the call measured as a
-// publish.
+// Rollback (same signature), measured as a publish. The validation table
+// has checked the incident id and that the expected visible version is set.
 func (s *snapshotService) moveVisible(ctx context.Context,
 	move func(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error),
-	incident string, version uint32, expected *uint32,
+	incident string, version, expected uint32,
 ) (*impactv1.SnapshotInfo, uint32, error) {
-	if err := checkIncidentID(incident); err != nil {
-		return nil, 0, err
-	}
-	expect, err := requireExpected(expected)
-	if err != nil {
-		return nil, 0, err
-	}
 	start := time.Now()
-	info, prev, err := move(ctx, incident, uint64(version), expect, actor(ctx))
+	info, prev, err := move(ctx, incident, uint64(version), uint64(expected), actor(ctx))
 	s.metrics.Publish(ctx, incident, time.Since(start), info.Counts.Entries, err)
 	if err != nil {
 		return nil, 0, err
@@ -255,7 +231,7 @@ func (s *snapshotService) moveVisible(ctx context.Context,
 }
 
 func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
-	info, prev, err := s.moveVisible(ctx, s.snapshots.Publish, req.GetIncidentId(), req.GetVersion(), req.ExpectedVisibleVersion)
+	info, prev, err := s.moveVisible(ctx, s.snapshots.Publish, req.GetIncidentId(), req.GetVersion(), req.GetExpectedVisibleVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +239,7 @@ func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.Pub
 }
 
 func (s *snapshotService) RollbackSnapshot(ctx context.Context, req *impactv1.RollbackSnapshotRequest) (*impactv1.RollbackSnapshotResponse, error) {
-	info, prev, err := s.moveVisible(ctx, s.snapshots.Rollback, req.GetIncidentId(), req.GetToVersion(), req.ExpectedVisibleVersion)
+	info, prev, err := s.moveVisible(ctx, s.snapshots.Rollback, req.GetIncidentId(), req.GetToVersion(), req.GetExpectedVisibleVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -326,9 +302,6 @@ type noticeService struct {
 // recorded in the audit trail one by one (the pins are their record); a
 // wave (ClaimNotices) is, as one event per incident.
 func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
@@ -403,9 +376,6 @@ func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesS
 }
 
 func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNoticesRequest) waveResult {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return waveResult{err: err}
-	}
 	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
 	if err != nil {
 		return waveResult{err: err}
@@ -432,9 +402,6 @@ func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*istat
 }
 
 func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
-	if err := checkIncidentID(req.GetIncidentId()); err != nil {
-		return nil, err
-	}
 	st, err := s.status.Stats(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
@@ -462,29 +429,17 @@ func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoti
 		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&out)
 		}
+		var invalid *invalidRequestError
+		if errors.As(err, &invalid) {
+			// The validation table refused the line: say which one.
+			return fmt.Errorf("record %d: %w", line, err)
+		}
 		if err != nil {
 			return err
 		}
-		if err := checkIncidentID(req.GetIncidentId()); err != nil {
-			return fmt.Errorf("record %d: %w", line, err)
-		}
-		if req.GetNotifiedAt() == nil {
-			return fmt.Errorf("record %d: %w: notified_at is required", line, istatus.ErrInvalidArgument)
-		}
-		var st store.Status
-		switch req.GetStatus() {
-		case impactv1.Status_AFFECTED:
-			st = store.Affected
-		case impactv1.Status_UNDER_REVIEW:
-			st = store.UnderReview
-		case impactv1.Status_NOT_AFFECTED:
-			st = store.NotAffected
-		default:
-			return fmt.Errorf("record %d: %w: status is required", line, istatus.ErrInvalidArgument)
-		}
 		res, err := s.status.Restore(ctx, req.GetIncidentId(), istatus.Notified{
 			SubjectID: req.GetSubjectId(), Version: uint64(req.GetVersion()), NoticeID: req.GetNoticeId(),
-			Status: st, NotifiedAt: req.GetNotifiedAt().AsTime(),
+			Status: statusFromPB(req.GetStatus()), NotifiedAt: req.GetNotifiedAt().AsTime(),
 		})
 		if err != nil {
 			return fmt.Errorf("record %d: %w", line, err)

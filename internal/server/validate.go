@@ -116,6 +116,15 @@ var (
 		return ""
 	}
 
+	// definedStatus: one of the statuses, not STATUS_UNSPECIFIED.
+	definedStatus rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		v := m.Get(fd).Enum()
+		if v == 0 || fd.Enum().Values().ByNumber(v) == nil {
+			return "is required (affected, under_review or not_affected)"
+		}
+		return ""
+	}
+
 	// nested: a message field whose own fields are checked when it is set.
 	nested rule = anything
 )
@@ -181,7 +190,7 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.RestoreNoticesRequest.subject_id":    subjectID,
 	"impact.v1.RestoreNoticesRequest.version":       positiveVersion,
 	"impact.v1.RestoreNoticesRequest.notice_id":     noticeID,
-	"impact.v1.RestoreNoticesRequest.status":        anything, // checked against the version's record
+	"impact.v1.RestoreNoticesRequest.status":        definedStatus, // and checked against the version's record
 	"impact.v1.RestoreNoticesRequest.notified_at":   present,
 }
 
