@@ -27,11 +27,11 @@ func errorInfo(st *grpcstatus.Status) *errdetails.ErrorInfo { return errinfo.Of(
 // error, its code, its reason and metadata for operators, and what a
 // patient is told.
 func TestErrorMapping(t *testing.T) {
-	stale := &snapshot.VersionError{Kind: snapshot.ErrStaleVisible, Op: "publish", Incident: "inc-1", Version: 5, Expected: 3, Visible: 4, Err: store.ErrConflict}
-	older := &snapshot.VersionError{Kind: snapshot.ErrNotAfterVisible, Op: "publish", Incident: "inc-1", Version: 2, Visible: 4, Err: store.ErrConflict}
-	notStaged := &snapshot.VersionError{Kind: store.ErrNotStaged, Op: "diff", Incident: "inc-1", Version: 6, State: store.StateAborted}
-	noVersion := &snapshot.VersionError{Kind: store.ErrNotFound, Op: "diff", Incident: "inc-1", Version: 9, Err: store.ErrNotFound}
-	noIncident := &snapshot.VersionError{Kind: store.ErrNotFound, Op: "list", Incident: "inc-2", Err: store.ErrNotFound}
+	stale := &snapshot.VersionError{Kind: snapshot.ErrStaleVisible, Incident: "inc-1", Version: 5, Expected: 3, Visible: 4, Err: store.ErrConflict}
+	older := &snapshot.VersionError{Kind: snapshot.ErrNotAfterVisible, Incident: "inc-1", Version: 2, Visible: 4, Err: store.ErrConflict}
+	notStaged := &snapshot.VersionError{Kind: store.ErrNotStaged, Incident: "inc-1", Version: 6, State: store.StateAborted}
+	noVersion := &snapshot.VersionError{Kind: store.ErrNotFound, Incident: "inc-1", Version: 9, Err: store.ErrNotFound}
+	noIncident := &snapshot.VersionError{Kind: store.ErrNotFound, Incident: "inc-2", Err: store.ErrNotFound}
 	roster := &snapshot.ValidationError{Input: snapshot.InputRoster, Total: 1, Errors: []snapshot.RowError{{Row: 5, Field: "cohorts", Rule: "unknown cohort"}}}
 	request := &invalidRequestError{violations: []fieldViolation{{Field: "incident_id", Rule: "must match [a-z0-9-]{1,64}"}}}
 
@@ -57,23 +57,23 @@ func TestErrorMapping(t *testing.T) {
 			"too large: roster larger than 10 bytes", "too large: roster larger than 10 bytes"},
 		{"unknown incident (patient)", status.ErrNotFound, codes.NotFound, errinfo.NotFound, nil, "incident not found", msgNotFound},
 		{"erased subject", status.ErrErased, codes.NotFound, errinfo.NotFound, nil, "incident not found: subject erased", msgNotFound},
-		{"unknown version", noVersion, codes.NotFound, errinfo.NotFound, map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "9"}, "diff: inc-1 v9 not found", msgNotFound},
-		{"unknown incident (ops)", noIncident, codes.NotFound, errinfo.NotFound, map[string]string{errinfo.IncidentID: "inc-2"}, "list: incident inc-2 not found", msgNotFound},
+		{"unknown version", noVersion, codes.NotFound, errinfo.NotFound, map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "9"}, "inc-1 v9 not found", msgNotFound},
+		{"unknown incident (ops)", noIncident, codes.NotFound, errinfo.NotFound, map[string]string{errinfo.IncidentID: "inc-2"}, "incident inc-2 not found", msgNotFound},
 		{"version ahead", status.ErrVersionAhead, codes.OutOfRange, errinfo.VersionAhead, nil, "requested version is not published yet", msgVersionAhead},
 		{"claim contended", status.ErrContended, codes.Aborted, errinfo.ClaimContended, nil, "claim contended, retry", msgContended},
 		{"stale visible version", stale, codes.FailedPrecondition, errinfo.StaleVisibleVersion,
 			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "5", errinfo.VisibleVersion: "4", errinfo.ExpectedVisibleVersion: "3"},
-			"publish: the visible version is now v4, not v3", "publish: the visible version is now v4, not v3"},
+			"the visible version is now v4, not v3", "the visible version is now v4, not v3"},
 		{"stale, wrapped", fmt.Errorf("rollback copy v7 is staged but not published: %w", stale), codes.FailedPrecondition, errinfo.StaleVisibleVersion,
 			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "5", errinfo.VisibleVersion: "4", errinfo.ExpectedVisibleVersion: "3"},
-			"rollback copy v7 is staged but not published: publish: the visible version is now v4, not v3",
-			"rollback copy v7 is staged but not published: publish: the visible version is now v4, not v3"},
+			"rollback copy v7 is staged but not published: the visible version is now v4, not v3",
+			"rollback copy v7 is staged but not published: the visible version is now v4, not v3"},
 		{"not after visible", older, codes.FailedPrecondition, errinfo.NotAfterVisible,
 			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "2", errinfo.VisibleVersion: "4"},
-			"publish: v2 is not after the visible v4", "publish: v2 is not after the visible v4"},
+			"v2 is not after the visible v4", "v2 is not after the visible v4"},
 		{"not staged", notStaged, codes.FailedPrecondition, errinfo.NotStaged,
 			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "6", errinfo.State: "aborted"},
-			"diff: inc-1 v6 is aborted, not staged", "diff: inc-1 v6 is aborted, not staged"},
+			"inc-1 v6 is aborted, not staged", "inc-1 v6 is aborted, not staged"},
 		{"verify failed", fmt.Errorf("commit inc-1 v3: %w", store.ErrVerify), codes.FailedPrecondition, errinfo.VerifyFailed, nil,
 			"commit inc-1 v3: verification failed", "commit inc-1 v3: verification failed"},
 		{"version retained", fmt.Errorf("version 2 is pinned: %w", store.ErrPinned), codes.FailedPrecondition, errinfo.VersionRetained, nil,

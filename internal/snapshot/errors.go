@@ -28,7 +28,6 @@ var (
 // cause. Its message names the incident and versions only.
 type VersionError struct {
 	Kind     error
-	Op       string // "publish", "rollback", "diff", ...
 	Incident string
 	Version  uint64 // the version asked; 0: the incident as a whole
 	Expected uint64 // the visible version the caller expected
@@ -38,27 +37,21 @@ type VersionError struct {
 }
 
 func (e *VersionError) Error() string {
-	var what string
 	switch {
 	case errors.Is(e.Kind, ErrStaleVisible):
-		what = fmt.Sprintf("the visible version is now v%d, not v%d", e.Visible, e.Expected)
+		return fmt.Sprintf("the visible version is now v%d, not v%d", e.Visible, e.Expected)
 	case errors.Is(e.Kind, ErrNotAfterVisible):
-		what = fmt.Sprintf("v%d is not after the visible v%d", e.Version, e.Visible)
+		return fmt.Sprintf("v%d is not after the visible v%d", e.Version, e.Visible)
 	case errors.Is(e.Kind, store.ErrNotStaged) && e.State != 0:
-		what = fmt.Sprintf("%s v%d is %s, not staged", e.Incident, e.Version, e.State)
+		return fmt.Sprintf("%s v%d is %s, not staged", e.Incident, e.Version, e.State)
 	case errors.Is(e.Kind, store.ErrNotStaged):
-		what = fmt.Sprintf("%s v%d is not staged", e.Incident, e.Version)
+		return fmt.Sprintf("%s v%d is not staged", e.Incident, e.Version)
 	case errors.Is(e.Kind, store.ErrNotFound) && e.Version != 0:
-		what = fmt.Sprintf("%s v%d not found", e.Incident, e.Version)
+		return fmt.Sprintf("%s v%d not found", e.Incident, e.Version)
 	case errors.Is(e.Kind, store.ErrNotFound):
-		what = fmt.Sprintf("incident %s not found", e.Incident)
-	default:
-		what = e.Kind.Error()
+		return fmt.Sprintf("incident %s not found", e.Incident)
 	}
-	if e.Op == "" {
-		return what
-	}
-	return e.Op + ": " + what
+	return e.Kind.Error()
 }
 
 func (e *VersionError) Unwrap() []error {
@@ -70,16 +63,16 @@ func (e *VersionError) Unwrap() []error {
 
 // versionError turns a store error about incident's version into a
 // VersionError when it is one the operator acts on (not found, not staged);
-// any other error is wrapped with op and the version.
+// any other error is wrapped with op (what was being done) and the version.
 func versionError(op, incident string, version uint64, err error) error {
 	var ve *VersionError
 	switch {
 	case errors.As(err, &ve):
 		return err
 	case errors.Is(err, store.ErrNotFound):
-		return &VersionError{Kind: store.ErrNotFound, Op: op, Incident: incident, Version: version, Err: err}
+		return &VersionError{Kind: store.ErrNotFound, Incident: incident, Version: version, Err: err}
 	case errors.Is(err, store.ErrNotStaged):
-		return &VersionError{Kind: store.ErrNotStaged, Op: op, Incident: incident, Version: version, Err: err}
+		return &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: version, Err: err}
 	case version == 0:
 		return fmt.Errorf("%s %s: %w", op, incident, err)
 	}
@@ -105,7 +98,7 @@ func publishError(ctx context.Context, heads interface {
 	if head.Visible == expectVisible && version <= head.Visible {
 		kind = ErrNotAfterVisible
 	}
-	return &VersionError{Kind: kind, Op: op, Incident: incident, Version: version,
+	return &VersionError{Kind: kind, Incident: incident, Version: version,
 		Expected: expectVisible, Visible: head.Visible, Err: err}
 }
 
@@ -122,7 +115,10 @@ const (
 // as a spreadsheet shows it (the header is row 1) and Field the column
 // ("subject_id", "status", "cohorts", "practice_id", or "row" for the row as
 // a whole). For a spec, Row is 0 and Field a path such as "cohorts[2].id".
-// Rule says what is wrong; it never contains a cell value.
+// Rule says what is wrong. The only values it names are the operator's own
+// identifiers (an unknown cohort id shaped like one, with the spec's ids; an
+// unknown spec key) and the YAML parser's reason; never a subject id, a
+// status cell or notice text.
 type RowError struct {
 	Row   int
 	Field string
@@ -142,7 +138,8 @@ func (e RowError) String() string {
 // ValidationError rejects an upload: the spec or the roster broke rules.
 // Errors lists the first errors (by row for a roster), capped; Total counts
 // all of them. It is the domain's invalid-input error, safe to show to the
-// operator and to log: it names rows, fields and rules, never cell values.
+// operator and to log: it names rows, fields and rules, never patient data
+// (see RowError.Rule).
 type ValidationError struct {
 	// Input is InputSpec or InputRoster.
 	Input  string

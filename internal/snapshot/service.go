@@ -312,7 +312,7 @@ func (s *Service) rollback(ctx context.Context, incident string, to, expectVisib
 		return store.VersionInfo{}, 0, versionError("rollback", incident, to, err)
 	}
 	if st := src.Info.State; st != store.StateStaged && st != store.StatePublished {
-		return store.VersionInfo{}, 0, &VersionError{Kind: store.ErrNotStaged, Op: "rollback", Incident: incident, Version: to, State: st}
+		return store.VersionInfo{}, 0, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: to, State: st}
 	}
 	// Fail early on a stale expectation rather than stage a copy for nothing;
 	// the publish below still compares and sets.
@@ -321,7 +321,7 @@ func (s *Service) rollback(ctx context.Context, incident string, to, expectVisib
 		return store.VersionInfo{}, 0, versionError("rollback", incident, 0, err)
 	}
 	if head.Visible != expectVisible {
-		return store.VersionInfo{}, 0, &VersionError{Kind: ErrStaleVisible, Op: "rollback", Incident: incident, Version: to,
+		return store.VersionInfo{}, 0, &VersionError{Kind: ErrStaleVisible, Incident: incident, Version: to,
 			Expected: expectVisible, Visible: head.Visible}
 	}
 	stager, err := s.st.Stage(ctx, store.StageRequest{
@@ -401,7 +401,7 @@ func (s *Service) readable(ctx context.Context, incident string, version uint64)
 		return nil, versionError("diff", incident, version, err)
 	}
 	if st := v.Info.State; st != store.StateStaged && st != store.StatePublished {
-		return nil, &VersionError{Kind: store.ErrNotStaged, Op: "diff", Incident: incident, Version: version, State: st}
+		return nil, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: version, State: st}
 	}
 	return v, nil
 }
