@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -279,7 +279,7 @@ func TestMMHTimeline(t *testing.T) {
 	// Staged is invisible: patients get NOT_FOUND until it is published.
 	patient0 := e.Token(t, sid(0))
 	if _, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(withToken(context.Background(), patient0),
-		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("staged-only incident: %v, want NotFound", err)
 	}
 	e.publish(1, 0)
@@ -327,7 +327,7 @@ func TestMMHTimeline(t *testing.T) {
 	}
 	// A stale expectation changes nothing.
 	_, err = snapshots.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 2, ExpectedVisibleVersion: proto.Uint32(0)})
-	if status.Code(err) != codes.FailedPrecondition {
+	if grpcstatus.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("stale CAS publish: %v", err)
 	}
 	e.publish(v2.GetVersion(), 1)
@@ -413,7 +413,7 @@ func TestMMHTimeline(t *testing.T) {
 		}
 		// Monotonic reads: never answered from an older version than asked.
 		_, err = statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 4})
-		if status.Code(err) != codes.OutOfRange {
+		if grpcstatus.Code(err) != codes.OutOfRange {
 			t.Fatalf("%s at_least_version 4: %v, want OutOfRange", s, err)
 		}
 		if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=4", tok, ""); code != 400 {
@@ -478,7 +478,7 @@ func TestAccessControl(t *testing.T) {
 	patient := e.Token(t, "alice")
 	ctx := withToken(context.Background(), patient)
 	_, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
-	if status.Code(err) != codes.PermissionDenied {
+	if grpcstatus.Code(err) != codes.PermissionDenied {
 		t.Fatalf("patient on ops: %v", err)
 	}
 	notify := e.Token(t, "mailer", auth.ScopeNotify)
@@ -512,7 +512,7 @@ func TestBadUploadLosesNothing(t *testing.T) {
 	e, spec := startPublished(t)
 	bad := csvOf(rosterV1()) + "patient-0100,infected,northland,\npatient-0101,affected,mars,\n"
 	_, err := e.upload(spec, bad)
-	st := status.Convert(err)
+	st := grpcstatus.Convert(err)
 	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "row 36") {
 		t.Fatalf("bad roster: %v", err)
 	}
@@ -531,7 +531,7 @@ func TestBadUploadLosesNothing(t *testing.T) {
 	// incident too.
 	_, err = impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(withToken(context.Background(), e.adminTk),
 		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 9, ExpectedVisibleVersion: proto.Uint32(1)})
-	if status.Code(err) != codes.NotFound {
+	if grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("publish of a missing version: %v", err)
 	}
 }
@@ -600,7 +600,7 @@ func TestRestoreNotices(t *testing.T) {
 	bad := proto.Clone(lines[3]).(*impactv1.RestoreNoticesRequest)
 	bad.Status = impactv1.Status_UNDER_REVIEW
 	_, err = restore(append(lines[:2:2], bad))
-	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
+	if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
 		t.Fatalf("contradicting line: %v", err)
 	}
 	// A patient token cannot restore.
@@ -608,7 +608,7 @@ func TestRestoreNotices(t *testing.T) {
 	if err == nil {
 		_, err = stream.CloseAndRecv()
 	}
-	if status.Code(err) != codes.PermissionDenied {
+	if grpcstatus.Code(err) != codes.PermissionDenied {
 		t.Fatalf("patient restoring: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -107,7 +107,7 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	plain := dial(t, e.Addrs.GRPC, nil)
-	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); grpcstatus.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext gRPC on the TLS listener: %v", err)
 	}
 	// TLS 1.1 is refused.
@@ -146,7 +146,7 @@ func TestAdminMutualTLS(t *testing.T) {
 	ctx := withToken(context.Background(), e.adminTk)
 	// NOT_FOUND (nothing uploaded) is the service's answer: the call got
 	// through TLS and authentication.
-	if _, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+	if _, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("ops gRPC with an ops client certificate: %v", err)
 	}
 	for name, creds := range map[string]credentials.TransportCredentials{
@@ -160,7 +160,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		}
 		_, err = impactv1.NewSnapshotServiceClient(conn).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
 		_ = conn.Close()
-		if status.Code(err) != codes.Unavailable {
+		if grpcstatus.Code(err) != codes.Unavailable {
 			t.Fatalf("ops gRPC with %s: %v, want the handshake to fail", name, err)
 		}
 	}
@@ -281,7 +281,7 @@ func rateKeys(t *testing.T) *ratelimit.Hasher {
 }
 
 func retryDelay(err error) time.Duration {
-	for _, d := range status.Convert(err).Details() {
+	for _, d := range grpcstatus.Convert(err).Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
 			return ri.GetRetryDelay().AsDuration()
 		}
@@ -311,7 +311,7 @@ func TestSubjectRateLimit(t *testing.T) {
 		t.Fatalf("3rd call (REST): %d %s", code, body)
 	}
 	_, err = client.ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{})
-	if status.Code(err) != codes.ResourceExhausted || retryDelay(err) < 59*time.Minute || retryDelay(err) > time.Hour {
+	if grpcstatus.Code(err) != codes.ResourceExhausted || retryDelay(err) < 59*time.Minute || retryDelay(err) > time.Hour {
 		t.Fatalf("4th call: %v (retry %v)", err, retryDelay(err))
 	}
 	code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", alice, "")
@@ -368,7 +368,7 @@ func TestAddressRateLimit(t *testing.T) {
 	if code := get("198.51.100.1"); code != 429 {
 		t.Fatalf("third REST call from 198.51.100.1: %d", code)
 	}
-	if err := grpcCall("x-forwarded-for", "198.51.100.1"); status.Code(err) != codes.ResourceExhausted {
+	if err := grpcCall("x-forwarded-for", "198.51.100.1"); grpcstatus.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("gRPC from the same forwarded address: %v", err)
 	}
 	// The right-most untrusted hop counts: a client cannot pick its address
@@ -388,7 +388,7 @@ func TestAddressRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := grpcCall("x-impact-gateway", "guess", "x-impact-client-addr", "192.0.2.77"); status.Code(err) != codes.ResourceExhausted {
+	if err := grpcCall("x-impact-gateway", "guess", "x-impact-client-addr", "192.0.2.77"); grpcstatus.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("spoofed gateway metadata was believed: %v", err)
 	}
 
@@ -551,7 +551,7 @@ func TestBadTokensBothTransports(t *testing.T) {
 				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", header)
 			}
 			err := sd.grpcCall(ctx)
-			st := status.Convert(err)
+			st := grpcstatus.Convert(err)
 			// The only detail is the fixed reason: nothing says why the token was refused.
 			if st.Code() != codes.Unauthenticated || st.Message() != "unauthenticated" || len(st.Details()) != 1 || errinfo.Of(err).GetReason() != errinfo.Unauthenticated || len(errinfo.Of(err).GetMetadata()) != 0 {
 				t.Fatalf("%s, %s over gRPC: %v", sd.name, name, err)
@@ -629,7 +629,7 @@ func TestScopesBothTransports(t *testing.T) {
 		}, "GET", "/v1/incidents/" + inc + "/snapshots", "", codes.NotFound}, // allowed: nothing uploaded
 	} {
 		err := tc.grpc(withToken(context.Background(), tc.tok))
-		if status.Code(err) != tc.want {
+		if grpcstatus.Code(err) != tc.want {
 			t.Fatalf("%s over gRPC: %v, want %v", tc.name, err, tc.want)
 		}
 		code, _, body := e.rest(tc.method, e.Addrs.AdminHTTP, tc.path, tc.tok, tc.body)
@@ -854,7 +854,7 @@ func TestRequestValidation(t *testing.T) {
 		}, []string{"header.incident_id", "header.spec"}},
 	} {
 		err := tc.call()
-		st := status.Convert(err)
+		st := grpcstatus.Convert(err)
 		if st.Code() != codes.InvalidArgument || strings.Contains(st.Message(), secret) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

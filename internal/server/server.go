@@ -29,7 +29,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/telemetry"
 )
@@ -87,7 +87,7 @@ func (c *Config) defaults() {
 // Deps are the domain services and providers the transport serves.
 type Deps struct {
 	Store         store.Store
-	Status        *istatus.Service
+	Status        *status.Service
 	Snapshots     *snapshot.Service
 	Catalog       *snapshot.Catalog
 	Authenticator Authenticator

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -95,7 +95,7 @@ var (
 	}
 
 	subjectID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
-		return textRule(m.Get(fd).String(), istatus.MaxSubjectIDBytes, true)
+		return textRule(m.Get(fd).String(), status.MaxSubjectIDBytes, true)
 	}
 
 	noticeID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
@@ -103,7 +103,7 @@ var (
 	}
 
 	idempotencyKey rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
-		return textRule(m.Get(fd).String(), istatus.MaxIdempotencyKeyBytes, false)
+		return textRule(m.Get(fd).String(), status.MaxIdempotencyKeyBytes, false)
 	}
 
 	spec rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
