@@ -45,6 +45,7 @@ import (
 	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // call does an HTTP request with a client and optional headers.
@@ -94,7 +95,7 @@ func TestTLS(t *testing.T) {
 	if code != 200 || hdr.Get("Strict-Transport-Security") != "max-age=31536000; includeSubDomains" || hdr.Get("Cache-Control") != "no-store" {
 		t.Fatalf("HTTPS through the TLS gateway: %d %v %s", code, hdr, body)
 	}
-	if _, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(withToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); err != nil {
+	if _, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(testclient.WithToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); err != nil {
 		t.Fatalf("gRPC over TLS: %v", err)
 	}
 
@@ -106,7 +107,7 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("plaintext HTTP on the TLS listener: %d %s", resp.StatusCode, b)
 		}
 	}
-	plain := dial(t, e.Addrs.GRPC, nil)
+	plain := testclient.Dial(t, e.Addrs.GRPC, nil)
 	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); grpcstatus.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext gRPC on the TLS listener: %v", err)
 	}
@@ -143,7 +144,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		admin:  credentials.NewTLS(serverTLS(opsCert)),
 	})
 	e.WaitReady(t)
-	ctx := withToken(context.Background(), e.adminTk)
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
 	// NOT_FOUND (nothing uploaded) is the service's answer: the call got
 	// through TLS and authentication.
 	if _, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
@@ -300,7 +301,7 @@ func TestSubjectRateLimit(t *testing.T) {
 	e := startEnvWith(t, impacttest.Options{SubjectLimiter: lim, RateKeys: rateKeys(t)}, clientCreds{})
 	e.WaitReady(t)
 	alice := e.Token(t, "alice")
-	ctx := withToken(context.Background(), alice)
+	ctx := testclient.WithToken(context.Background(), alice)
 	client := impactv1.NewStatusServiceClient(e.public)
 	for i := 0; i < 2; i++ {
 		if _, err := client.ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{}); err != nil {
@@ -319,7 +320,7 @@ func TestSubjectRateLimit(t *testing.T) {
 	if code != 429 || ra < 3540 || ra > 3600 || !bytes.Contains(body, []byte(`"code":8`)) {
 		t.Fatalf("5th call (REST): %d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
 	}
-	if _, err := client.ListMyStatuses(withToken(context.Background(), e.Token(t, "bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
+	if _, err := client.ListMyStatuses(testclient.WithToken(context.Background(), e.Token(t, "bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
 		t.Fatalf("another subject: %v", err)
 	}
 	// Health checks are never limited.
@@ -358,7 +359,7 @@ func TestAddressRateLimit(t *testing.T) {
 		return code
 	}
 	grpcCall := func(md ...string) error {
-		ctx := metadata.AppendToOutgoingContext(withToken(context.Background(), tok), md...)
+		ctx := metadata.AppendToOutgoingContext(testclient.WithToken(context.Background(), tok), md...)
 		_, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{})
 		return err
 	}
@@ -628,7 +629,7 @@ func TestScopesBothTransports(t *testing.T) {
 			return err
 		}, "GET", "/v1/incidents/" + inc + "/snapshots", "", codes.NotFound}, // allowed: nothing uploaded
 	} {
-		err := tc.grpc(withToken(context.Background(), tc.tok))
+		err := tc.grpc(testclient.WithToken(context.Background(), tc.tok))
 		if grpcstatus.Code(err) != tc.want {
 			t.Fatalf("%s over gRPC: %v, want %v", tc.name, err, tc.want)
 		}
@@ -682,11 +683,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			fmt.Fprintf(&csv, "%s,%s,%s,GP-%03d\n", s, r.status, r.cohorts, i)
 		}
 	}
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.upload(spec.Bytes(), csv.String()); err != nil {
+	if _, err := e.upload(testclient.DemoSpec(t), csv.String()); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(1, 0)
@@ -706,7 +703,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			want[s] = record{status: impactv1.Status_NOT_AFFECTED}
 			continue
 		}
-		resp, err := notices.ClaimNotice(withToken(context.Background(), e.adminTk),
+		resp, err := notices.ClaimNotice(testclient.WithToken(context.Background(), e.adminTk),
 			&impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: s, IdempotencyKey: "prop:" + s})
 		if err != nil {
 			t.Fatal(err)
@@ -738,7 +735,7 @@ func TestOwnRecordProperty(t *testing.T) {
 		}
 		var ans *impactv1.StatusAnswer
 		if i%2 == 0 {
-			r, err := client.GetMyStatus(withToken(context.Background(), tokens[a]), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+			r, err := client.GetMyStatus(testclient.WithToken(context.Background(), tokens[a]), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 			if err != nil {
 				t.Fatalf("pair %d gRPC: %v", i, err)
 			}
@@ -768,8 +765,8 @@ func TestOwnRecordProperty(t *testing.T) {
 func TestRequestValidation(t *testing.T) {
 	e := startEnv(t)
 	e.WaitReady(t)
-	ctx := withToken(context.Background(), e.adminTk)
-	patient := withToken(context.Background(), e.Token(t, "alice"))
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
+	patient := testclient.WithToken(context.Background(), e.Token(t, "alice"))
 	snap := impactv1.NewSnapshotServiceClient(e.admin)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	inc := demo.IncidentID
