@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -67,14 +66,11 @@ func TestOperatorMessagesGolden(t *testing.T) {
 		if s.before != nil {
 			s.before()
 		}
-		var out, errOut bytes.Buffer
-		env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
-		code := newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), s.args)
+		code, _, got := ctl(t, d.addr, d.token, s.args...)
 		if code != exitError {
-			t.Errorf("%s: exit %d, want %d\nstderr: %s", s.golden, code, exitError, errOut.String())
+			t.Errorf("%s: exit %d, want %d\nstderr: %s", s.golden, code, exitError, got)
 			continue
 		}
-		got := errOut.String()
 		for _, leak := range []string{"embedded:", "redis:", "rpc error", "patient-2"} {
 			if strings.Contains(got, leak) {
 				t.Errorf("%s: message shows %q to the operator:\n%s", s.golden, leak, got)

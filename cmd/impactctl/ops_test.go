@@ -16,6 +16,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // impactd is an in-process server (impacttest) and what the CLI needs to
@@ -49,18 +50,10 @@ func (d *impactd) ctl(t *testing.T, wantCode int, args ...string) string {
 func demoFiles(t *testing.T, dir string, n int) (spec, roster string) {
 	t.Helper()
 	spec, roster = filepath.Join(dir, "spec.yaml"), filepath.Join(dir, "roster.csv")
-	var b bytes.Buffer
-	if err := demo.WriteSpec(&b); err != nil {
+	if err := os.WriteFile(spec, testclient.DemoSpec(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(spec, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.Reset()
-	if _, err := demo.WriteRoster(&b, demo.RosterOptions{N: n, Seed: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(roster, b.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(roster, testclient.DemoRoster(t, demo.RosterOptions{N: n, Seed: 1}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return spec, roster
