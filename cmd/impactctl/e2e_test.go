@@ -329,10 +329,8 @@ func TestErrorsAndUsage(t *testing.T) {
 
 func TestClaimOne(t *testing.T) {
 	d := startImpactd(t, impacttest.Options{})
-	spec, roster := demoFiles(t, t.TempDir(), 20)
+	d.publishDemo(t, 20)
 	inc := demo.IncidentID
-	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
-	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
 	args := []string{"notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject}
 	code, stdout, stderr := ctl(t, d.addr, d.token, append(args, "--idempotency-key", "k1")...)
 	if code != 0 || !strings.Contains(stdout, "SEND") || !strings.Contains(stdout, "notice id") || !strings.Contains(stdout, "support") {

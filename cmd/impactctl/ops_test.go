@@ -59,6 +59,16 @@ func demoFiles(t *testing.T, dir string, n int) (spec, roster string) {
 	return spec, roster
 }
 
+// publishDemo uploads the demo spec with a roster of n subjects and
+// publishes it as v1 of the demo incident; it returns the files.
+func (d *impactd) publishDemo(t *testing.T, n int) (spec, roster string) {
+	t.Helper()
+	spec, roster = demoFiles(t, t.TempDir(), n)
+	d.ctl(t, 0, "snapshot", "upload", "--incident", demo.IncidentID, "--spec", spec, "--roster", roster)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", demo.IncidentID, "--version", "1")
+	return spec, roster
+}
+
 func TestSnapshotGC(t *testing.T) {
 	d := startImpactd(t, impacttest.Options{})
 	spec, roster := demoFiles(t, t.TempDir(), 200)
@@ -143,10 +153,8 @@ func TestAudit(t *testing.T) {
 
 func TestSubjectErase(t *testing.T) {
 	d := startImpactd(t, impacttest.Options{})
-	spec, roster := demoFiles(t, t.TempDir(), 100)
+	spec, roster := d.publishDemo(t, 100)
 	inc := demo.IncidentID
-	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
-	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
 	d.ctl(t, 0, "notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject)
 
 	out := d.ctl(t, 0, "subject", "erase", "--subject", demo.AffectedSubject)

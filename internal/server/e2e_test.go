@@ -171,7 +171,9 @@ type model struct {
 	visible map[string]row
 }
 
-// due is the claim rule of DESIGN §2, stated independently of the code.
+// due is the claim rule, stated independently of the code: a notice is due
+// when the subject was never notified and is affected or under review now,
+// or was notified at a status other than the current one.
 func (m *model) due(subject string) bool {
 	cur := pbStatus(m.visible[subject].status)
 	p, ok := m.pins[subject]
@@ -197,8 +199,10 @@ func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue 
 	}
 }
 
-// TestMMHTimeline drives both transports through the incident of DESIGN §1
-// and checks invariants 3 and 4 for every subject at the end.
+// TestMMHTimeline drives both transports through a breach timeline (upload,
+// publish, notify, revise, notify the corrections) and checks for every
+// subject at the end that the app never contradicts the email it got and
+// that reads never go back to an older version.
 func TestMMHTimeline(t *testing.T) {
 	e := startEnv(t)
 	e.WaitReady(t)

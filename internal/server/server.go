@@ -3,6 +3,11 @@
 // It maps domain errors to gRPC codes in exactly one place (errors.go); the
 // REST gateway dials the gRPC listener so that every request, whatever its
 // transport, passes the same interceptors.
+//
+// One file per service (status_service.go, snapshot_service.go,
+// notice_service.go, subject_service.go), conversions to messages in
+// convert.go, request rules in validate.go. Impact's internal/status is
+// imported by its name; grpc's status package, where needed, as grpcstatus.
 package server
 
 import (

@@ -298,26 +298,21 @@ func checkDate(field, s string, bad func(string, string)) {
 
 // isID reports whether s matches [a-z0-9-]{1,MaxIDBytes}.
 func isID(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDBytes {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return allBytes(s, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' })
 }
 
 // isCategory reports whether s matches [a-z0-9_]{1,MaxIDBytes}.
 func isCategory(s string) bool {
+	return allBytes(s, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' })
+}
+
+// allBytes reports whether s has 1 to MaxIDBytes bytes, each of them ok.
+func allBytes(s string, ok func(c byte) bool) bool {
 	if len(s) == 0 || len(s) > MaxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+		if !ok(s[i]) {
 			return false
 		}
 	}
@@ -366,16 +361,9 @@ var yamlField = regexp.MustCompile(`field (\S+) not found in type`)
 // specKey reports whether s can be named in an error: a key as a spec
 // spells its keys, not free text.
 func specKey(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDBytes {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return allBytes(s, func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	})
 }
 
 func yamlWhere(msg string) string {
