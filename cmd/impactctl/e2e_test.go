@@ -205,11 +205,11 @@ func startFaultServer(t *testing.T) (*faultServer, string) {
 	return fs, lis.Addr().String()
 }
 
-// ctl runs impactctl in-process against addr with token.
-func ctl(t *testing.T, addr, token string, args ...string) (code int, stdout, stderr string) {
+// ctl runs impactctl in-process against addr with the test token.
+func ctl(t *testing.T, addr string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	env := map[string]string{"IMPACT_ADDR": addr, "IMPACT_TOKEN": token}
+	env := map[string]string{"IMPACT_ADDR": addr, "IMPACT_TOKEN": testToken}
 	a := newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	code = a.run(context.Background(), args)
 	return code, out.String(), errOut.String()
@@ -218,7 +218,7 @@ func ctl(t *testing.T, addr, token string, args ...string) (code int, stdout, st
 func TestUploadChunks(t *testing.T) {
 	fs, addr := startFaultServer(t)
 	dir := t.TempDir()
-	code, _, stderr := ctl(t, addr, testToken, "demo", "--out", dir, "--n", "5000")
+	code, _, stderr := ctl(t, addr, "demo", "--out", dir, "--n", "5000")
 	if code != 0 {
 		t.Fatalf("demo: %d %s", code, stderr)
 	}
@@ -230,7 +230,7 @@ func TestUploadChunks(t *testing.T) {
 	fs.mu.Lock()
 	fs.visible = 4
 	fs.mu.Unlock()
-	code, stdout, stderr := ctl(t, addr, testToken, "snapshot", "upload", "--incident", demo.IncidentID,
+	code, stdout, stderr := ctl(t, addr, "snapshot", "upload", "--incident", demo.IncidentID,
 		"--spec", filepath.Join(dir, "spec.yaml"), "--roster", filepath.Join(dir, "roster.csv"))
 	if code != 0 {
 		t.Fatalf("upload: exit %d: %s", code, stderr)
@@ -260,7 +260,7 @@ func TestUploadRejectedPrintsViolations(t *testing.T) {
 	spec, _ := demoFiles(t, dir, 2)
 	roster := filepath.Join(dir, "bad.csv")
 	os.WriteFile(roster, []byte("subject_id,status,cohorts,practice_id\na,affected,uploads,\nbad,wrong,uploads,\n"), 0o600)
-	code, stdout, stderr := ctl(t, d.addr, d.token, "snapshot", "upload", "--incident", demo.IncidentID, "--spec", spec, "--roster", roster)
+	code, stdout, stderr := d.run(t, "snapshot", "upload", "--incident", demo.IncidentID, "--spec", spec, "--roster", roster)
 	if code != exitError || stdout != "" {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
 	}
@@ -280,21 +280,21 @@ func TestPublishCompareAndSet(t *testing.T) {
 	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
 
 	// Without --expect: the visible version (none) is read and expected.
-	code, stdout, stderr := ctl(t, d.addr, d.token, "snapshot", "publish", "--incident", inc, "--version", "1")
+	code, stdout, stderr := d.run(t, "snapshot", "publish", "--incident", inc, "--version", "1")
 	if code != 0 || !strings.HasPrefix(stdout, "published "+inc+" v1 (visible was none)") {
 		t.Fatalf("publish v1: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// A stale --expect loses the compare-and-set, and says how to go on.
-	code, _, stderr = ctl(t, d.addr, d.token, "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "0")
+	code, _, stderr = d.run(t, "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "0")
 	if want := "impactctl: publish: the visible version is now v1, not v0 (you reviewed against v0): review 'impactctl snapshot diff --incident " + inc +
 		" --version 2 --against 1', then re-run with --expect 1 (FAILED_PRECONDITION)\n"; code != exitError || stderr != want {
 		t.Errorf("stale expect: exit %d, stderr %q\nwant %q", code, stderr, want)
 	}
-	code, _, stderr = ctl(t, d.addr, d.token, "snapshot", "publish", "--incident", inc, "--version", "3")
+	code, _, stderr = d.run(t, "snapshot", "publish", "--incident", inc, "--version", "3")
 	if want := "impactctl: publish: " + inc + " v3 not found; see 'impactctl snapshot list --incident " + inc + "' (NOT_FOUND)\n"; code != exitError || stderr != want {
 		t.Errorf("unknown version: exit %d, stderr %q\nwant %q", code, stderr, want)
 	}
-	code, stdout, _ = ctl(t, d.addr, d.token, "--json", "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "1")
+	code, stdout, _ = d.run(t, "--json", "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "1")
 	var resp struct {
 		Previous int `json:"previous_visible_version"`
 	}
@@ -320,7 +320,7 @@ func TestErrorsAndUsage(t *testing.T) {
 			"impactctl: claim: open missing.csv: no such file or directory\n"},
 	}
 	for _, tt := range tests {
-		code, _, stderr := ctl(t, d.addr, d.token, tt.args...)
+		code, _, stderr := d.run(t, tt.args...)
 		if code != tt.code || stderr != tt.want {
 			t.Errorf("%v: exit %d, stderr %q\nwant exit %d, %q", tt.args, code, stderr, tt.code, tt.want)
 		}
@@ -332,13 +332,13 @@ func TestClaimOne(t *testing.T) {
 	d.publishDemo(t, 20)
 	inc := demo.IncidentID
 	args := []string{"notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject}
-	code, stdout, stderr := ctl(t, d.addr, d.token, append(args, "--idempotency-key", "k1")...)
+	code, stdout, stderr := d.run(t, append(args, "--idempotency-key", "k1")...)
 	if code != 0 || !strings.Contains(stdout, "SEND") || !strings.Contains(stdout, "notice id") || !strings.Contains(stdout, "support") {
 		t.Fatalf("claim: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// Same key: same answer. Default keys are random: a new claim.
-	_, again, _ := ctl(t, d.addr, d.token, append(args, "--idempotency-key", "k1")...)
-	_, fresh, _ := ctl(t, d.addr, d.token, args...)
+	_, again, _ := d.run(t, append(args, "--idempotency-key", "k1")...)
+	_, fresh, _ := d.run(t, args...)
 	if again != stdout || !strings.Contains(fresh, "ALREADY_SENT") {
 		t.Errorf("replay:\n%s\nfresh:\n%s", again, fresh)
 	}
@@ -403,7 +403,7 @@ func TestWaveEndToEnd(t *testing.T) {
 	out := filepath.Join(dir, "wave1.jsonl")
 	args := []string{"notice", "claim", "--incident", inc, "--roster", roster, "--cohort", "northland", "--out", out}
 
-	code, stdout, stderr := ctl(t, d.addr, d.token, args...)
+	code, stdout, stderr := d.run(t, args...)
 	if code != 0 {
 		t.Fatalf("wave: exit %d: %s", code, stderr)
 	}
@@ -427,7 +427,7 @@ func TestWaveEndToEnd(t *testing.T) {
 	}
 
 	// The same wave again (say after a crash): same answers, nothing new.
-	code, _, stderr = ctl(t, d.addr, d.token, args...)
+	code, _, stderr = d.run(t, args...)
 	if code != 0 {
 		t.Fatalf("re-run: exit %d: %s", code, stderr)
 	}
@@ -440,7 +440,7 @@ func TestWaveEndToEnd(t *testing.T) {
 	}
 
 	// Another wave id: the server says already sent; the outbox is empty.
-	code, stdout, _ = ctl(t, d.addr, d.token, "--json", "notice", "claim", "--incident", inc, "--roster", roster,
+	code, stdout, _ = d.run(t, "--json", "notice", "claim", "--incident", inc, "--roster", roster,
 		"--cohort", "northland", "--out", out, "--wave-id", "wave-b")
 	if code != 0 || len(readLines(t, out)) != 0 || !strings.Contains(stdout, `"already_sent": 990`) {
 		t.Errorf("second wave id: exit %d\n%s", code, stdout)
@@ -456,7 +456,7 @@ func TestWaveFailureKeepsClaims(t *testing.T) {
 	roster, _ := writeRoster(t, dir)
 	out := filepath.Join(dir, "wave.jsonl")
 	args := []string{"notice", "claim", "--incident", "x", "--roster", roster, "--out", out}
-	code, _, stderr := ctl(t, addr, testToken, args...)
+	code, _, stderr := ctl(t, addr, args...)
 	if code != exitError || !strings.Contains(stderr, "store unavailable (UNAVAILABLE)") ||
 		!strings.Contains(stderr, "claimed notices kept in "+out+".tmp") || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
@@ -472,7 +472,7 @@ func TestWaveFailureKeepsClaims(t *testing.T) {
 	fs.mu.Lock()
 	fs.failAfter = 0
 	fs.mu.Unlock()
-	if code, _, stderr := ctl(t, addr, testToken, args...); code != 0 {
+	if code, _, stderr := ctl(t, addr, args...); code != 0 {
 		t.Fatalf("re-run: %s", stderr)
 	}
 	all := readLines(t, out)
@@ -485,7 +485,7 @@ func TestWaveUnknownCohort(t *testing.T) {
 	d := startImpactd(t, impacttest.Options{})
 	dir := t.TempDir()
 	roster, _ := writeRoster(t, dir)
-	code, _, stderr := ctl(t, d.addr, d.token, "notice", "claim", "--incident", "x", "--roster", roster, "--cohort", "nortland", "--out", filepath.Join(dir, "o"))
+	code, _, stderr := d.run(t, "notice", "claim", "--incident", "x", "--roster", roster, "--cohort", "nortland", "--out", filepath.Join(dir, "o"))
 	if code != exitError || stderr != "impactctl: claim: no roster row is in cohort \"nortland\"\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}

@@ -66,7 +66,7 @@ func TestOperatorMessagesGolden(t *testing.T) {
 		if s.before != nil {
 			s.before()
 		}
-		code, _, got := ctl(t, d.addr, d.token, s.args...)
+		code, _, got := d.run(t, s.args...)
 		if code != exitError {
 			t.Errorf("%s: exit %d, want %d\nstderr: %s", s.golden, code, exitError, got)
 			continue

@@ -33,17 +33,25 @@ func startImpactd(t *testing.T, opts impacttest.Options) *impactd {
 	return &impactd{Env: e, addr: e.Addrs.AdminGRPC, token: e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)}
 }
 
+// run runs impactctl against the server and returns its exit status,
+// stdout and stderr.
+func (d *impactd) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
+	code = newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), args)
+	return code, out.String(), errOut.String()
+}
+
 // ctl runs impactctl against the server; a failure status fails the test
 // unless the command is expected to fail (wantCode != 0).
 func (d *impactd) ctl(t *testing.T, wantCode int, args ...string) string {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
-	code := newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), args)
+	code, stdout, stderr := d.run(t, args...)
 	if code != wantCode {
-		t.Fatalf("impactctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out.String(), errOut.String())
+		t.Fatalf("impactctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, stdout, stderr)
 	}
-	return out.String() + errOut.String()
+	return stdout + stderr
 }
 
 // demoFiles writes the demo spec and a small roster (n subjects).
