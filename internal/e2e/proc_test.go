@@ -258,23 +258,8 @@ var httpClient = &http.Client{Timeout: 20 * time.Second}
 // rest performs a REST call and returns the status code and body.
 func rest(t *testing.T, method, url, tok, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: body: %v", method, url, err)
-	}
-	return resp.StatusCode, b
+	code, _, b := testclient.REST(t, httpClient, method, url, tok, body)
+	return code, b
 }
 
 // restStatus reads the caller's status over REST; the answer is nil unless

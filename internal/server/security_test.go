@@ -51,23 +51,7 @@ import (
 // call does an HTTP request with a client and optional headers.
 func call(t *testing.T, c *http.Client, method, url, tok, body string, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return testclient.REST(t, c, method, url, tok, body, hdr...)
 }
 
 func httpsClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {

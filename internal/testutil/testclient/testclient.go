@@ -1,13 +1,16 @@
 // Package testclient holds the client side that tests of a running impactd
 // share, whether the server runs in process (internal/testutil/impacttest)
 // or as a process (internal/e2e): dialling, bearer tokens, the upload
-// stream, publishing, the demo files, and a buffer for logs written while
+// stream, publishing, REST calls, the demo files, and a buffer for logs written while
 // the test reads them.
 package testclient
 
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -71,6 +74,33 @@ func Upload(ctx context.Context, c impactv1.SnapshotServiceClient, incident stri
 // visible.
 func Publish(ctx context.Context, c impactv1.SnapshotServiceClient, incident string, version, expect uint32) (*impactv1.PublishSnapshotResponse, error) {
 	return c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(expect)})
+}
+
+// REST does an HTTP request with client c, the bearer token tok (none if
+// empty) and extra headers as name, value pairs, and returns the status
+// code, the headers and the body.
+func REST(t testing.TB, c *http.Client, method, url, tok, body string, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, b
 }
 
 // DemoSpec is the demo incident's spec.
