@@ -1,9 +1,13 @@
 package main
 
-// End-to-end tests of the client code through a real gRPC connection, to a
-// small in-test server with real behaviour for what the tests check: it
-// reassembles uploads, keeps a visible version with compare-and-set, and
-// keeps an idempotent claim ledger.
+// End-to-end tests of the client code through a real gRPC connection. They
+// run against the real in-process impactd (startImpactd, ops_test.go),
+// except two that need what a real server cannot do, and use faultServer:
+//
+//   - TestUploadChunks observes how the upload stream was cut into chunks,
+//     which the real server does not report;
+//   - TestWaveFailureKeepsClaims needs the claim stream to fail part way
+//     through a wave, on cue.
 
 import (
 	"bytes"
@@ -19,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -28,11 +31,15 @@ import (
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
 
 const testToken = "test-token"
 
-type fakeServer struct {
+// faultServer is an ops server for the two tests above: it records how an
+// upload arrived and stages it, reports the visible version, and keeps an
+// idempotent claim ledger whose wave stream can fail after failAfter claims.
+type faultServer struct {
 	impactv1.UnimplementedSnapshotServiceServer
 	impactv1.UnimplementedNoticeServiceServer
 
@@ -44,7 +51,6 @@ type fakeServer struct {
 	headerLast bool // a header arrived after a chunk
 	// Versions.
 	visible uint32
-	staged  map[uint32]bool
 	next    uint32
 	// Ledger: idempotency key -> answer, subject -> notified.
 	answers  map[string]*impactv1.Claim
@@ -54,11 +60,11 @@ type fakeServer struct {
 	failAfter int
 }
 
-func newFakeServer() *fakeServer {
-	return &fakeServer{staged: map[uint32]bool{}, next: 1, answers: map[string]*impactv1.Claim{}, notified: map[string]bool{}}
+func newFaultServer() *faultServer {
+	return &faultServer{next: 1, answers: map[string]*impactv1.Claim{}, notified: map[string]bool{}}
 }
 
-func (s *fakeServer) UploadSnapshot(stream grpc.ClientStreamingServer[impactv1.UploadSnapshotRequest, impactv1.UploadSnapshotResponse]) error {
+func (s *faultServer) UploadSnapshot(stream grpc.ClientStreamingServer[impactv1.UploadSnapshotRequest, impactv1.UploadSnapshotResponse]) error {
 	var header *impactv1.UploadHeader
 	var roster bytes.Buffer
 	var sizes []int
@@ -89,53 +95,24 @@ func (s *fakeServer) UploadSnapshot(stream grpc.ClientStreamingServer[impactv1.U
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.header, s.roster, s.chunkSizes = header, roster.Bytes(), sizes
-	// A roster row "bad" is rejected, as the real validation would.
-	if i := bytes.Index(roster.Bytes(), []byte("\nbad,")); i >= 0 {
-		row := bytes.Count(roster.Bytes()[:i+1], []byte("\n")) + 1
-		st, _ := status.New(codes.InvalidArgument, "roster rejected: 1 error").WithDetails(&errdetails.BadRequest{
-			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fmt.Sprintf("row %d: status", row), Description: "must be affected or under_review"}},
-		})
-		return st.Err()
-	}
 	v := s.next
 	s.next++
-	s.staged[v] = true
 	return stream.SendAndClose(&impactv1.UploadSnapshotResponse{Snapshot: &impactv1.SnapshotInfo{
 		IncidentId: header.GetIncidentId(), Version: v, State: impactv1.SnapshotState_STAGED,
 		Digest: "00112233445566778899", Entries: uint32(bytes.Count(roster.Bytes(), []byte("\n")) - 1),
 	}})
 }
 
-func (s *fakeServer) ListSnapshots(_ context.Context, req *impactv1.ListSnapshotsRequest) (*impactv1.ListSnapshotsResponse, error) {
+func (s *faultServer) ListSnapshots(_ context.Context, req *impactv1.ListSnapshotsRequest) (*impactv1.ListSnapshotsResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return &impactv1.ListSnapshotsResponse{VisibleVersion: s.visible}, nil
 }
 
-func (s *fakeServer) PublishSnapshot(_ context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if req.ExpectedVisibleVersion == nil {
-		return nil, status.Error(codes.InvalidArgument, "expected_visible_version is required")
-	}
-	if !s.staged[req.GetVersion()] {
-		return nil, status.Errorf(codes.FailedPrecondition, "version %d is not staged", req.GetVersion())
-	}
-	if exp := req.GetExpectedVisibleVersion(); exp != s.visible {
-		return nil, status.Errorf(codes.FailedPrecondition, "visible version is %d, not %d", s.visible, exp)
-	}
-	prev := s.visible
-	s.visible = req.GetVersion()
-	delete(s.staged, req.GetVersion())
-	return &impactv1.PublishSnapshotResponse{PreviousVisibleVersion: prev, Snapshot: &impactv1.SnapshotInfo{
-		IncidentId: req.GetIncidentId(), Version: s.visible, State: impactv1.SnapshotState_PUBLISHED, Visible: true,
-	}}, nil
-}
-
 // claim decides like the real ledger, for what these tests need: the same
 // idempotency key gets the same answer; a subject is sent one notice;
 // subjects named "nobody-*" are not affected.
-func (s *fakeServer) claim(incident, subject, key string) *impactv1.Claim {
+func (s *faultServer) claim(incident, subject, key string) *impactv1.Claim {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.answers[key]; ok {
@@ -162,14 +139,7 @@ func (s *fakeServer) claim(incident, subject, key string) *impactv1.Claim {
 	return c
 }
 
-func (s *fakeServer) ClaimNotice(_ context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
-	if req.GetIdempotencyKey() == "" {
-		return nil, status.Error(codes.InvalidArgument, "idempotency_key is required")
-	}
-	return &impactv1.ClaimNoticeResponse{Claim: s.claim(req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())}, nil
-}
-
-func (s *fakeServer) ClaimNotices(stream grpc.BidiStreamingServer[impactv1.ClaimNoticesRequest, impactv1.ClaimNoticesResponse]) error {
+func (s *faultServer) ClaimNotices(stream grpc.BidiStreamingServer[impactv1.ClaimNoticesRequest, impactv1.ClaimNoticesResponse]) error {
 	s.mu.Lock()
 	failAfter := s.failAfter
 	s.mu.Unlock()
@@ -191,13 +161,7 @@ func (s *fakeServer) ClaimNotices(stream grpc.BidiStreamingServer[impactv1.Claim
 	}
 }
 
-func (s *fakeServer) GetNoticeStats(_ context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &impactv1.GetNoticeStatsResponse{IncidentId: req.GetIncidentId(), VisibleVersion: s.visible, Notified: uint32(s.sends)}, nil
-}
-
-func (s *fakeServer) sent() int {
+func (s *faultServer) sent() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sends
@@ -211,9 +175,9 @@ func checkToken(ctx context.Context) error {
 	return nil
 }
 
-// startServer serves a fakeServer on a loopback port and returns it with
+// startFaultServer serves a faultServer on a loopback port and returns it with
 // its address.
-func startServer(t *testing.T) (*fakeServer, string) {
+func startFaultServer(t *testing.T) (*faultServer, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -233,7 +197,7 @@ func startServer(t *testing.T) (*fakeServer, string) {
 			return h(srv, ss)
 		}),
 	)
-	fs := newFakeServer()
+	fs := newFaultServer()
 	impactv1.RegisterSnapshotServiceServer(srv, fs)
 	impactv1.RegisterNoticeServiceServer(srv, fs)
 	go srv.Serve(lis)
@@ -252,7 +216,7 @@ func ctl(t *testing.T, addr string, args ...string) (code int, stdout, stderr st
 }
 
 func TestUploadChunks(t *testing.T) {
-	fs, addr := startServer(t)
+	fs, addr := startFaultServer(t)
 	dir := t.TempDir()
 	code, _, stderr := ctl(t, addr, "demo", "--out", dir, "--n", "5000")
 	if code != 0 {
@@ -291,45 +255,46 @@ func TestUploadChunks(t *testing.T) {
 }
 
 func TestUploadRejectedPrintsViolations(t *testing.T) {
-	_, addr := startServer(t)
+	d := startImpactd(t, impacttest.Options{})
 	dir := t.TempDir()
-	spec := filepath.Join(dir, "spec.yaml")
-	roster := filepath.Join(dir, "roster.csv")
-	os.WriteFile(spec, []byte("incident: {id: x}\n"), 0o600)
+	spec, _ := demoFiles(t, dir, 2)
+	roster := filepath.Join(dir, "bad.csv")
 	os.WriteFile(roster, []byte("subject_id,status,cohorts,practice_id\na,affected,uploads,\nbad,wrong,uploads,\n"), 0o600)
-	code, stdout, stderr := ctl(t, addr, "snapshot", "upload", "--incident", "x", "--spec", spec, "--roster", roster)
+	code, stdout, stderr := d.run(t, "snapshot", "upload", "--incident", demo.IncidentID, "--spec", spec, "--roster", roster)
 	if code != exitError || stdout != "" {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
 	}
 	want := "ROW  FIELD   RULE\n" +
 		"3    status  must be affected or under_review\n" +
-		"impactctl: upload: roster rejected: 1 error (INVALID_ARGUMENT)\n"
+		"impactctl: upload: roster rejected: 1 error; row 3, status: must be affected or under_review (INVALID_ARGUMENT)\n"
 	if stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
 	}
 }
 
 func TestPublishCompareAndSet(t *testing.T) {
-	fs, addr := startServer(t)
-	fs.mu.Lock()
-	fs.staged[1], fs.staged[2], fs.next = true, true, 3
-	fs.mu.Unlock()
+	d := startImpactd(t, impacttest.Options{})
+	spec, roster := demoFiles(t, t.TempDir(), 20)
+	inc := demo.IncidentID
+	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
+	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
 
 	// Without --expect: the visible version (none) is read and expected.
-	code, stdout, stderr := ctl(t, addr, "snapshot", "publish", "--incident", "x", "--version", "1")
-	if code != 0 || !strings.HasPrefix(stdout, "published x v1 (visible was none)") {
+	code, stdout, stderr := d.run(t, "snapshot", "publish", "--incident", inc, "--version", "1")
+	if code != 0 || !strings.HasPrefix(stdout, "published "+inc+" v1 (visible was none)") {
 		t.Fatalf("publish v1: exit %d\n%s%s", code, stdout, stderr)
 	}
-	// A stale --expect loses the compare-and-set.
-	code, _, stderr = ctl(t, addr, "snapshot", "publish", "--incident", "x", "--version", "2", "--expect", "0")
-	if code != exitError || stderr != "impactctl: publish: visible version is 1, not 0 (FAILED_PRECONDITION)\n" {
-		t.Errorf("stale expect: exit %d, stderr %q", code, stderr)
+	// A stale --expect loses the compare-and-set, and says how to go on.
+	code, _, stderr = d.run(t, "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "0")
+	if want := "impactctl: publish: the visible version is now v1, not v0 (you reviewed against v0): review 'impactctl snapshot diff --incident " + inc +
+		" --version 2 --against 1', then re-run with --expect 1 (FAILED_PRECONDITION)\n"; code != exitError || stderr != want {
+		t.Errorf("stale expect: exit %d, stderr %q\nwant %q", code, stderr, want)
 	}
-	code, _, stderr = ctl(t, addr, "snapshot", "publish", "--incident", "x", "--version", "3")
-	if code != exitError || stderr != "impactctl: publish: version 3 is not staged (FAILED_PRECONDITION)\n" {
-		t.Errorf("unstaged: exit %d, stderr %q", code, stderr)
+	code, _, stderr = d.run(t, "snapshot", "publish", "--incident", inc, "--version", "3")
+	if want := "impactctl: publish: " + inc + " v3 not found; see 'impactctl snapshot list --incident " + inc + "' (NOT_FOUND)\n"; code != exitError || stderr != want {
+		t.Errorf("unknown version: exit %d, stderr %q\nwant %q", code, stderr, want)
 	}
-	code, stdout, _ = ctl(t, addr, "--json", "snapshot", "publish", "--incident", "x", "--version", "2", "--expect", "1")
+	code, stdout, _ = d.run(t, "--json", "snapshot", "publish", "--incident", inc, "--version", "2", "--expect", "1")
 	var resp struct {
 		Previous int `json:"previous_visible_version"`
 	}
@@ -339,7 +304,7 @@ func TestPublishCompareAndSet(t *testing.T) {
 }
 
 func TestErrorsAndUsage(t *testing.T) {
-	_, addr := startServer(t)
+	d := startImpactd(t, impacttest.Options{})
 	tests := []struct {
 		args []string
 		code int
@@ -355,7 +320,7 @@ func TestErrorsAndUsage(t *testing.T) {
 			"impactctl: claim: open missing.csv: no such file or directory\n"},
 	}
 	for _, tt := range tests {
-		code, _, stderr := ctl(t, addr, tt.args...)
+		code, _, stderr := d.run(t, tt.args...)
 		if code != tt.code || stderr != tt.want {
 			t.Errorf("%v: exit %d, stderr %q\nwant exit %d, %q", tt.args, code, stderr, tt.code, tt.want)
 		}
@@ -363,27 +328,45 @@ func TestErrorsAndUsage(t *testing.T) {
 }
 
 func TestClaimOne(t *testing.T) {
-	fs, addr := startServer(t)
-	args := []string{"notice", "claim", "--incident", "x", "--subject", "p-1"}
-	code, stdout, stderr := ctl(t, addr, append(args, "--idempotency-key", "k1")...)
-	if code != 0 || !strings.Contains(stdout, "SEND") || !strings.Contains(stdout, "n-1") || !strings.Contains(stdout, "Kia ora") {
+	d := startImpactd(t, impacttest.Options{})
+	d.publishDemo(t, 20)
+	inc := demo.IncidentID
+	args := []string{"notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject}
+	code, stdout, stderr := d.run(t, append(args, "--idempotency-key", "k1")...)
+	if code != 0 || !strings.Contains(stdout, "SEND") || !strings.Contains(stdout, "notice id") || !strings.Contains(stdout, "support") {
 		t.Fatalf("claim: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// Same key: same answer. Default keys are random: a new claim.
-	_, again, _ := ctl(t, addr, append(args, "--idempotency-key", "k1")...)
-	_, fresh, _ := ctl(t, addr, args...)
+	_, again, _ := d.run(t, append(args, "--idempotency-key", "k1")...)
+	_, fresh, _ := d.run(t, args...)
 	if again != stdout || !strings.Contains(fresh, "ALREADY_SENT") {
 		t.Errorf("replay:\n%s\nfresh:\n%s", again, fresh)
 	}
-	if n := fs.sent(); n != 1 {
-		t.Errorf("%d notices sent, want 1", n)
+	if n := d.notified(t, inc); n != 1 {
+		t.Errorf("%d subjects notified, want 1", n)
 	}
 }
 
-func writeRoster(t *testing.T, dir string) string {
+// notified is how many subjects of incident the ledger holds as notified.
+func (d *impactd) notified(t *testing.T, incident string) int {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("subject_id,status,cohorts,practice_id\n")
+	var st struct {
+		Notified int `json:"notified"`
+	}
+	if err := json.Unmarshal([]byte(d.ctl(t, 0, "--json", "notice", "stats", "--incident", incident)), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Notified
+}
+
+// writeRoster writes the wave's roster of 3000 affected rows (every third
+// in northland), and the roster to publish: the same without the rows of
+// subjects named "nobody-*", whom the server then finds not affected.
+func writeRoster(t *testing.T, dir string) (wave, published string) {
+	t.Helper()
+	var all, pub strings.Builder
+	all.WriteString("subject_id,status,cohorts,practice_id\n")
+	pub.WriteString("subject_id,status,cohorts,practice_id\n")
 	for i := range 3000 {
 		cohort := "referrals"
 		if i%3 == 0 {
@@ -391,25 +374,36 @@ func writeRoster(t *testing.T, dir string) string {
 		}
 		name := "p"
 		if i%100 == 7 {
-			name = "nobody" // the test server says not affected
+			name = "nobody"
 		}
-		fmt.Fprintf(&b, "%s-%04d,affected,%s,\n", name, i, cohort)
+		row := fmt.Sprintf("%s-%04d,affected,%s,\n", name, i, cohort)
+		all.WriteString(row)
+		if name == "p" {
+			pub.WriteString(row)
+		}
 	}
-	path := filepath.Join(dir, "roster.csv")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	wave, published = filepath.Join(dir, "roster.csv"), filepath.Join(dir, "published.csv")
+	if err := os.WriteFile(wave, []byte(all.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	if err := os.WriteFile(published, []byte(pub.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return wave, published
 }
 
 func TestWaveEndToEnd(t *testing.T) {
-	fs, addr := startServer(t)
+	d := startImpactd(t, impacttest.Options{})
 	dir := t.TempDir()
-	roster := writeRoster(t, dir)
+	roster, published := writeRoster(t, dir)
+	spec, _ := demoFiles(t, t.TempDir(), 2)
+	inc := demo.IncidentID
+	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", published)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
 	out := filepath.Join(dir, "wave1.jsonl")
-	args := []string{"notice", "claim", "--incident", "mmh-2025-12", "--roster", roster, "--cohort", "northland", "--out", out}
+	args := []string{"notice", "claim", "--incident", inc, "--roster", roster, "--cohort", "northland", "--out", out}
 
-	code, stdout, stderr := ctl(t, addr, args...)
+	code, stdout, stderr := d.run(t, args...)
 	if code != 0 {
 		t.Fatalf("wave: exit %d: %s", code, stderr)
 	}
@@ -419,7 +413,7 @@ func TestWaveEndToEnd(t *testing.T) {
 		t.Fatalf("outbox has %d lines, want 990", len(first))
 	}
 	for i, l := range first {
-		if l.IncidentID != "mmh-2025-12" || l.NoticeID == "" || l.Status != "AFFECTED" || !strings.HasPrefix(l.SubjectID, "p-") {
+		if l.IncidentID != inc || l.NoticeID == "" || l.Status != "AFFECTED" || !strings.HasPrefix(l.SubjectID, "p-") {
 			t.Fatalf("line %d: %+v", i+1, l)
 		}
 	}
@@ -427,10 +421,13 @@ func TestWaveEndToEnd(t *testing.T) {
 		!strings.Contains(stdout, "none          10") {
 		t.Errorf("summary:\n%s", stdout)
 	}
-	sends := fs.sent()
+	sends := d.notified(t, inc)
+	if sends != 990 {
+		t.Errorf("%d notified after the wave, want 990", sends)
+	}
 
 	// The same wave again (say after a crash): same answers, nothing new.
-	code, _, stderr = ctl(t, addr, args...)
+	code, _, stderr = d.run(t, args...)
 	if code != 0 {
 		t.Fatalf("re-run: exit %d: %s", code, stderr)
 	}
@@ -438,12 +435,12 @@ func TestWaveEndToEnd(t *testing.T) {
 	if fmt.Sprint(again) != fmt.Sprint(first) {
 		t.Error("re-running the wave changed the outbox")
 	}
-	if n := fs.sent(); n != sends {
-		t.Errorf("re-run sent %d new notices", n-sends)
+	if n := d.notified(t, inc); n != sends {
+		t.Errorf("re-run notified %d more subjects", n-sends)
 	}
 
 	// Another wave id: the server says already sent; the outbox is empty.
-	code, stdout, _ = ctl(t, addr, "--json", "notice", "claim", "--incident", "mmh-2025-12", "--roster", roster,
+	code, stdout, _ = d.run(t, "--json", "notice", "claim", "--incident", inc, "--roster", roster,
 		"--cohort", "northland", "--out", out, "--wave-id", "wave-b")
 	if code != 0 || len(readLines(t, out)) != 0 || !strings.Contains(stdout, `"already_sent": 990`) {
 		t.Errorf("second wave id: exit %d\n%s", code, stdout)
@@ -451,12 +448,12 @@ func TestWaveEndToEnd(t *testing.T) {
 }
 
 func TestWaveFailureKeepsClaims(t *testing.T) {
-	fs, addr := startServer(t)
+	fs, addr := startFaultServer(t)
 	fs.mu.Lock()
 	fs.failAfter = 500
 	fs.mu.Unlock()
 	dir := t.TempDir()
-	roster := writeRoster(t, dir)
+	roster, _ := writeRoster(t, dir)
 	out := filepath.Join(dir, "wave.jsonl")
 	args := []string{"notice", "claim", "--incident", "x", "--roster", roster, "--out", out}
 	code, _, stderr := ctl(t, addr, args...)
@@ -485,9 +482,10 @@ func TestWaveFailureKeepsClaims(t *testing.T) {
 }
 
 func TestWaveUnknownCohort(t *testing.T) {
-	_, addr := startServer(t)
+	d := startImpactd(t, impacttest.Options{})
 	dir := t.TempDir()
-	code, _, stderr := ctl(t, addr, "notice", "claim", "--incident", "x", "--roster", writeRoster(t, dir), "--cohort", "nortland", "--out", filepath.Join(dir, "o"))
+	roster, _ := writeRoster(t, dir)
+	code, _, stderr := d.run(t, "notice", "claim", "--incident", "x", "--roster", roster, "--cohort", "nortland", "--out", filepath.Join(dir, "o"))
 	if code != exitError || stderr != "impactctl: claim: no roster row is in cohort \"nortland\"\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}

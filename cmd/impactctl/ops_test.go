@@ -16,6 +16,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // impactd is an in-process server (impacttest) and what the CLI needs to
@@ -32,37 +33,47 @@ func startImpactd(t *testing.T, opts impacttest.Options) *impactd {
 	return &impactd{Env: e, addr: e.Addrs.AdminGRPC, token: e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)}
 }
 
+// run runs impactctl against the server and returns its exit status,
+// stdout and stderr.
+func (d *impactd) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
+	code = newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), args)
+	return code, out.String(), errOut.String()
+}
+
 // ctl runs impactctl against the server; a failure status fails the test
 // unless the command is expected to fail (wantCode != 0).
 func (d *impactd) ctl(t *testing.T, wantCode int, args ...string) string {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	env := map[string]string{"IMPACT_ADDR": d.addr, "IMPACT_TOKEN": d.token}
-	code := newApp(&out, &errOut, func(k string) (string, bool) { v, ok := env[k]; return v, ok }).run(context.Background(), args)
+	code, stdout, stderr := d.run(t, args...)
 	if code != wantCode {
-		t.Fatalf("impactctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out.String(), errOut.String())
+		t.Fatalf("impactctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, stdout, stderr)
 	}
-	return out.String() + errOut.String()
+	return stdout + stderr
 }
 
 // demoFiles writes the demo spec and a small roster (n subjects).
 func demoFiles(t *testing.T, dir string, n int) (spec, roster string) {
 	t.Helper()
 	spec, roster = filepath.Join(dir, "spec.yaml"), filepath.Join(dir, "roster.csv")
-	var b bytes.Buffer
-	if err := demo.WriteSpec(&b); err != nil {
+	if err := os.WriteFile(spec, testclient.DemoSpec(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(spec, b.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(roster, testclient.DemoRoster(t, demo.RosterOptions{N: n, Seed: 1}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.Reset()
-	if _, err := demo.WriteRoster(&b, demo.RosterOptions{N: n, Seed: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(roster, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return spec, roster
+}
+
+// publishDemo uploads the demo spec with a roster of n subjects and
+// publishes it as v1 of the demo incident; it returns the files.
+func (d *impactd) publishDemo(t *testing.T, n int) (spec, roster string) {
+	t.Helper()
+	spec, roster = demoFiles(t, t.TempDir(), n)
+	d.ctl(t, 0, "snapshot", "upload", "--incident", demo.IncidentID, "--spec", spec, "--roster", roster)
+	d.ctl(t, 0, "snapshot", "publish", "--incident", demo.IncidentID, "--version", "1")
 	return spec, roster
 }
 
@@ -150,10 +161,8 @@ func TestAudit(t *testing.T) {
 
 func TestSubjectErase(t *testing.T) {
 	d := startImpactd(t, impacttest.Options{})
-	spec, roster := demoFiles(t, t.TempDir(), 100)
+	spec, roster := d.publishDemo(t, 100)
 	inc := demo.IncidentID
-	d.ctl(t, 0, "snapshot", "upload", "--incident", inc, "--spec", spec, "--roster", roster)
-	d.ctl(t, 0, "snapshot", "publish", "--incident", inc, "--version", "1")
 	d.ctl(t, 0, "notice", "claim", "--incident", inc, "--subject", demo.AffectedSubject)
 
 	out := d.ctl(t, 0, "subject", "erase", "--subject", demo.AffectedSubject)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/server/errinfo"
 )
 
 // errorLine renders err as the single line impactctl prints on failure:
@@ -48,6 +49,9 @@ func reason(err error) string {
 	// ..."), without grpc-go's "rpc error: code = ... desc =" rendering.
 	prefix := strings.TrimSuffix(err.Error(), inner.Error())
 	name := code.Code(st.Code()).String()
+	if info := errinfo.Of(inner); info != nil {
+		msg = advice(info, msg)
+	}
 	switch st.Code() {
 	case codes.Unavailable:
 		// grpc-go's dial failures are long and nested; keep what matters.

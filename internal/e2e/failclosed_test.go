@@ -20,6 +20,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // requestTimeout is impactd's --request-timeout in the outage test; every
@@ -45,7 +46,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 	roster := "subject_id,status,cohorts,practice_id\n" +
 		"patient-e2e-0001,affected,northland,GP-NL-001\n" +
 		"patient-e2e-0002,under_review,referrals,GP-RF-002\n"
-	p.stageAndPublish(demoSpec(t), []byte(roster), 1)
+	p.stageAndPublish(testclient.DemoSpec(t), []byte(roster), 1)
 	if c, err := p.claim("patient-e2e-0001", "outage-wave-1"); err != nil || c.GetAction() != impactv1.ClaimAction_SEND {
 		t.Fatalf("claim: %v, %v", c, err)
 	}

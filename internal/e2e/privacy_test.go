@@ -17,6 +17,7 @@ import (
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // TestNoRawSubjectIDsInRedisOrLogs (DESIGN §3 invariant 7, issue 3 item 3,
@@ -30,7 +31,7 @@ func TestNoRawSubjectIDsInRedisOrLogs(t *testing.T) {
 	srv := startDurableRedis(t)
 	data := t.TempDir()
 	p := startImpactd(t, "impactd", data, redisFlags(srv)...) // default rate limits: their keys must be keyed hashes too
-	spec := demoSpec(t)
+	spec := testclient.DemoSpec(t)
 
 	var roster bytes.Buffer
 	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: 3000, Seed: 11}); err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,15 +16,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // startTimeout bounds how long impactd may take to become ready (a -race
@@ -39,7 +36,7 @@ type impactd struct {
 	dataDir string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
-	logs    *logBuffer
+	logs    *testclient.LogBuffer
 
 	grpcAddr, httpAddr, adminGRPCAddr, adminHTTPAddr string
 
@@ -102,7 +99,7 @@ func launch(t *testing.T, name, dataDir string, extra []string) (*impactd, error
 		return nil, err
 	}
 	p := &impactd{
-		t: t, name: name, dataDir: dataDir, logs: &logBuffer{}, done: make(chan struct{}),
+		t: t, name: name, dataDir: dataDir, logs: &testclient.LogBuffer{}, done: make(chan struct{}),
 		grpcAddr: ports[0], httpAddr: ports[1], adminGRPCAddr: ports[2], adminHTTPAddr: ports[3],
 	}
 	args := []string{
@@ -185,18 +182,9 @@ func (p *impactd) waitReady(timeout time.Duration) error {
 }
 
 func (p *impactd) connect() {
-	p.public = dial(p.t, p.grpcAddr)
-	p.admin = dial(p.t, p.adminGRPCAddr)
+	p.public = testclient.Dial(p.t, p.grpcAddr, nil)
+	p.admin = testclient.Dial(p.t, p.adminGRPCAddr, nil)
 	p.adminToken = token(p.t, p.dataDir, "ops-e2e", auth.ScopeAdmin, auth.ScopeNotify)
-}
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
 }
 
 // token mints a dev token for sub with the keys under dataDir.
@@ -209,41 +197,18 @@ func token(t *testing.T, dataDir, sub string, scopes ...string) string {
 	return tok
 }
 
-func withToken(ctx context.Context, tok string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-}
-
 // callCtx is a client context with a generous deadline: the server's own
 // request deadline is what the tests observe.
 func callCtx(tok string) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	return withToken(ctx, tok), cancel
+	return testclient.WithToken(ctx, tok), cancel
 }
 
 // upload stages spec and roster through the ops gRPC stream.
 func (p *impactd) upload(spec, roster []byte) (*impactv1.SnapshotInfo, error) {
 	ctx, cancel := callCtx(p.adminToken)
 	defer cancel()
-	stream, err := impactv1.NewSnapshotServiceClient(p.admin).UploadSnapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_Header{
-		Header: &impactv1.UploadHeader{IncidentId: demo.IncidentID, Spec: spec}}}); err != nil {
-		return nil, err
-	}
-	for b := roster; len(b) > 0; {
-		n := min(len(b), 64<<10)
-		if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_RosterChunk{RosterChunk: b[:n]}}); err != nil {
-			return nil, err
-		}
-		b = b[n:]
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return nil, err
-	}
-	return resp.GetSnapshot(), nil
+	return testclient.Upload(ctx, impactv1.NewSnapshotServiceClient(p.admin), demo.IncidentID, spec, roster, 64<<10)
 }
 
 // publish makes version visible, expecting expect to be visible.
@@ -251,8 +216,7 @@ func (p *impactd) publish(version, expect uint32) {
 	p.t.Helper()
 	ctx, cancel := callCtx(p.adminToken)
 	defer cancel()
-	_, err := impactv1.NewSnapshotServiceClient(p.admin).PublishSnapshot(ctx,
-		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: version, ExpectedVisibleVersion: proto.Uint32(expect)})
+	_, err := testclient.Publish(ctx, impactv1.NewSnapshotServiceClient(p.admin), demo.IncidentID, version, expect)
 	if err != nil {
 		p.t.Fatalf("%s: publish v%d: %v", p.name, version, err)
 	}
@@ -294,23 +258,8 @@ var httpClient = &http.Client{Timeout: 20 * time.Second}
 // rest performs a REST call and returns the status code and body.
 func rest(t *testing.T, method, url, tok, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: body: %v", method, url, err)
-	}
-	return resp.StatusCode, b
+	code, _, b := testclient.REST(t, httpClient, method, url, tok, body)
+	return code, b
 }
 
 // restStatus reads the caller's status over REST; the answer is nil unless
@@ -388,38 +337,9 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
-// logBuffer collects a process's output; String may be called while the
-// process still writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-// demoSpec is the demo incident spec.
-func demoSpec(t *testing.T) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := demo.WriteSpec(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
 }

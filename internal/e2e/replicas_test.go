@@ -13,6 +13,7 @@ import (
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // noRateLimits turns the patient listener's rate limits off: these tests
@@ -87,7 +88,7 @@ func TestReplicasAnswerFromThePin(t *testing.T) {
 	flags := append(redisFlags(srv), noRateLimits...)
 	ps := startImpactds(t, data, []string{"A", "B"}, flags...)
 	a, b := ps[0], ps[1]
-	spec := demoSpec(t)
+	spec := testclient.DemoSpec(t)
 	tok := token(t, data, replicaSubject)
 
 	var (

@@ -7,16 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -24,8 +21,10 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // env is one in-process impactd (impacttest) with gRPC connections to its
@@ -35,7 +34,7 @@ type env struct {
 	t       *testing.T
 	public  *grpc.ClientConn
 	admin   *grpc.ClientConn
-	logs    *lockedWriter
+	logs    *testclient.LogBuffer
 	adminTk string
 }
 
@@ -54,62 +53,26 @@ func startEnv(t *testing.T) *env {
 // env.logs) and the clients' credentials c.
 func startEnvWith(t *testing.T, o impacttest.Options, c clientCreds) *env {
 	t.Helper()
-	logs := &lockedWriter{}
+	logs := &testclient.LogBuffer{}
 	o.LogWriter = logs
 	ie := impacttest.Start(t, o)
 	e := &env{Env: ie, t: t, logs: logs}
-	e.public = dial(t, e.Addrs.GRPC, c.public)
-	e.admin = dial(t, e.Addrs.AdminGRPC, c.admin)
+	e.public = testclient.Dial(t, e.Addrs.GRPC, c.public)
+	e.admin = testclient.Dial(t, e.Addrs.AdminGRPC, c.admin)
 	e.adminTk = e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)
 	return e
 }
 
-// dial connects to a gRPC listener with creds (none: plaintext).
-func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
-}
-
-func withToken(ctx context.Context, tok string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-}
-
+// upload stages spec and roster in small chunks (rows straddle chunk
+// boundaries).
 func (e *env) upload(spec []byte, roster string) (*impactv1.SnapshotInfo, error) {
-	ctx := withToken(context.Background(), e.adminTk)
-	stream, err := impactv1.NewSnapshotServiceClient(e.admin).UploadSnapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_Header{
-		Header: &impactv1.UploadHeader{IncidentId: demo.IncidentID, Spec: spec}}}); err != nil {
-		return nil, err
-	}
-	b := []byte(roster)
-	for len(b) > 0 {
-		n := min(len(b), 100) // small chunks: rows straddle chunk boundaries
-		if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_RosterChunk{RosterChunk: b[:n]}}); err != nil {
-			return nil, err
-		}
-		b = b[n:]
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return nil, err
-	}
-	return resp.GetSnapshot(), nil
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
+	return testclient.Upload(ctx, impactv1.NewSnapshotServiceClient(e.admin), demo.IncidentID, spec, []byte(roster), 100)
 }
 
 func (e *env) publish(version, expect uint32) *impactv1.PublishSnapshotResponse {
 	e.t.Helper()
-	resp, err := impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(withToken(context.Background(), e.adminTk),
-		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: version, ExpectedVisibleVersion: proto.Uint32(expect)})
+	resp, err := testclient.Publish(testclient.WithToken(context.Background(), e.adminTk), impactv1.NewSnapshotServiceClient(e.admin), demo.IncidentID, version, expect)
 	if err != nil {
 		e.t.Fatalf("publish v%d: %v", version, err)
 	}
@@ -122,7 +85,7 @@ func startPublished(t *testing.T) (*env, []byte) {
 	t.Helper()
 	e := startEnv(t)
 	e.WaitReady(t)
-	spec := demoSpec(t)
+	spec := testclient.DemoSpec(t)
 	if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
 		t.Fatal(err)
 	}
@@ -135,25 +98,6 @@ func startPublished(t *testing.T) (*env, []byte) {
 func (e *env) rest(method, addr, path, tok, body string) (int, http.Header, []byte) {
 	e.t.Helper()
 	return call(e.t, http.DefaultClient, method, "http://"+addr+path, tok, body)
-}
-
-// lockedWriter collects the server's logs; String may be called while the
-// server still writes.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // subjects of the timeline: s00..s29 affected at v1 (s00-s14 northland,
@@ -227,7 +171,9 @@ type model struct {
 	visible map[string]row
 }
 
-// due is the claim rule of DESIGN §2, stated independently of the code.
+// due is the claim rule, stated independently of the code: a notice is due
+// when the subject was never notified and is affected or under review now,
+// or was notified at a status other than the current one.
 func (m *model) due(subject string) bool {
 	cur := pbStatus(m.visible[subject].status)
 	p, ok := m.pins[subject]
@@ -253,22 +199,21 @@ func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue 
 	}
 }
 
-// TestMMHTimeline drives both transports through the incident of DESIGN §1
-// and checks invariants 3 and 4 for every subject at the end.
+// TestMMHTimeline drives both transports through a breach timeline (upload,
+// publish, notify, revise, notify the corrections) and checks for every
+// subject at the end that the app never contradicts the email it got and
+// that reads never go back to an older version.
 func TestMMHTimeline(t *testing.T) {
 	e := startEnv(t)
 	e.WaitReady(t)
-	ctx := withToken(context.Background(), e.adminTk)
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
+	spec := testclient.DemoSpec(t)
 	snapshots := impactv1.NewSnapshotServiceClient(e.admin)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	m := &model{pins: map[string]pin{}}
 
 	// v1: two cohorts affected.
-	v1, err := e.upload(spec.Bytes(), csvOf(rosterV1()))
+	v1, err := e.upload(spec, csvOf(rosterV1()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +222,8 @@ func TestMMHTimeline(t *testing.T) {
 	}
 	// Staged is invisible: patients get NOT_FOUND until it is published.
 	patient0 := e.Token(t, sid(0))
-	if _, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(withToken(context.Background(), patient0),
-		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+	if _, err := impactv1.NewStatusServiceClient(e.public).GetMyStatus(testclient.WithToken(context.Background(), patient0),
+		&impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("staged-only incident: %v, want NotFound", err)
 	}
 	e.publish(1, 0)
@@ -313,7 +258,7 @@ func TestMMHTimeline(t *testing.T) {
 	}
 
 	// v2: third cohort, one correction, one moved to under review.
-	v2, err := e.upload(spec.Bytes(), csvOf(rosterV2()))
+	v2, err := e.upload(spec, csvOf(rosterV2()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +271,7 @@ func TestMMHTimeline(t *testing.T) {
 	}
 	// A stale expectation changes nothing.
 	_, err = snapshots.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 2, ExpectedVisibleVersion: proto.Uint32(0)})
-	if status.Code(err) != codes.FailedPrecondition {
+	if grpcstatus.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("stale CAS publish: %v", err)
 	}
 	e.publish(v2.GetVersion(), 1)
@@ -375,7 +320,7 @@ func TestMMHTimeline(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		s := sid(i)
 		tok := e.Token(t, s)
-		g, err := statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 3})
+		g, err := statusClient.GetMyStatus(testclient.WithToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 3})
 		if err != nil {
 			t.Fatalf("%s gRPC: %v", s, err)
 		}
@@ -411,8 +356,8 @@ func TestMMHTimeline(t *testing.T) {
 			}
 		}
 		// Monotonic reads: never answered from an older version than asked.
-		_, err = statusClient.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 4})
-		if status.Code(err) != codes.OutOfRange {
+		_, err = statusClient.GetMyStatus(testclient.WithToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID, AtLeastVersion: 4})
+		if grpcstatus.Code(err) != codes.OutOfRange {
 			t.Fatalf("%s at_least_version 4: %v, want OutOfRange", s, err)
 		}
 		if code, _, _ := e.rest("GET", e.Addrs.HTTP, "/v1/incidents/"+demo.IncidentID+"/status?at_least_version=4", tok, ""); code != 400 {
@@ -475,9 +420,9 @@ func TestAccessControl(t *testing.T) {
 		}
 	}
 	patient := e.Token(t, "alice")
-	ctx := withToken(context.Background(), patient)
+	ctx := testclient.WithToken(context.Background(), patient)
 	_, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
-	if status.Code(err) != codes.PermissionDenied {
+	if grpcstatus.Code(err) != codes.PermissionDenied {
 		t.Fatalf("patient on ops: %v", err)
 	}
 	notify := e.Token(t, "mailer", auth.ScopeNotify)
@@ -511,14 +456,14 @@ func TestBadUploadLosesNothing(t *testing.T) {
 	e, spec := startPublished(t)
 	bad := csvOf(rosterV1()) + "patient-0100,infected,northland,\npatient-0101,affected,mars,\n"
 	_, err := e.upload(spec, bad)
-	st := status.Convert(err)
+	st := grpcstatus.Convert(err)
 	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "row 36") {
 		t.Fatalf("bad roster: %v", err)
 	}
-	if len(st.Details()) != 1 || strings.Contains(fmt.Sprint(st.Details()), "patient-01") {
+	if len(st.Details()) != 2 || errinfo.Of(err).GetReason() != errinfo.InvalidRoster || strings.Contains(fmt.Sprint(st.Details()), "patient-01") {
 		t.Fatalf("details must name rows and fields, never values: %v", st.Details())
 	}
-	list, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(withToken(context.Background(), e.adminTk),
+	list, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(testclient.WithToken(context.Background(), e.adminTk),
 		&impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
 	if err != nil {
 		t.Fatal(err)
@@ -528,9 +473,9 @@ func TestBadUploadLosesNothing(t *testing.T) {
 	}
 	// Publishing a version that does not exist is NOT_FOUND; an unknown
 	// incident too.
-	_, err = impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(withToken(context.Background(), e.adminTk),
+	_, err = impactv1.NewSnapshotServiceClient(e.admin).PublishSnapshot(testclient.WithToken(context.Background(), e.adminTk),
 		&impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 9, ExpectedVisibleVersion: proto.Uint32(1)})
-	if status.Code(err) != codes.NotFound {
+	if grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("publish of a missing version: %v", err)
 	}
 }
@@ -568,7 +513,7 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 // with its record number.
 func TestRestoreNotices(t *testing.T) {
 	e, _ := startPublished(t)
-	ctx := withToken(context.Background(), e.adminTk)
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	var lines []*impactv1.RestoreNoticesRequest
 	for i := 0; i < 5; i++ {
@@ -599,15 +544,15 @@ func TestRestoreNotices(t *testing.T) {
 	bad := proto.Clone(lines[3]).(*impactv1.RestoreNoticesRequest)
 	bad.Status = impactv1.Status_UNDER_REVIEW
 	_, err = restore(append(lines[:2:2], bad))
-	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
+	if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
 		t.Fatalf("contradicting line: %v", err)
 	}
 	// A patient token cannot restore.
-	stream, err := notices.RestoreNotices(withToken(context.Background(), e.Token(t, sid(0))))
+	stream, err := notices.RestoreNotices(testclient.WithToken(context.Background(), e.Token(t, sid(0))))
 	if err == nil {
 		_, err = stream.CloseAndRecv()
 	}
-	if status.Code(err) != codes.PermissionDenied {
+	if grpcstatus.Code(err) != codes.PermissionDenied {
 		t.Fatalf("patient restoring: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -10,7 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/impact-health/impact/internal/auth"
 )
@@ -124,12 +125,15 @@ func (ic *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return toStatus(cause, ic.verbose)
 }
 
+// errPanic stands for a handler's panic: no rule matches it, so it is INTERNAL.
+var errPanic = errors.New("panic in handler")
+
 // recover turns a panic into a generic INTERNAL: the panic text and stack go
 // to the log, never to the caller.
 func (ic *interceptors) recover(method string, err *error) {
 	if r := recover(); r != nil {
 		ic.log.Error("panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
-		*err = status.Error(codes.Internal, msgInternal)
+		*err = toStatus(errPanic, ic.verbose)
 	}
 }
 
@@ -140,7 +144,7 @@ func (ic *interceptors) logCall(ctx context.Context, method string, start time.T
 	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
 		return
 	}
-	code := status.Code(err)
+	code := grpcstatus.Code(err)
 	// Patient calls that the service answered are logged at debug: during a
 	// traffic spike one info line per read costs about 5% of the CPU of a
 	// read (measured with make load), and the rpc.server metrics count

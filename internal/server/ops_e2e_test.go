@@ -15,27 +15,19 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
-
-func demoSpec(t *testing.T) []byte {
-	t.Helper()
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	return spec.Bytes()
-}
 
 func TestGcSnapshots(t *testing.T) {
 	e := startEnv(t)
 	e.WaitReady(t)
-	spec := demoSpec(t)
+	spec := testclient.DemoSpec(t)
 	for range 4 {
 		if _, err := e.upload(spec, csvOf(rosterV1())); err != nil {
 			t.Fatal(err)
@@ -43,7 +35,7 @@ func TestGcSnapshots(t *testing.T) {
 	}
 	e.publish(1, 0)
 	e.publish(2, 1)
-	ctx := withToken(context.Background(), e.adminTk)
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
 	claim, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{
 		IncidentId: demo.IncidentID, SubjectId: sid(0), IdempotencyKey: "gc-test"})
 	if err != nil || claim.GetClaim().GetVersion() != 2 {
@@ -62,11 +54,11 @@ func TestGcSnapshots(t *testing.T) {
 	}
 	// The pinned subject still reads from v2.
 	pub := impactv1.NewStatusServiceClient(e.public)
-	a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(0))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+	a, err := pub.GetMyStatus(testclient.WithToken(context.Background(), e.Token(t, sid(0))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 	if err != nil || a.GetAnswer().GetNotifiedVersion() != 2 || a.GetAnswer().GetVersion() != 3 {
 		t.Fatalf("pinned subject after gc: %v, %v", a, err)
 	}
-	if _, err := snaps.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: demo.IncidentID, Version: 3, Against: 1}); status.Code(err) != codes.NotFound {
+	if _, err := snaps.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: demo.IncidentID, Version: 3, Against: 1}); grpcstatus.Code(err) != codes.NotFound {
 		t.Errorf("diff against a removed version: %v, want NOT_FOUND", err)
 	}
 
@@ -92,14 +84,14 @@ func TestGcSnapshots(t *testing.T) {
 
 	// Scope: impact.admin only.
 	for _, tok := range []string{e.Token(t, "ops-bob", auth.ScopeNotify), e.Token(t, sid(1))} {
-		if _, err := snaps.GcSnapshots(withToken(context.Background(), tok), &impactv1.GcSnapshotsRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.PermissionDenied {
+		if _, err := snaps.GcSnapshots(testclient.WithToken(context.Background(), tok), &impactv1.GcSnapshotsRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.PermissionDenied {
 			t.Errorf("gc without impact.admin: %v, want PERMISSION_DENIED", err)
 		}
 		if code, _, _ := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/incidents/"+demo.IncidentID+"/snapshots:gc", tok, `{}`); code != http.StatusForbidden {
 			t.Errorf("REST gc without impact.admin: %d, want 403", code)
 		}
 	}
-	if _, err := snaps.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: "no-such-incident"}); status.Code(err) != codes.NotFound {
+	if _, err := snaps.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: "no-such-incident"}); grpcstatus.Code(err) != codes.NotFound {
 		t.Errorf("gc of an unknown incident: %v, want NOT_FOUND", err)
 	}
 }
@@ -107,13 +99,13 @@ func TestGcSnapshots(t *testing.T) {
 func TestAuditTrailEndToEnd(t *testing.T) {
 	e, _ := startPublished(t)
 	snaps := impactv1.NewSnapshotServiceClient(e.admin)
-	ctx := withToken(context.Background(), e.adminTk)
-	if _, err := snaps.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 1, ExpectedVisibleVersion: proto.Uint32(0)}); status.Code(err) != codes.FailedPrecondition {
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
+	if _, err := snaps.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: demo.IncidentID, Version: 1, ExpectedVisibleVersion: proto.Uint32(0)}); grpcstatus.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("stale publish: %v", err)
 	}
 	// A wave by the notifier: two notices due, one subject not affected.
 	notifier := e.Token(t, "notifier-1", auth.ScopeNotify)
-	stream, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotices(withToken(context.Background(), notifier))
+	stream, err := impactv1.NewNoticeServiceClient(e.admin).ClaimNotices(testclient.WithToken(context.Background(), notifier))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +161,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	if err != nil || len(page.GetEvents()) != 2 || page.GetEvents()[0].GetSeq() != 3 || page.GetNextAfterSeq() != 4 {
 		t.Errorf("page after 2, size 2: %v, %v", page, err)
 	}
-	if _, err := snaps.ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{PageSize: 5000}); status.Code(err) != codes.InvalidArgument {
+	if _, err := snaps.ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{PageSize: 5000}); grpcstatus.Code(err) != codes.InvalidArgument {
 		t.Errorf("page size 5000: %v, want INVALID_ARGUMENT", err)
 	}
 
@@ -208,7 +200,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 
 func TestEraseSubject(t *testing.T) {
 	e, spec := startPublished(t)
-	ctx := withToken(context.Background(), e.adminTk)
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	if c, err := notices.ClaimNotice(ctx, &impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: sid(0), IdempotencyKey: "w1:0"}); err != nil || c.GetClaim().GetAction() != impactv1.ClaimAction_SEND {
 		t.Fatalf("claim: %v, %v", c, err)
@@ -240,10 +232,10 @@ func TestEraseSubject(t *testing.T) {
 	// Both erased subjects now read NOT_FOUND on both transports.
 	for _, i := range []int{0, 1} {
 		tok := e.Token(t, sid(i))
-		if _, err := pub.GetMyStatus(withToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+		if _, err := pub.GetMyStatus(testclient.WithToken(context.Background(), tok), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
 			t.Errorf("%s: GetMyStatus after erasure: %v, want NOT_FOUND", sid(i), err)
 		}
-		if _, err := pub.ListMyStatuses(withToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); status.Code(err) != codes.NotFound {
+		if _, err := pub.ListMyStatuses(testclient.WithToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); grpcstatus.Code(err) != codes.NotFound {
 			t.Errorf("%s: ListMyStatuses after erasure: %v, want NOT_FOUND", sid(i), err)
 		}
 		if code, _, body := e.rest(http.MethodGet, e.Addrs.HTTP, statusPath, tok, ""); code != http.StatusNotFound {
@@ -255,7 +247,7 @@ func TestEraseSubject(t *testing.T) {
 		}
 	}
 	// Others are untouched.
-	if a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(2))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+	if a, err := pub.GetMyStatus(testclient.WithToken(context.Background(), e.Token(t, sid(2))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Errorf("another subject: %v, %v", a, err)
 	}
 	// Again: idempotent.
@@ -270,17 +262,17 @@ func TestEraseSubject(t *testing.T) {
 
 	// impact.admin only; a subject id is required.
 	for _, tok := range []string{e.Token(t, "notifier-1", auth.ScopeNotify), e.Token(t, sid(3))} {
-		if _, err := subjects.EraseSubject(withToken(context.Background(), tok), &impactv1.EraseSubjectRequest{SubjectId: sid(3)}); status.Code(err) != codes.PermissionDenied {
+		if _, err := subjects.EraseSubject(testclient.WithToken(context.Background(), tok), &impactv1.EraseSubjectRequest{SubjectId: sid(3)}); grpcstatus.Code(err) != codes.PermissionDenied {
 			t.Errorf("erase without impact.admin: %v, want PERMISSION_DENIED", err)
 		}
 		if code, _, _ := e.rest(http.MethodPost, e.Addrs.AdminHTTP, "/v1/subjects:erase", tok, `{"subject_id": "`+sid(3)+`"}`); code != http.StatusForbidden {
 			t.Errorf("REST erase without impact.admin: %d, want 403", code)
 		}
 	}
-	if _, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{}); status.Code(err) != codes.InvalidArgument {
+	if _, err := subjects.EraseSubject(ctx, &impactv1.EraseSubjectRequest{}); grpcstatus.Code(err) != codes.InvalidArgument {
 		t.Errorf("erase without a subject: %v, want INVALID_ARGUMENT", err)
 	}
-	if a, err := pub.GetMyStatus(withToken(context.Background(), e.Token(t, sid(3))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
+	if a, err := pub.GetMyStatus(testclient.WithToken(context.Background(), e.Token(t, sid(3))), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID}); err != nil || a.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Errorf("a refused erase changed the subject: %v, %v", a, err)
 	}
 

@@ -33,7 +33,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -42,30 +42,16 @@ import (
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // call does an HTTP request with a client and optional headers.
 func call(t *testing.T, c *http.Client, method, url, tok, body string, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return testclient.REST(t, c, method, url, tok, body, hdr...)
 }
 
 func httpsClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
@@ -93,7 +79,7 @@ func TestTLS(t *testing.T) {
 	if code != 200 || hdr.Get("Strict-Transport-Security") != "max-age=31536000; includeSubDomains" || hdr.Get("Cache-Control") != "no-store" {
 		t.Fatalf("HTTPS through the TLS gateway: %d %v %s", code, hdr, body)
 	}
-	if _, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(withToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); err != nil {
+	if _, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(testclient.WithToken(context.Background(), tok), &impactv1.ListMyStatusesRequest{}); err != nil {
 		t.Fatalf("gRPC over TLS: %v", err)
 	}
 
@@ -105,8 +91,8 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("plaintext HTTP on the TLS listener: %d %s", resp.StatusCode, b)
 		}
 	}
-	plain := dial(t, e.Addrs.GRPC, nil)
-	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+	plain := testclient.Dial(t, e.Addrs.GRPC, nil)
+	if _, err := healthpb.NewHealthClient(plain).Check(context.Background(), &healthpb.HealthCheckRequest{}); grpcstatus.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext gRPC on the TLS listener: %v", err)
 	}
 	// TLS 1.1 is refused.
@@ -142,10 +128,10 @@ func TestAdminMutualTLS(t *testing.T) {
 		admin:  credentials.NewTLS(serverTLS(opsCert)),
 	})
 	e.WaitReady(t)
-	ctx := withToken(context.Background(), e.adminTk)
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
 	// NOT_FOUND (nothing uploaded) is the service's answer: the call got
 	// through TLS and authentication.
-	if _, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID}); status.Code(err) != codes.NotFound {
+	if _, err := impactv1.NewSnapshotServiceClient(e.admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID}); grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("ops gRPC with an ops client certificate: %v", err)
 	}
 	for name, creds := range map[string]credentials.TransportCredentials{
@@ -159,7 +145,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		}
 		_, err = impactv1.NewSnapshotServiceClient(conn).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
 		_ = conn.Close()
-		if status.Code(err) != codes.Unavailable {
+		if grpcstatus.Code(err) != codes.Unavailable {
 			t.Fatalf("ops gRPC with %s: %v, want the handshake to fail", name, err)
 		}
 	}
@@ -280,7 +266,7 @@ func rateKeys(t *testing.T) *ratelimit.Hasher {
 }
 
 func retryDelay(err error) time.Duration {
-	for _, d := range status.Convert(err).Details() {
+	for _, d := range grpcstatus.Convert(err).Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok {
 			return ri.GetRetryDelay().AsDuration()
 		}
@@ -299,7 +285,7 @@ func TestSubjectRateLimit(t *testing.T) {
 	e := startEnvWith(t, impacttest.Options{SubjectLimiter: lim, RateKeys: rateKeys(t)}, clientCreds{})
 	e.WaitReady(t)
 	alice := e.Token(t, "alice")
-	ctx := withToken(context.Background(), alice)
+	ctx := testclient.WithToken(context.Background(), alice)
 	client := impactv1.NewStatusServiceClient(e.public)
 	for i := 0; i < 2; i++ {
 		if _, err := client.ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{}); err != nil {
@@ -310,7 +296,7 @@ func TestSubjectRateLimit(t *testing.T) {
 		t.Fatalf("3rd call (REST): %d %s", code, body)
 	}
 	_, err = client.ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{})
-	if status.Code(err) != codes.ResourceExhausted || retryDelay(err) < 59*time.Minute || retryDelay(err) > time.Hour {
+	if grpcstatus.Code(err) != codes.ResourceExhausted || retryDelay(err) < 59*time.Minute || retryDelay(err) > time.Hour {
 		t.Fatalf("4th call: %v (retry %v)", err, retryDelay(err))
 	}
 	code, hdr, body := e.rest("GET", e.Addrs.HTTP, "/v1/status", alice, "")
@@ -318,7 +304,7 @@ func TestSubjectRateLimit(t *testing.T) {
 	if code != 429 || ra < 3540 || ra > 3600 || !bytes.Contains(body, []byte(`"code":8`)) {
 		t.Fatalf("5th call (REST): %d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
 	}
-	if _, err := client.ListMyStatuses(withToken(context.Background(), e.Token(t, "bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
+	if _, err := client.ListMyStatuses(testclient.WithToken(context.Background(), e.Token(t, "bob")), &impactv1.ListMyStatusesRequest{}); err != nil {
 		t.Fatalf("another subject: %v", err)
 	}
 	// Health checks are never limited.
@@ -357,7 +343,7 @@ func TestAddressRateLimit(t *testing.T) {
 		return code
 	}
 	grpcCall := func(md ...string) error {
-		ctx := metadata.AppendToOutgoingContext(withToken(context.Background(), tok), md...)
+		ctx := metadata.AppendToOutgoingContext(testclient.WithToken(context.Background(), tok), md...)
 		_, err := impactv1.NewStatusServiceClient(e.public).ListMyStatuses(ctx, &impactv1.ListMyStatusesRequest{})
 		return err
 	}
@@ -367,7 +353,7 @@ func TestAddressRateLimit(t *testing.T) {
 	if code := get("198.51.100.1"); code != 429 {
 		t.Fatalf("third REST call from 198.51.100.1: %d", code)
 	}
-	if err := grpcCall("x-forwarded-for", "198.51.100.1"); status.Code(err) != codes.ResourceExhausted {
+	if err := grpcCall("x-forwarded-for", "198.51.100.1"); grpcstatus.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("gRPC from the same forwarded address: %v", err)
 	}
 	// The right-most untrusted hop counts: a client cannot pick its address
@@ -387,7 +373,7 @@ func TestAddressRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := grpcCall("x-impact-gateway", "guess", "x-impact-client-addr", "192.0.2.77"); status.Code(err) != codes.ResourceExhausted {
+	if err := grpcCall("x-impact-gateway", "guess", "x-impact-client-addr", "192.0.2.77"); grpcstatus.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("spoofed gateway metadata was believed: %v", err)
 	}
 
@@ -550,8 +536,9 @@ func TestBadTokensBothTransports(t *testing.T) {
 				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", header)
 			}
 			err := sd.grpcCall(ctx)
-			st := status.Convert(err)
-			if st.Code() != codes.Unauthenticated || st.Message() != "unauthenticated" || len(st.Details()) != 0 {
+			st := grpcstatus.Convert(err)
+			// The only detail is the fixed reason: nothing says why the token was refused.
+			if st.Code() != codes.Unauthenticated || st.Message() != "unauthenticated" || len(st.Details()) != 1 || errinfo.Of(err).GetReason() != errinfo.Unauthenticated || len(errinfo.Of(err).GetMetadata()) != 0 {
 				t.Fatalf("%s, %s over gRPC: %v", sd.name, name, err)
 			}
 			req, _ := http.NewRequest(sd.method, "http://"+sd.addr+sd.path, strings.NewReader(sd.body))
@@ -626,8 +613,8 @@ func TestScopesBothTransports(t *testing.T) {
 			return err
 		}, "GET", "/v1/incidents/" + inc + "/snapshots", "", codes.NotFound}, // allowed: nothing uploaded
 	} {
-		err := tc.grpc(withToken(context.Background(), tc.tok))
-		if status.Code(err) != tc.want {
+		err := tc.grpc(testclient.WithToken(context.Background(), tc.tok))
+		if grpcstatus.Code(err) != tc.want {
 			t.Fatalf("%s over gRPC: %v, want %v", tc.name, err, tc.want)
 		}
 		code, _, body := e.rest(tc.method, e.Addrs.AdminHTTP, tc.path, tc.tok, tc.body)
@@ -680,11 +667,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			fmt.Fprintf(&csv, "%s,%s,%s,GP-%03d\n", s, r.status, r.cohorts, i)
 		}
 	}
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.upload(spec.Bytes(), csv.String()); err != nil {
+	if _, err := e.upload(testclient.DemoSpec(t), csv.String()); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(1, 0)
@@ -704,7 +687,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			want[s] = record{status: impactv1.Status_NOT_AFFECTED}
 			continue
 		}
-		resp, err := notices.ClaimNotice(withToken(context.Background(), e.adminTk),
+		resp, err := notices.ClaimNotice(testclient.WithToken(context.Background(), e.adminTk),
 			&impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: s, IdempotencyKey: "prop:" + s})
 		if err != nil {
 			t.Fatal(err)
@@ -736,7 +719,7 @@ func TestOwnRecordProperty(t *testing.T) {
 		}
 		var ans *impactv1.StatusAnswer
 		if i%2 == 0 {
-			r, err := client.GetMyStatus(withToken(context.Background(), tokens[a]), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+			r, err := client.GetMyStatus(testclient.WithToken(context.Background(), tokens[a]), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 			if err != nil {
 				t.Fatalf("pair %d gRPC: %v", i, err)
 			}
@@ -766,8 +749,8 @@ func TestOwnRecordProperty(t *testing.T) {
 func TestRequestValidation(t *testing.T) {
 	e := startEnv(t)
 	e.WaitReady(t)
-	ctx := withToken(context.Background(), e.adminTk)
-	patient := withToken(context.Background(), e.Token(t, "alice"))
+	ctx := testclient.WithToken(context.Background(), e.adminTk)
+	patient := testclient.WithToken(context.Background(), e.Token(t, "alice"))
 	snap := impactv1.NewSnapshotServiceClient(e.admin)
 	notices := impactv1.NewNoticeServiceClient(e.admin)
 	inc := demo.IncidentID
@@ -852,7 +835,7 @@ func TestRequestValidation(t *testing.T) {
 		}, []string{"header.incident_id", "header.spec"}},
 	} {
 		err := tc.call()
-		st := status.Convert(err)
+		st := grpcstatus.Convert(err)
 		if st.Code() != codes.InvalidArgument || strings.Contains(st.Message(), secret) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

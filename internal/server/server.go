@@ -3,6 +3,11 @@
 // It maps domain errors to gRPC codes in exactly one place (errors.go); the
 // REST gateway dials the gRPC listener so that every request, whatever its
 // transport, passes the same interceptors.
+//
+// One file per service (status_service.go, snapshot_service.go,
+// notice_service.go, subject_service.go), conversions to messages in
+// convert.go, request rules in validate.go. Impact's internal/status is
+// imported by its name; grpc's status package, where needed, as grpcstatus.
 package server
 
 import (
@@ -29,7 +34,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/telemetry"
 )
@@ -125,7 +130,7 @@ type Store interface {
 // Deps are the domain services and providers the transport serves.
 type Deps struct {
 	Store         Store
-	Status        *istatus.Service
+	Status        *status.Service
 	Snapshots     *snapshot.Service
 	Catalog       *snapshot.Catalog
 	Authenticator Authenticator

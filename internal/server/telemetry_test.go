@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/telemetry"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
 // point is one metric data point, flattened.
@@ -121,19 +121,15 @@ func TestTelemetry(t *testing.T) {
 		subject = "tel-subject-7f3a9c41"
 		idem    = "idem-key-secret-5d2e"
 	)
-	var spec bytes.Buffer
-	if err := demo.WriteSpec(&spec); err != nil {
-		t.Fatal(err)
-	}
 	roster := fmt.Sprintf("subject_id,status,cohorts,practice_id\n%s,affected,%s,GP-01\nother-subject-1,under_review,,\n", subject, demo.CohortNorthland)
-	info, err := e.upload(spec.Bytes(), roster)
+	info, err := e.upload(testclient.DemoSpec(t), roster)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.publish(info.GetVersion(), 0)
 
 	notices := impactv1.NewNoticeServiceClient(e.admin)
-	claim, err := notices.ClaimNotice(withToken(context.Background(), e.adminTk),
+	claim, err := notices.ClaimNotice(testclient.WithToken(context.Background(), e.adminTk),
 		&impactv1.ClaimNoticeRequest{IncidentId: demo.IncidentID, SubjectId: subject, IdempotencyKey: idem})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +141,7 @@ func TestTelemetry(t *testing.T) {
 
 	patientTk := e.Token(t, subject)
 	status := impactv1.NewStatusServiceClient(e.public)
-	ans, err := status.GetMyStatus(withToken(context.Background(), patientTk), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
+	ans, err := status.GetMyStatus(testclient.WithToken(context.Background(), patientTk), &impactv1.GetMyStatusRequest{IncidentId: demo.IncidentID})
 	if err != nil || ans.GetAnswer().GetStatus() != impactv1.Status_AFFECTED {
 		t.Fatalf("GetMyStatus: %v %v", ans, err)
 	}
@@ -153,7 +149,7 @@ func TestTelemetry(t *testing.T) {
 		t.Fatalf("REST status: %d %s", code, body)
 	}
 	// An unknown incident: a store error (not found) to count.
-	if _, err := status.GetMyStatus(withToken(context.Background(), patientTk), &impactv1.GetMyStatusRequest{IncidentId: "no-such-incident"}); err == nil {
+	if _, err := status.GetMyStatus(testclient.WithToken(context.Background(), patientTk), &impactv1.GetMyStatusRequest{IncidentId: "no-such-incident"}); err == nil {
 		t.Fatal("unknown incident answered")
 	}
 	// Health checks, which must leave no trace.

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/impact-health/impact/internal/snapshot"
-	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -95,7 +95,7 @@ var (
 	}
 
 	subjectID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
-		return textRule(m.Get(fd).String(), istatus.MaxSubjectIDBytes, true)
+		return textRule(m.Get(fd).String(), status.MaxSubjectIDBytes, true)
 	}
 
 	noticeID rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
@@ -103,7 +103,7 @@ var (
 	}
 
 	idempotencyKey rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
-		return textRule(m.Get(fd).String(), istatus.MaxIdempotencyKeyBytes, false)
+		return textRule(m.Get(fd).String(), status.MaxIdempotencyKeyBytes, false)
 	}
 
 	spec rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
@@ -112,6 +112,15 @@ var (
 			return "is required"
 		case n > snapshot.MaxSpecBytes:
 			return fmt.Sprintf("must be at most %d bytes", snapshot.MaxSpecBytes)
+		}
+		return ""
+	}
+
+	// definedStatus: one of the statuses, not STATUS_UNSPECIFIED.
+	definedStatus rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		v := m.Get(fd).Enum()
+		if v == 0 || fd.Enum().Values().ByNumber(v) == nil {
+			return "is required (affected, under_review or not_affected)"
 		}
 		return ""
 	}
@@ -181,7 +190,7 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.RestoreNoticesRequest.subject_id":    subjectID,
 	"impact.v1.RestoreNoticesRequest.version":       positiveVersion,
 	"impact.v1.RestoreNoticesRequest.notice_id":     noticeID,
-	"impact.v1.RestoreNoticesRequest.status":        anything, // checked against the version's record
+	"impact.v1.RestoreNoticesRequest.status":        definedStatus, // and checked against the version's record
 	"impact.v1.RestoreNoticesRequest.notified_at":   present,
 }
 

@@ -2,13 +2,16 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 )
@@ -71,6 +74,41 @@ func TestValidateRequestNoRule(t *testing.T) {
 	var nr errNoRule
 	if !errors.As(err, &nr) {
 		t.Fatalf("got %v, want errNoRule", err)
+	}
+}
+
+// TestValidateRequestRules: the table is the only check of incident ids,
+// expected visible versions, restore statuses and timestamps (no handler
+// checks them again), so its answers are pinned here.
+func TestValidateRequestRules(t *testing.T) {
+	ok := &impactv1.RestoreNoticesRequest{IncidentId: "inc-1", SubjectId: "s", Version: 1, NoticeId: "n",
+		Status: impactv1.Status_AFFECTED, NotifiedAt: timestamppb.Now()}
+	noStatus := proto.Clone(ok).(*impactv1.RestoreNoticesRequest)
+	noStatus.Status = impactv1.Status_STATUS_UNSPECIFIED
+	noTime := proto.Clone(ok).(*impactv1.RestoreNoticesRequest)
+	noTime.NotifiedAt = nil
+	tests := []struct {
+		name string
+		req  proto.Message
+		want string // "" : valid
+	}{
+		{"restore line", ok, ""},
+		{"restore without status", noStatus, "invalid request: status is required (affected, under_review or not_affected)"},
+		{"restore without notified_at", noTime, "invalid request: notified_at is required"},
+		{"status of a bad incident", &impactv1.GetMyStatusRequest{IncidentId: "BAD_ID"}, "invalid request: incident_id must match [a-z0-9-]{1,64}"},
+		{"publish without expectation", &impactv1.PublishSnapshotRequest{IncidentId: "inc-1", Version: 2}, "invalid request: expected_visible_version is required"},
+		{"publish expecting nothing visible", &impactv1.PublishSnapshotRequest{IncidentId: "inc-1", Version: 1, ExpectedVisibleVersion: proto.Uint32(0)}, ""},
+		{"rollback without expectation", &impactv1.RollbackSnapshotRequest{IncidentId: "inc-1", ToVersion: 1}, "invalid request: expected_visible_version is required"},
+		{"audit of every incident", &impactv1.ListAuditEventsRequest{}, ""},
+		{"audit of a bad incident", &impactv1.ListAuditEventsRequest{IncidentId: "x y"}, "invalid request: incident_id must match [a-z0-9-]{1,64}"},
+		{"upload header", &impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_Header{Header: &impactv1.UploadHeader{IncidentId: "Inc", Spec: []byte("x")}}},
+			"invalid request: header.incident_id must match [a-z0-9-]{1,64}"},
+	}
+	for _, tt := range tests {
+		err := validateRequest(tt.req)
+		if got := fmt.Sprint(err); (tt.want == "" && err != nil) || (tt.want != "" && got != tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
 	}
 }
 

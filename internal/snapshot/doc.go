@@ -6,7 +6,7 @@
 //
 // Ingestion is whole or nothing: an upload with any
 // invalid row is rejected with a *ValidationError naming rows, fields and
-// rules (never cell values), and nothing is staged. Rosters are streamed
+// rules (never patient data), and nothing is staged. Rosters are streamed
 // twice, once to validate and once to load, so that a roster of millions of
 // rows is never held in memory.
 package snapshot

@@ -40,7 +40,7 @@ func (s *Service) GC(ctx context.Context, incident string, keepLast int, actor s
 func (s *Service) gc(ctx context.Context, incident string, keepLast int) (removed, kept []uint64, err error) {
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gc %s: head: %w", incident, err)
+		return nil, nil, versionError("gc", incident, 0, err)
 	}
 	versions, err := s.st.Versions(ctx, incident)
 	if err != nil {

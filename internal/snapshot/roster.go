@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -303,7 +304,7 @@ func (rp *rowParser) row(row int, line []byte, buf [][]byte) ([][]byte, store.Re
 	default:
 		rp.errs.add(row, "status", "must be affected or under_review")
 	}
-	rec.Cohorts = rp.cohortSet(row, fields[2], rec.Status)
+	rec.Cohorts = rp.cohortSet(row, fields[2], fields[0], rec.Status)
 	practice := ""
 	if rp.nfields == 4 {
 		practice = rp.practice(row, fields[3], &rec)
@@ -332,7 +333,34 @@ func (rp *rowParser) subject(row int, f []byte) bool {
 	return true
 }
 
-func (rp *rowParser) cohortSet(row int, f []byte, status store.Status) uint64 {
+// maxCohortsNamed bounds the valid cohort ids an error lists.
+const maxCohortsNamed = 10
+
+// unknownCohort is the rule for a cohort id the spec does not have. It
+// names the id when it is shaped like one ([a-z0-9-]) and is not the row's
+// subject id (a shifted column), and lists the spec's ids.
+func (rp *rowParser) unknownCohort(id, subject []byte) string {
+	var b strings.Builder
+	b.WriteString("unknown cohort id")
+	if isID(string(id)) && !bytes.Equal(id, bytes.TrimSpace(subject)) {
+		fmt.Fprintf(&b, " %q", id)
+	}
+	b.WriteString(" (the spec's cohorts: ")
+	for i, c := range rp.spec.Cohorts {
+		if i == maxCohortsNamed {
+			fmt.Fprintf(&b, ", and %d more", len(rp.spec.Cohorts)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.ID)
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func (rp *rowParser) cohortSet(row int, f, subject []byte, status store.Status) uint64 {
 	f = bytes.TrimSpace(f)
 	if len(f) == 0 {
 		if status == store.Affected {
@@ -356,7 +384,7 @@ func (rp *rowParser) cohortSet(row int, f []byte, status store.Status) uint64 {
 		i, ok := rp.cohorts[string(id)]
 		switch {
 		case !ok:
-			rp.errs.add(row, "cohorts", "unknown cohort id (not in the spec)")
+			rp.errs.add(row, "cohorts", rp.unknownCohort(id, subject))
 		case set&(1<<uint(i)) != 0:
 			rp.errs.add(row, "cohorts", fmt.Sprintf("cohort %s listed twice", rp.spec.Cohorts[i].ID))
 		default:

@@ -180,10 +180,28 @@ func TestParseRosterRowAfterLongRow(t *testing.T) {
 	ve := validationError(t, err)
 	want := []RowError{
 		{Row: 2, Field: "row", Rule: "must be at most 65536 bytes"},
-		{Row: 3, Field: "cohorts", Rule: "unknown cohort id (not in the spec)"},
+		{Row: 3, Field: "cohorts", Rule: `unknown cohort id "nope" (the spec's cohorts: northland, referrals, uploads)`},
 	}
 	if !slices.Equal(ve.Errors, want) || ve.Total != 2 {
 		t.Errorf("got %+v, want %+v", ve.Errors, want)
+	}
+}
+
+// TestUnknownCohortNamesOnlyCohortIDs: an unknown cohort id is named, with
+// the valid ones, but a value that is not shaped like a cohort id, or is
+// the row's own subject id (a shifted column), is not echoed.
+func TestUnknownCohortNamesOnlyCohortIDs(t *testing.T) {
+	tests := []struct{ cell, want string }{
+		{"northlnd", `unknown cohort id "northlnd" (the spec's cohorts: northland, referrals, uploads)`},
+		{"Mrs Smith", `unknown cohort id (the spec's cohorts: northland, referrals, uploads)`},
+		{"p-77", `unknown cohort id (the spec's cohorts: northland, referrals, uploads)`},
+	}
+	for _, tc := range tests {
+		_, _, err := parse(t, header+"p-77,affected,"+tc.cell+",\n")
+		ve := validationError(t, err)
+		if len(ve.Errors) != 1 || ve.Errors[0].Rule != tc.want {
+			t.Errorf("cohort %q: %+v, want rule %q", tc.cell, ve.Errors, tc.want)
+		}
 	}
 }
 

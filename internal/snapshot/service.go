@@ -265,18 +265,19 @@ func abort(ctx context.Context, st store.Stager, err error) error {
 func (s *Service) List(ctx context.Context, incident string) (store.Head, []store.VersionInfo, error) {
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
-		return store.Head{}, nil, fmt.Errorf("head %s: %w", incident, err)
+		return store.Head{}, nil, versionError("list", incident, 0, err)
 	}
 	versions, err := s.st.Versions(ctx, incident)
 	if err != nil {
-		return store.Head{}, nil, fmt.Errorf("versions %s: %w", incident, err)
+		return store.Head{}, nil, versionError("list", incident, 0, err)
 	}
 	slices.Reverse(versions)
 	return head, versions, nil
 }
 
 // Publish makes a staged version visible if the visible version is
-// expectVisible (store.ErrConflict if not, or if version is not newer), and
+// expectVisible (a VersionError of kind ErrStaleVisible if not, of kind
+// ErrNotAfterVisible if version is not newer; both wrap store.ErrConflict), and
 // returns its info and the previously visible version. The attempt is
 // recorded in the audit trail (store.AuditPublish), with its outcome.
 func (s *Service) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
@@ -292,7 +293,7 @@ func (s *Service) Publish(ctx context.Context, incident string, version, expectV
 func (s *Service) publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
 	info, err := s.st.Publish(ctx, store.PublishRequest{Incident: incident, Version: version, ExpectVisible: expectVisible, Actor: actor, At: s.now()})
 	if err != nil {
-		return store.VersionInfo{}, 0, fmt.Errorf("publish %s v%d (expecting v%d visible): %w", incident, version, expectVisible, err)
+		return store.VersionInfo{}, 0, publishError(ctx, s.st, "publish", incident, version, expectVisible, err)
 	}
 	return info, expectVisible, nil
 }
@@ -319,19 +320,20 @@ func (s *Service) Rollback(ctx context.Context, incident string, to, expectVisib
 func (s *Service) rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
 	src, err := s.catalog.Get(ctx, incident, to)
 	if err != nil {
-		return store.VersionInfo{}, 0, fmt.Errorf("rollback: %w", err)
+		return store.VersionInfo{}, 0, versionError("rollback", incident, to, err)
 	}
 	if st := src.Info.State; st != store.StateStaged && st != store.StatePublished {
-		return store.VersionInfo{}, 0, fmt.Errorf("rollback to %s v%d, which is %s: %w", incident, to, st, store.ErrNotStaged)
+		return store.VersionInfo{}, 0, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: to, State: st}
 	}
 	// Fail early on a stale expectation rather than stage a copy for nothing;
 	// the publish below still compares and sets.
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
-		return store.VersionInfo{}, 0, fmt.Errorf("head %s: %w", incident, err)
+		return store.VersionInfo{}, 0, versionError("rollback", incident, 0, err)
 	}
 	if head.Visible != expectVisible {
-		return store.VersionInfo{}, 0, fmt.Errorf("rollback %s: visible version is v%d, not v%d: %w", incident, head.Visible, expectVisible, store.ErrConflict)
+		return store.VersionInfo{}, 0, &VersionError{Kind: ErrStaleVisible, Incident: incident, Version: to,
+			Expected: expectVisible, Visible: head.Visible}
 	}
 	stager, err := s.st.Stage(ctx, store.StageRequest{
 		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(),
@@ -407,10 +409,10 @@ func (s *Service) Diff(ctx context.Context, incident string, version, against ui
 func (s *Service) readable(ctx context.Context, incident string, version uint64) (*Version, error) {
 	v, err := s.catalog.Get(ctx, incident, version)
 	if err != nil {
-		return nil, err
+		return nil, versionError("diff", incident, version, err)
 	}
 	if st := v.Info.State; st != store.StateStaged && st != store.StatePublished {
-		return nil, fmt.Errorf("%s v%d is %s: %w", incident, version, st, store.ErrNotStaged)
+		return nil, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: version, State: st}
 	}
 	return v, nil
 }

@@ -265,6 +265,21 @@ func TestListAndPublish(t *testing.T) {
 	if _, _, err := svc.Publish(ctx, incident, 1, 2, "ops-bob"); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("publishing an older version: %v, want ErrConflict (visible versions only move forward)", err)
 	}
+	// The refusals say which: stale expectation or an older version, with
+	// the numbers, without anyone parsing the message.
+	var ve *VersionError
+	if _, _, err := svc.Publish(ctx, incident, 1, 2, "ops-bob"); !errors.As(err, &ve) || !errors.Is(err, ErrNotAfterVisible) ||
+		ve.Version != 1 || ve.Visible != 2 || err.Error() != "v1 is not after the visible v2" {
+		t.Errorf("publishing an older version: %v (%+v), want ErrNotAfterVisible naming v1 and v2", err, ve)
+	}
+	if _, _, err := svc.Publish(ctx, incident, 1, 0, "ops-bob"); !errors.As(err, &ve) || !errors.Is(err, ErrStaleVisible) ||
+		ve.Expected != 0 || ve.Visible != 2 || err.Error() != "the visible version is now v2, not v0" {
+		t.Errorf("publish with a stale expectation: %v (%+v), want ErrStaleVisible naming v2 and v0", err, ve)
+	}
+	if _, _, err := svc.Publish(ctx, incident, 9, 2, "ops-bob"); !errors.As(err, &ve) || !errors.Is(err, store.ErrNotFound) ||
+		err.Error() != incident+" v9 not found" {
+		t.Errorf("publish of an unknown version: %v, want a VersionError without store prefixes", err)
+	}
 	head, _, _ = svc.List(ctx, incident)
 	if head.Visible != 2 {
 		t.Errorf("visible %d, want 2", head.Visible)

@@ -298,26 +298,21 @@ func checkDate(field, s string, bad func(string, string)) {
 
 // isID reports whether s matches [a-z0-9-]{1,MaxIDBytes}.
 func isID(s string) bool {
-	if len(s) == 0 || len(s) > MaxIDBytes {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return allBytes(s, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' })
 }
 
 // isCategory reports whether s matches [a-z0-9_]{1,MaxIDBytes}.
 func isCategory(s string) bool {
+	return allBytes(s, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' })
+}
+
+// allBytes reports whether s has 1 to MaxIDBytes bytes, each of them ok.
+func allBytes(s string, ok func(c byte) bool) bool {
 	if len(s) == 0 || len(s) > MaxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+		if !ok(s[i]) {
 			return false
 		}
 	}
@@ -341,9 +336,34 @@ func yamlError(err error) error {
 			l.add(0, yamlWhere(msg), yamlRule(msg))
 		}
 	} else {
-		l.add(0, yamlWhere(err.Error()), "invalid YAML syntax")
+		l.add(0, yamlWhere(err.Error()), yamlSyntax(err.Error()))
 	}
 	return l.err(InputSpec)
+}
+
+// yamlSyntaxPrefix is what the parser puts before its reason.
+var yamlSyntaxPrefix = regexp.MustCompile(`^yaml: (line \d+: )?`)
+
+// yamlSyntax keeps the parser's reason for a syntax error ("did not find
+// expected ',' or ']'"), which names what it expected, unless it quotes the
+// document.
+func yamlSyntax(msg string) string {
+	reason := yamlSyntaxPrefix.ReplaceAllString(msg, "")
+	if reason == "" || reason == msg || strings.ContainsAny(reason, "`\"") || len(reason) > 100 {
+		return "invalid YAML syntax"
+	}
+	return "invalid YAML syntax: " + reason
+}
+
+// yamlField matches the key of an unknown field in a decoding error.
+var yamlField = regexp.MustCompile(`field (\S+) not found in type`)
+
+// specKey reports whether s can be named in an error: a key as a spec
+// spells its keys, not free text.
+func specKey(s string) bool {
+	return allBytes(s, func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	})
 }
 
 func yamlWhere(msg string) string {
@@ -358,6 +378,9 @@ func yamlWhere(msg string) string {
 func yamlRule(msg string) string {
 	switch {
 	case strings.Contains(msg, "not found in type"):
+		if m := yamlField.FindStringSubmatch(msg); m != nil && specKey(m[1]) {
+			return fmt.Sprintf("unknown field %q", m[1])
+		}
 		return "unknown field"
 	case strings.Contains(msg, "already set in type"), strings.Contains(msg, "already defined"):
 		return "duplicate field"

@@ -4,17 +4,17 @@ import (
 	"context"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
-	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/status"
 )
 
 // subjectService acts on patient accounts for operators with the
 // impact.admin scope (account closure).
 type subjectService struct {
 	impactv1.UnimplementedSubjectServiceServer
-	status *istatus.Service
+	status *status.Service
 }
 
-// EraseSubject closes the subject's account (istatus.Service.Erase). The
+// EraseSubject closes the subject's account (status.Service.Erase). The
 // subject id is used to compute its key and is not kept or logged.
 func (s *subjectService) EraseSubject(ctx context.Context, req *impactv1.EraseSubjectRequest) (*impactv1.EraseSubjectResponse, error) {
 	n, err := s.status.Erase(ctx, req.GetSubjectId(), actor(ctx))

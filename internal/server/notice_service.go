@@ -1,0 +1,177 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/telemetry"
+)
+
+// noticeService is the notification ledger, for the impact.notify scope.
+type noticeService struct {
+	impactv1.UnimplementedNoticeServiceServer
+	status  *status.Service
+	metrics *telemetry.Metrics // nil: none
+}
+
+// ClaimNotice decides and pins one subject's notice. Single claims are not
+// recorded in the audit trail one by one (the pins are their record); a
+// wave (ClaimNotices) is, as one event per incident.
+func (s *noticeService) ClaimNotice(ctx context.Context, req *impactv1.ClaimNoticeRequest) (*impactv1.ClaimNoticeResponse, error) {
+	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.Claim(ctx, c.Incident, c.Action.String())
+	return &impactv1.ClaimNoticeResponse{Claim: claimPB(c)}, nil
+}
+
+// waveConcurrency bounds the claims of one wave stream in flight at once:
+// enough for a store to group commits (bbolt batches concurrent writes into
+// one fsync; Redis pipelines), little enough to stay fair to other callers.
+const waveConcurrency = 32
+
+type waveResult struct {
+	resp  *impactv1.ClaimNoticesResponse
+	claim status.Claim
+	err   error
+}
+
+// ClaimNotices answers a wave, one claim per request, in request order.
+// Claims run concurrently (up to waveConcurrency); answers are sent in the
+// order the requests came. The first error ends the stream. When the stream
+// ends, the wave is recorded in the audit trail: one event per incident
+// claimed in, with the counts per action (see status.Service.RecordWave).
+func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) (err error) {
+	waves := map[string]*status.Wave{} // by incident; written by this goroutine only
+	defer func() { err = s.recordWaves(stream.Context(), waves, err) }()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	pending := make(chan chan waveResult, waveConcurrency)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			done := make(chan waveResult, 1)
+			select {
+			case pending <- done:
+			case <-ctx.Done():
+				return
+			}
+			go func() { done <- s.claimOne(ctx, req) }()
+		}
+	}()
+	for done := range pending {
+		r := <-done
+		if r.err != nil {
+			return r.err
+		}
+		if err := stream.Send(r.resp); err != nil {
+			return err
+		}
+		w := waves[r.claim.Incident]
+		if w == nil {
+			w = &status.Wave{Incident: r.claim.Incident}
+			waves[r.claim.Incident] = w
+		}
+		w.Add(r.claim)
+	}
+	select {
+	case err := <-recvErr:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNoticesRequest) waveResult {
+	c, err := s.status.Claim(ctx, req.GetIncidentId(), req.GetSubjectId(), req.GetIdempotencyKey())
+	if err != nil {
+		return waveResult{err: err}
+	}
+	s.metrics.Claim(ctx, c.Incident, c.Action.String())
+	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}, claim: c}
+}
+
+// recordWaves records a wave's claims, per incident in id order, and
+// returns the wave's error or, failing that, the first recording error.
+func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*status.Wave, waveErr error) error {
+	incidents := make([]string, 0, len(waves))
+	for inc := range waves {
+		incidents = append(incidents, inc)
+	}
+	sort.Strings(incidents)
+	err := waveErr
+	for _, inc := range incidents {
+		if rerr := s.status.RecordWave(ctx, actor(ctx), *waves[inc], waveErr); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
+	st, err := s.status.Stats(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	out := &impactv1.GetNoticeStatsResponse{
+		IncidentId: st.Incident, VisibleVersion: uint32(st.Visible),
+		Affected: uint32(st.Affected), UnderReview: uint32(st.UnderReview),
+		Notified: uint32(st.Notified), Due: uint32(st.Due), CorrectionsDue: uint32(st.CorrectionsDue),
+	}
+	for _, c := range st.Cohorts {
+		out.Cohorts = append(out.Cohorts, &impactv1.CohortNoticeStats{CohortId: c.ID, Title: c.Title,
+			Members: uint32(c.Members), Notified: uint32(c.Notified), Due: uint32(c.Due)})
+	}
+	return out, nil
+}
+
+// RestoreNotices re-imports wave outbox lines into the ledger. The first
+// invalid line ends the stream with its 1-based number; lines before it
+// stay restored (restoring is idempotent: fix the file and send it again).
+func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoticesServer) error {
+	ctx := stream.Context()
+	var out impactv1.RestoreNoticesResponse
+	for line := 1; ; line++ {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&out)
+		}
+		var invalid *invalidRequestError
+		if errors.As(err, &invalid) {
+			// The validation table refused the line: say which one.
+			return fmt.Errorf("record %d: %w", line, err)
+		}
+		if err != nil {
+			return err
+		}
+		res, err := s.status.Restore(ctx, req.GetIncidentId(), status.Notified{
+			SubjectID: req.GetSubjectId(), Version: uint64(req.GetVersion()), NoticeID: req.GetNoticeId(),
+			Status: statusFromPB(req.GetStatus()), NotifiedAt: req.GetNotifiedAt().AsTime(),
+		})
+		if err != nil {
+			return fmt.Errorf("record %d: %w", line, err)
+		}
+		switch res {
+		case status.Restored:
+			out.Restored++
+		case status.Present:
+			out.Present++
+		case status.KeptNewer:
+			out.KeptNewer++
+		}
+	}
+}
