@@ -91,6 +91,11 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	if err := os.MkdirAll(cfg.Server.UploadDir, 0o700); err != nil {
 		return nil, fmt.Errorf("upload dir: %w", err)
 	}
+	if n, err := server.RemoveSpools(cfg.Server.UploadDir); err != nil {
+		return nil, fmt.Errorf("upload dir: %w", err)
+	} else if n > 0 {
+		log.Warn("removed upload spools left by an interrupted upload", "count", n)
+	}
 
 	pepper, err := auth.LoadPepper(cfg.PepperFile)
 	if err != nil {

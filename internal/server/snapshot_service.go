@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -32,7 +31,10 @@ func actor(ctx context.Context) string {
 
 // UploadSnapshot spools the roster to a private temporary file (so the
 // server never holds a whole roster in memory, and the domain can validate
-// it whole before staging anything), then stages it.
+// it whole before staging anything), then stages it. The spool holds raw
+// subject ids, so it is unlinked as soon as it is created: nothing raw is
+// reachable at rest while the upload runs, and the kernel frees the file
+// when its descriptor closes, which a crash or SIGKILL of impactd does too.
 func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadSnapshotServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -43,11 +45,11 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 	if hdr == nil {
 		return fmt.Errorf("%w: the first message must be the header", errInvalidStream)
 	}
-	f, err := os.CreateTemp(s.uploadDir, "roster-*.csv")
+	f, err := openSpool(s.uploadDir)
 	if err != nil {
 		return fmt.Errorf("spool upload: %w", err)
 	}
-	defer func() { _ = f.Close(); _ = os.Remove(f.Name()) }()
+	defer func() { _ = f.Close() }()
 	var n int64
 	for {
 		msg, err := stream.Recv()
@@ -68,13 +70,10 @@ func (s *snapshotService) UploadSnapshot(stream impactv1.SnapshotService_UploadS
 			return fmt.Errorf("spool upload: %w", err)
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("spool upload: %w", err)
-	}
 	info, err := s.snapshots.Upload(ctx, snapshot.UploadRequest{
 		Incident: hdr.GetIncidentId(),
 		Spec:     hdr.GetSpec(),
-		Roster:   func() (io.ReadCloser, error) { return os.Open(f.Name()) },
+		Roster:   func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(f, 0, n)), nil },
 		Actor:    actor(ctx),
 	})
 	if err != nil {
