@@ -111,8 +111,12 @@ func (c Config) NewClient() (redis.UniversalClient, error) {
 // Open connects the store described by c (default key prefix) and checks
 // that Redis keeps the notice ledger durable (appendonly yes, appendfsync
 // always): it refuses a Redis that could lose acknowledged pins unless
-// c.AllowVolatileLedger accepts the risk, which it then logs on log.
+// c.AllowVolatileLedger accepts the risk, which it then logs on log. go-redis
+// logs through log from then on (SetLogger).
 func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
+	if log != nil {
+		SetLogger(log)
+	}
 	client, err := c.NewClient()
 	if err != nil {
 		return nil, err
