@@ -45,9 +45,10 @@ func reason(err error) string {
 	}
 	st := inner.GRPCStatus()
 	msg := oneLine(st.Message())
-	// Keep the context a wrapping error adds ("read the visible version:
-	// ..."), without grpc-go's "rpc error: code = ... desc =" rendering.
-	prefix := strings.TrimSuffix(err.Error(), inner.Error())
+	// Keep the context a wrapping error adds before the status ("read the
+	// visible version: ...") and after it ("...; 12 claimed notices kept
+	// in ..."), without grpc-go's "rpc error: code = ... desc =" rendering.
+	prefix, suffix, _ := strings.Cut(err.Error(), inner.Error())
 	name := code.Code(st.Code()).String()
 	if info := errinfo.Of(inner); info != nil {
 		msg = advice(info, msg)
@@ -60,9 +61,11 @@ func reason(err error) string {
 		}
 		// An ops listener with mutual TLS refuses a missing or foreign
 		// client certificate during the handshake; with TLS 1.3 the client
-		// often sees only the broken connection, not the alert.
+		// often sees only the broken connection, not the alert. A
+		// connection that broke after it was established ("error reading
+		// from server": impactd stopped mid-call) is no TLS matter.
 		for _, sign := range []string{"tls:", "certificate", "broken pipe", "connection reset", "server preface"} {
-			if strings.Contains(msg, sign) {
+			if strings.Contains(msg, sign) && !strings.Contains(msg, "error reading from server") {
 				msg += "; if impactd uses TLS or mutual TLS, check --ca-file, --cert and --key"
 				break
 			}
@@ -75,9 +78,9 @@ func reason(err error) string {
 		msg += "; raise --timeout"
 	}
 	if msg == "" {
-		return prefix + name
+		return prefix + name + suffix
 	}
-	return prefix + msg + " (" + name + ")"
+	return prefix + msg + " (" + name + ")" + suffix
 }
 
 // oneLine folds s onto one line: lines are trimmed and joined with "; ".
