@@ -33,7 +33,7 @@ func TestErrorLine(t *testing.T) {
 		{"client certificate refused", "list", status.Error(codes.Unavailable, `connection error: desc = "error reading server preface: remote error: tls: certificate required"`),
 			"impactctl: list: connection error: desc = \"error reading server preface: remote error: tls: certificate required\"; if impactd uses TLS or mutual TLS, check --ca-file, --cert and --key (UNAVAILABLE)"},
 		{"unauthenticated hint", "stats", status.Error(codes.Unauthenticated, "unauthenticated"),
-			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN (UNAUTHENTICATED)"},
+			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN; with impactd --dev, mint it with the same --data-dir/IMPACT_DATA_DIR as impactd (UNAUTHENTICATED)"},
 		{"empty message", "diff", status.Error(codes.Internal, ""), "impactctl: diff: INTERNAL"},
 		{"plain error", "claim", errors.New("open x.csv: no such file or directory"), "impactctl: claim: open x.csv: no such file or directory"},
 		{"no command", "", errors.New("unknown command \"x\""), `impactctl: unknown command "x"`},
