@@ -227,7 +227,9 @@ type model struct {
 	visible map[string]row
 }
 
-// due is the claim rule of DESIGN §2, stated independently of the code.
+// due is the claim rule (a notice is due when the visible status is affected
+// or under review and the subject was never notified, or when it differs
+// from the status of the last notice), stated independently of the code.
 func (m *model) due(subject string) bool {
 	cur := pbStatus(m.visible[subject].status)
 	p, ok := m.pins[subject]
@@ -253,7 +255,7 @@ func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue 
 	}
 }
 
-// TestMMHTimeline drives both transports through the incident of DESIGN §1
+// TestMMHTimeline drives both transports through the breach Impact was built for
 // and checks invariants 3 and 4 for every subject at the end.
 func TestMMHTimeline(t *testing.T) {
 	e := startEnv(t)

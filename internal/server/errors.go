@@ -32,7 +32,7 @@ const (
 )
 
 // toStatus is the one place that maps domain and store errors to gRPC
-// status codes (DESIGN §5). With verbose (the ops listener) the error text is
+// status codes. With verbose (the ops listener) the error text is
 // kept for the operator; domain and store errors never carry patient data.
 // Patients get fixed messages.
 func toStatus(err error, verbose bool) error {

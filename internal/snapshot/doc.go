@@ -3,7 +3,7 @@
 // keyed store entries with the version digest, and orchestrates staging,
 // publishing, rolling back and comparing versions over a store.Store.
 //
-// Ingestion is whole or nothing (DESIGN §3, invariant 8): an upload with any
+// Ingestion is whole or nothing (invariant 8): an upload with any
 // invalid row is rejected with a *ValidationError naming rows, fields and
 // rules (never cell values), and nothing is staged. Rosters are streamed
 // twice, once to validate and once to load, so that a roster of millions of

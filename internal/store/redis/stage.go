@@ -15,7 +15,7 @@ import (
 )
 
 // Load tuning: entries per pipeline, and concurrent pipelines (the floors in
-// DESIGN §6: a few concurrent pipelines match redis-cli --pipe).
+// measured on 2 cores: a few concurrent pipelines match redis-cli --pipe).
 const (
 	writeChunk   = 8192
 	readChunk    = 512

@@ -5,7 +5,7 @@
 //		storetest.RunConformance(t, func(t *testing.T) store.Store { return openFresh(t) })
 //	}
 //
-// The suite checks the invariants that live in the store (DESIGN.md §3):
+// The suite checks the invariants that live in the store (docs/contract.md):
 // immutable, verified versions whose numbers are never reused; atomic
 // visibility of a publish; compare-and-set publish that only moves forward;
 // forward-only, compare-and-set, idempotent pins; and the error contract
