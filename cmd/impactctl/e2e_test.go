@@ -311,7 +311,7 @@ func TestErrorsAndUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--token", "wrong", "notice", "stats", "--incident", "x"}, exitError,
-			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN (UNAUTHENTICATED)\n"},
+			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN; with impactd --dev, mint it with the same --data-dir/IMPACT_DATA_DIR as impactd (UNAUTHENTICATED)\n"},
 		{[]string{"snapshot", "list"}, exitUsage,
 			"impactctl: required flag(s) \"incident\" not set (see 'impactctl snapshot list --help')\n"},
 		{[]string{"notice", "claim", "--incident", "x", "--subject", "a", "--cohort", "c"}, exitUsage,

@@ -71,7 +71,7 @@ func reason(err error) string {
 			}
 		}
 	case codes.Unauthenticated:
-		msg += "; check --token or IMPACT_TOKEN"
+		msg += "; check --token or IMPACT_TOKEN; with impactd --dev, mint it with the same --data-dir/IMPACT_DATA_DIR as impactd"
 	case codes.PermissionDenied:
 		msg += "; the token lacks the scope this command needs"
 	case codes.DeadlineExceeded:

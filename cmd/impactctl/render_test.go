@@ -37,7 +37,7 @@ func TestErrorLine(t *testing.T) {
 				status.Error(codes.Unavailable, "error reading from server: read tcp 127.0.0.1:5->127.0.0.1:9091: read: connection reset by peer")),
 			"impactctl: claim: error reading from server: read tcp 127.0.0.1:5->127.0.0.1:9091: read: connection reset by peer (UNAVAILABLE); 12 claimed notices kept in w.jsonl.tmp, re-run the same command to finish the wave"},
 		{"unauthenticated hint", "stats", status.Error(codes.Unauthenticated, "unauthenticated"),
-			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN (UNAUTHENTICATED)"},
+			"impactctl: stats: unauthenticated; check --token or IMPACT_TOKEN; with impactd --dev, mint it with the same --data-dir/IMPACT_DATA_DIR as impactd (UNAUTHENTICATED)"},
 		{"empty message", "diff", status.Error(codes.Internal, ""), "impactctl: diff: INTERNAL"},
 		{"plain error", "claim", errors.New("open x.csv: no such file or directory"), "impactctl: claim: open x.csv: no such file or directory"},
 		{"no command", "", errors.New("unknown command \"x\""), `impactctl: unknown command "x"`},

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Targets of issue 3 item 10.
+// Targets of the load harness (impactd against the minimal servers).
 const (
 	targetGRPCRatio    = 0.60 // impactd gRPC req/s over the minimal grpc-go server's
 	targetRESTRatio    = 0.50 // impactd REST req/s over the minimal net/http handler's

@@ -8,7 +8,8 @@ import (
 	"github.com/impact-health/impact/internal/store"
 )
 
-// Erase closes a subject's account (account closure, DESIGN §1): it
+// Erase closes a subject's account (patients who close their account have
+// their data deleted): it
 // records a tombstone under the subject's key (the HMAC; the raw id is kept
 // nowhere) and removes the subject's pins and idempotency records in every
 // incident. From then on status reads for the subject fail with ErrErased

@@ -33,7 +33,7 @@ type Notified struct {
 }
 
 // Restore re-creates the pin of a notice that was sent, if the ledger lost
-// it (DESIGN §7: the wave files are the outbox, and re-importing them must
+// it (the wave files are the outbox, and re-importing them must
 // restore lost pins). It is forward-only (a pin at a newer version, or a
 // different notice at the same version, is kept) and idempotent (a restore
 // is recorded under an idempotency key derived from the notice id). The

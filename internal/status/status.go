@@ -1,5 +1,5 @@
 // Package status is the patient read path and the notification ledger's
-// claim decision. The invariants of DESIGN §3 that concern what a patient is
+// claim decision. The invariants (docs/contract.md) that concern what a patient is
 // told live here:
 //
 //   - 3, the app never contradicts the email: a notified subject is answered
