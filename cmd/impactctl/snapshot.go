@@ -21,7 +21,8 @@ func (a *app) snapshotCommand() *cobra.Command {
 		Use:   "snapshot",
 		Short: "Upload, inspect, publish, roll back and garbage-collect snapshot versions (impact.admin)",
 	}
-	cmd.AddCommand(a.uploadCommand(), a.listCommand(), a.diffCommand(), a.publishCommand(), a.rollbackCommand(), a.gcCommand())
+	cmd.AddCommand(a.uploadCommand(), a.listCommand(), a.diffCommand(), a.publishCommand(), a.rollbackCommand(), a.gcCommand(),
+		a.approveCommand(), a.requestsCommand())
 	return cmd
 }
 
@@ -192,6 +193,9 @@ func (a *app) diffCommand() *cobra.Command {
 			if a.jsonOut {
 				return a.printProto(resp)
 			}
+			if err := renderNotifiedChanges(a.stdout, resp); err != nil {
+				return err
+			}
 			return renderDiff(a.stdout, resp)
 		}),
 	}
@@ -205,14 +209,18 @@ func (a *app) diffCommand() *cobra.Command {
 
 func (a *app) publishCommand() *cobra.Command {
 	var incident string
-	var version, expect uint32
+	var version, expect, accept uint32
 	cmd := &cobra.Command{
-		Use:   "publish --incident ID --version N [--expect M]",
+		Use:   "publish --incident ID --version N [--expect M] [--accept-corrections K]",
 		Short: "Make a staged version visible (compare-and-set on the visible version)",
 		Long: `Publish makes a staged version visible to patients in one atomic step, on
 condition that the visible version is still the one expected (--expect M, 0
 for none). Without --expect, the visible version is read first and expected:
-the publish still fails if another operator publishes in between.`,
+the publish still fails if another operator publishes in between.
+
+A publish that would change the status of patients already notified is
+refused unless --accept-corrections is at least their number, counted when
+the publish runs; 'impactctl snapshot diff' says what that number is.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			c, err := a.snapshots()
@@ -226,13 +234,16 @@ the publish still fails if another operator publishes in between.`,
 			ctx, cancel := a.callCtx(cmd.Context())
 			defer cancel()
 			resp, err := c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{
-				IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(exp),
+				IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
 			})
 			if err != nil {
-				return err
+				return correctionsRefused(err, incident, version, exp, "re-run")
 			}
 			if a.jsonOut {
 				return a.printProto(resp)
+			}
+			if p := resp.GetPending(); p != nil {
+				return renderPending(a.stdout, p)
 			}
 			s := resp.GetSnapshot()
 			fmt.Fprintf(a.stdout, "published %s v%d (visible was %s)\n", s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
@@ -243,19 +254,22 @@ the publish still fails if another operator publishes in between.`,
 	f.StringVar(&incident, "incident", "", "incident id (required)")
 	f.Uint32Var(&version, "version", 0, "the staged version to publish (required)")
 	f.Uint32Var(&expect, "expect", 0, "the visible version expected, 0 for none (default: the one visible now)")
+	f.Uint32Var(&accept, "accept-corrections", 0, "how many already-notified patients the publish may correct (see snapshot diff)")
 	markRequired(cmd, "incident", "version")
 	return cmd
 }
 
 func (a *app) rollbackCommand() *cobra.Command {
 	var incident string
-	var to, expect uint32
+	var to, expect, accept uint32
 	cmd := &cobra.Command{
-		Use:   "rollback --incident ID --to N [--expect M]",
+		Use:   "rollback --incident ID --to N [--expect M] [--accept-corrections K]",
 		Short: "Publish an older version's content again, as a new version",
 		Long: `Rollback stages a new version with the content of version N and publishes it,
 so visible versions only move forward. Like publish, it is a compare-and-set
-on the visible version (--expect, default: the one visible now).`,
+on the visible version (--expect, default: the one visible now), and it is
+refused, like publish, when it would correct more already-notified patients
+than --accept-corrections ('impactctl snapshot diff --version N' counts them).`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
 			c, err := a.snapshots()
@@ -269,13 +283,17 @@ on the visible version (--expect, default: the one visible now).`,
 			ctx, cancel := a.callCtx(cmd.Context())
 			defer cancel()
 			resp, err := c.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{
-				IncidentId: incident, ToVersion: to, ExpectedVisibleVersion: proto.Uint32(exp),
+				IncidentId: incident, ToVersion: to, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
 			})
 			if err != nil {
-				return err
+				return correctionsRefused(err, incident, to, exp, "re-run")
 			}
 			if a.jsonOut {
 				return a.printProto(resp)
+			}
+			if p := resp.GetPending(); p != nil {
+				fmt.Fprintf(a.stdout, "staged the content of v%d as v%d; ", to, p.GetVersion())
+				return renderPending(a.stdout, p)
 			}
 			s := resp.GetSnapshot()
 			fmt.Fprintf(a.stdout, "rolled back %s to the content of v%d: published as v%d (visible was %s)\n",
@@ -287,6 +305,7 @@ on the visible version (--expect, default: the one visible now).`,
 	f.StringVar(&incident, "incident", "", "incident id (required)")
 	f.Uint32Var(&to, "to", 0, "the older version whose content to publish again (required)")
 	f.Uint32Var(&expect, "expect", 0, "the visible version expected, 0 for none (default: the one visible now)")
+	f.Uint32Var(&accept, "accept-corrections", 0, "how many already-notified patients the rollback may correct (see snapshot diff)")
 	markRequired(cmd, "incident", "to")
 	return cmd
 }

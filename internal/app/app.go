@@ -128,7 +128,8 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
-		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate))
+		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate),
+		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL))
 	page := opts.Web
 	if page == nil {
 		page = cfg.WebPage()

@@ -9,6 +9,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/snapshot"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
 )
 
@@ -69,6 +70,12 @@ type Config struct {
 	// UploadReadRate caps how fast uploads read rosters, bytes per second
 	// over all uploads; 0 is unlimited.
 	UploadReadRate int
+	// PublishApprovals is how many admins every publish and rollback
+	// needs, the requester included: with 2 or more a publish is a pending
+	// request that other admins approve. ApprovalTTL is how long a request
+	// waits for them before it lapses.
+	PublishApprovals int
+	ApprovalTTL      time.Duration
 	// RateSubject and RateIP limit the patient listener per token subject
 	// and per client address (IPv6 per /64); zero is off.
 	RateSubject, RateIP ratelimit.Limit
@@ -95,6 +102,9 @@ func DefaultConfig() Config {
 		RateIP:      DefaultRateIP,
 		CatalogSize: DefaultCatalogSize,
 		Log:         LogConfig{Level: DefaultLogLevel, JSON: true},
+
+		PublishApprovals: 1,
+		ApprovalTTL:      snapshot.DefaultApprovalTTL,
 	}
 }
 
@@ -122,6 +132,12 @@ func (c *Config) Validate() error {
 		if len(missing) > 0 {
 			return fmt.Errorf("missing %s (or use --dev on a workstation)", strings.Join(missing, ", "))
 		}
+	}
+	if c.PublishApprovals < 1 {
+		return fmt.Errorf("--publish-approvals must be at least 1, not %d", c.PublishApprovals)
+	}
+	if c.ApprovalTTL <= 0 {
+		return fmt.Errorf("--approval-ttl must be positive, not %s", c.ApprovalTTL)
 	}
 	if err := c.validateSecurity(); err != nil {
 		return err

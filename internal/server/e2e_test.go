@@ -306,7 +306,13 @@ func TestMMHTimeline(t *testing.T) {
 	}
 
 	// Roll back to v1: a new version 3 with v1's content and digest.
-	rb, err := snapshots.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{IncidentId: demo.IncidentID, ToVersion: 1, ExpectedVisibleVersion: proto.Uint32(2)})
+	// The corrections it makes are those of v1's content, reviewed first.
+	back, err := snapshots.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: demo.IncidentID, Version: 1, Against: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := snapshots.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{IncidentId: demo.IncidentID, ToVersion: 1, ExpectedVisibleVersion: proto.Uint32(2),
+		AcceptCorrections: back.GetNotifiedChanges().GetTotal()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,12 @@ var errorRules = []errorRule{
 	{match: is(store.ErrNotFound), code: codes.NotFound, reason: errinfo.NotFound, patient: msgNotFound},
 	{match: is(status.ErrVersionAhead), code: codes.OutOfRange, reason: errinfo.VersionAhead, patient: msgVersionAhead},
 	{match: is(status.ErrContended), code: codes.Aborted, reason: errinfo.ClaimContended, patient: msgContended},
+	{match: as[*snapshot.CorrectionsError](), code: codes.FailedPrecondition, reason: errinfo.CorrectionsNotAccepted},
+	{match: reviewReason(snapshot.ReasonRequestUnknown), code: codes.FailedPrecondition, reason: errinfo.PublishRequestUnknown},
+	{match: reviewReason(snapshot.ReasonRequestLapsed), code: codes.FailedPrecondition, reason: errinfo.PublishRequestLapsed},
+	{match: reviewReason(snapshot.ReasonOwnRequest), code: codes.FailedPrecondition, reason: errinfo.OwnPublishRequest},
+	{match: reviewReason(snapshot.ReasonAlreadyApproved), code: codes.FailedPrecondition, reason: errinfo.AlreadyApproved},
+	{match: reviewReason(snapshot.ReasonRequestPending), code: codes.FailedPrecondition, reason: errinfo.PublishRequestPending},
 	{match: is(snapshot.ErrStaleVisible), code: codes.FailedPrecondition, reason: errinfo.StaleVisibleVersion},
 	{match: is(snapshot.ErrNotAfterVisible), code: codes.FailedPrecondition, reason: errinfo.NotAfterVisible},
 	{match: is(store.ErrNotStaged), code: codes.FailedPrecondition, reason: errinfo.NotStaged},
@@ -90,6 +96,14 @@ var errorRules = []errorRule{
 	// Fail closed, never a guessed status.
 	{match: is(store.ErrUnavailable), code: codes.Unavailable, reason: errinfo.Unavailable, patient: msgUnavailable},
 	{match: is(context.DeadlineExceeded), code: codes.Unavailable, reason: errinfo.Unavailable, patient: msgUnavailable},
+}
+
+// reviewReason matches a refused publish request or approval of one reason.
+func reviewReason(reason string) func(error) bool {
+	return func(err error) bool {
+		var re *snapshot.ReviewError
+		return errors.As(err, &re) && re.Reason == reason
+	}
 }
 
 // internalRule is what no rule matches.
@@ -170,8 +184,16 @@ func errorMetadata(err error) map[string]string {
 	var (
 		ve   *snapshot.VersionError
 		verr *snapshot.ValidationError
+		ce   *snapshot.CorrectionsError
+		re   *snapshot.ReviewError
 	)
 	switch {
+	case errors.As(err, &ce):
+		return map[string]string{errinfo.IncidentID: ce.Incident, errinfo.Version: strconv.FormatUint(ce.Version, 10),
+			errinfo.ExpectedVisibleVersion: strconv.FormatUint(ce.ExpectVisible, 10),
+			errinfo.Corrections:            strconv.FormatUint(ce.Count, 10), errinfo.Accepted: strconv.FormatUint(ce.Accepted, 10)}
+	case errors.As(err, &re):
+		return map[string]string{errinfo.IncidentID: re.Incident, errinfo.Version: strconv.FormatUint(re.Version, 10)}
 	case errors.As(err, &ve):
 		md := map[string]string{errinfo.IncidentID: ve.Incident}
 		if ve.Version != 0 {

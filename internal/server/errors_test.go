@@ -34,8 +34,8 @@ func TestErrorMapping(t *testing.T) {
 	noIncident := &snapshot.VersionError{Kind: store.ErrNotFound, Incident: "inc-2", Err: store.ErrNotFound}
 	roster := &snapshot.ValidationError{Input: snapshot.InputRoster, Total: 1, Errors: []snapshot.RowError{{Row: 5, Field: "cohorts", Rule: "unknown cohort"}}}
 	request := &invalidRequestError{violations: []fieldViolation{{Field: "incident_id", Rule: "must match [a-z0-9-]{1,64}"}}}
-
-	tests := []struct {
+	corrections := &snapshot.CorrectionsError{Incident: "inc-1", Version: 5, ExpectVisible: 4, Count: 312, Accepted: 300}
+	type errorCase struct {
 		name    string
 		err     error
 		code    codes.Code
@@ -43,7 +43,15 @@ func TestErrorMapping(t *testing.T) {
 		md      map[string]string // on the ops listener
 		ops     string            // message on the ops listener
 		patient string            // message on the patient listener
-	}{
+	}
+	// review is the case of a refused publish request or approval.
+	review := func(reason, want string) errorCase {
+		e := &snapshot.ReviewError{Reason: reason, Incident: "inc-1", Version: 5, Message: "refused: " + reason}
+		return errorCase{"review " + reason, e, codes.FailedPrecondition, want,
+			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "5"}, e.Message, e.Message}
+	}
+
+	tests := []errorCase{
 		{"unauthenticated", fmt.Errorf("token expired: %w", auth.ErrUnauthenticated), codes.Unauthenticated, errinfo.Unauthenticated, nil, "unauthenticated", "unauthenticated"},
 		{"permission", errPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, nil, "permission denied", "permission denied"},
 		{"rate limited", &ratelimit.ExceededError{RetryAfter: 2 * time.Second}, codes.ResourceExhausted, errinfo.RateLimited, nil, msgRateLimited, msgRateLimited},
@@ -78,6 +86,14 @@ func TestErrorMapping(t *testing.T) {
 			"commit inc-1 v3: verification failed", "commit inc-1 v3: verification failed"},
 		{"version retained", fmt.Errorf("version 2 is pinned: %w", store.ErrPinned), codes.FailedPrecondition, errinfo.VersionRetained, nil,
 			"version 2 is pinned: version is retained", "version 2 is pinned: version is retained"},
+		{"corrections not accepted", fmt.Errorf("rollback copy v7 is staged but not published: %w", corrections), codes.FailedPrecondition, errinfo.CorrectionsNotAccepted,
+			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "5", errinfo.ExpectedVisibleVersion: "4", errinfo.Corrections: "312", errinfo.Accepted: "300"},
+			"rollback copy v7 is staged but not published: " + corrections.Error(), "rollback copy v7 is staged but not published: " + corrections.Error()},
+		review(snapshot.ReasonRequestUnknown, errinfo.PublishRequestUnknown),
+		review(snapshot.ReasonRequestLapsed, errinfo.PublishRequestLapsed),
+		review(snapshot.ReasonOwnRequest, errinfo.OwnPublishRequest),
+		review(snapshot.ReasonAlreadyApproved, errinfo.AlreadyApproved),
+		review(snapshot.ReasonRequestPending, errinfo.PublishRequestPending),
 		{"other conflict", fmt.Errorf("pin changed: %w", store.ErrConflict), codes.FailedPrecondition, errinfo.Conflict, nil,
 			"pin changed: conflict", "pin changed: conflict"},
 		{"canceled", context.Canceled, codes.Canceled, errinfo.Canceled, nil, "canceled", "canceled"},

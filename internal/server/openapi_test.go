@@ -21,7 +21,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	_ "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
 )
 
 // servedDoc is one listener's OpenAPI document as it serves it: the
@@ -384,6 +386,9 @@ func TestRESTMatchesOpenAPI(t *testing.T) {
 		{"GET", "/v1/audit?page_size=x", "", 400},
 		{"POST", "/v1/subjects:erase", `{"subject_id":"` + sid(1) + `"}`, 200},
 		{"POST", "/v1/subjects:erase", `{"subject_id":""}`, 400},
+		{"GET", inc + "/publish-requests", "", 200},
+		{"GET", "/v1/incidents/BAD_ID/publish-requests", "", 400},
+		{"POST", inc + "/snapshots/3:approve", `{}`, 400}, // publishes need no approval here
 	}
 	for _, c := range opsCalls {
 		code, _, b := ops.check(t, e, c.method, c.path, e.adminTk, c.body)
@@ -394,6 +399,31 @@ func TestRESTMatchesOpenAPI(t *testing.T) {
 			t.Fatalf("%s %s: null in %s", c.method, c.path, b)
 		}
 	}
+	// The publish review of a server that needs two admins per publish:
+	// a pending request listed, approved by another admin.
+	e2 := startEnvWith(t, impacttest.Options{PublishApprovals: 2}, clientCreds{})
+	e2.WaitReady(t)
+	if _, err := e2.upload(spec, csvOf(rosterV1())); err != nil {
+		t.Fatal(err)
+	}
+	ops2 := *ops
+	ops2.addr = e2.Addrs.AdminHTTP
+	bobTk := e2.Token(t, "ops-bob", auth.ScopeAdmin)
+	for _, c := range []struct {
+		method, path, tok, body string
+		want                    int
+	}{
+		{"POST", inc + "/snapshots/1:publish", e2.adminTk, `{"expected_visible_version":0}`, 200},
+		{"GET", inc + "/publish-requests", e2.adminTk, "", 200},
+		{"POST", inc + "/snapshots/1:approve", e2.adminTk, `{}`, 400}, // own request
+		{"POST", inc + "/snapshots/1:approve", bobTk, `{}`, 200},
+	} {
+		code, _, b := ops2.check(t, e2, c.method, c.path, c.tok, c.body)
+		if code != c.want {
+			t.Fatalf("approvals: %s %s: %d %s, want %d", c.method, c.path, code, b, c.want)
+		}
+	}
+
 	// Every ops route without a token: 401 first, even with a bad value.
 	for _, op := range ops.operations() {
 		method, tmpl, _ := strings.Cut(op, " ")

@@ -109,18 +109,27 @@ func (s *snapshotService) DiffSnapshots(ctx context.Context, req *impactv1.DiffS
 	for k, n := range d.Transitions {
 		out.Transitions = append(out.Transitions, &impactv1.StatusTransition{From: statusPB(k[0]), To: statusPB(k[1]), Count: uint32(n)})
 	}
-	sort.Slice(out.Transitions, func(i, j int) bool {
-		a, b := out.Transitions[i], out.Transitions[j]
+	sortTransitions(out.Transitions)
+	nc, err := s.snapshots.Corrections(ctx, req.GetIncidentId(), uint64(req.GetVersion()))
+	if err != nil {
+		return nil, err
+	}
+	out.NotifiedChanges = notifiedChangesPB(nc)
+	return out, nil
+}
+
+func sortTransitions(ts []*impactv1.StatusTransition) {
+	sort.Slice(ts, func(i, j int) bool {
+		a, b := ts[i], ts[j]
 		return a.From < b.From || a.From == b.From && a.To < b.To
 	})
-	return out, nil
 }
 
 // moveVisible runs a call that moves the visible version, Publish or
 // Rollback (same signature), measured as a publish. The validation table
 // has checked the incident id and that the expected visible version is set.
 func (s *snapshotService) moveVisible(ctx context.Context,
-	move func(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error),
+	move moveFunc,
 	incident string, version, expected uint32,
 ) (*impactv1.SnapshotInfo, uint32, error) {
 	start := time.Now()
@@ -133,7 +142,10 @@ func (s *snapshotService) moveVisible(ctx context.Context,
 }
 
 func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.PublishSnapshotRequest) (*impactv1.PublishSnapshotResponse, error) {
-	info, prev, err := s.moveVisible(ctx, s.snapshots.Publish, req.GetIncidentId(), req.GetVersion(), req.GetExpectedVisibleVersion())
+	if s.snapshots.ApprovalsRequired() > 1 {
+		return s.requestPublish(ctx, req)
+	}
+	info, prev, err := s.moveVisible(ctx, s.reviewedPublish(req.GetAcceptCorrections()), req.GetIncidentId(), req.GetVersion(), req.GetExpectedVisibleVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +153,10 @@ func (s *snapshotService) PublishSnapshot(ctx context.Context, req *impactv1.Pub
 }
 
 func (s *snapshotService) RollbackSnapshot(ctx context.Context, req *impactv1.RollbackSnapshotRequest) (*impactv1.RollbackSnapshotResponse, error) {
-	info, prev, err := s.moveVisible(ctx, s.snapshots.Rollback, req.GetIncidentId(), req.GetToVersion(), req.GetExpectedVisibleVersion())
+	if s.snapshots.ApprovalsRequired() > 1 {
+		return s.requestRollback(ctx, req)
+	}
+	info, prev, err := s.moveVisible(ctx, s.reviewedRollback(req.GetAcceptCorrections()), req.GetIncidentId(), req.GetToVersion(), req.GetExpectedVisibleVersion())
 	if err != nil {
 		return nil, err
 	}

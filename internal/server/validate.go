@@ -171,6 +171,11 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.RollbackSnapshotRequest.expected_visible_version": present,
 	"impact.v1.GcSnapshotsRequest.incident_id":                   incidentID,
 	"impact.v1.GcSnapshotsRequest.keep_last":                     anything, // 0: the default
+	"impact.v1.PublishSnapshotRequest.accept_corrections":        anything, // 0: none accepted
+	"impact.v1.RollbackSnapshotRequest.accept_corrections":       anything, // 0: none accepted
+	"impact.v1.ApprovePublishRequest.incident_id":                incidentID,
+	"impact.v1.ApprovePublishRequest.version":                    positiveVersion,
+	"impact.v1.ListPublishRequestsRequest.incident_id":           incidentID,
 	"impact.v1.ListAuditEventsRequest.incident_id":               optionalIncidentID,
 	"impact.v1.ListAuditEventsRequest.after_seq":                 anything,
 	"impact.v1.ListAuditEventsRequest.page_size":                 auditPageSize, // 0: the default

@@ -17,11 +17,23 @@ const auditTimeout = 10 * time.Second
 // OutcomeInvalid is the audit outcome of an upload rejected by validation.
 const OutcomeInvalid = "invalid"
 
+// OutcomeCorrectionsNotAccepted is the audit outcome of a publish refused
+// because it would correct more notified subjects than accepted.
+const OutcomeCorrectionsNotAccepted = "corrections_not_accepted"
+
 // outcomeOf classifies an action's error for the audit trail.
 func outcomeOf(err error) string {
 	var ve *ValidationError
 	if errors.As(err, &ve) {
 		return OutcomeInvalid
+	}
+	var ce *CorrectionsError
+	if errors.As(err, &ce) {
+		return OutcomeCorrectionsNotAccepted
+	}
+	var re *ReviewError
+	if errors.As(err, &re) {
+		return strings.ToLower(re.Reason)
 	}
 	return store.OutcomeOf(err)
 }

@@ -19,13 +19,17 @@ const DefaultBatchSize = 8192
 
 // Store is what a Service needs of the store: the versions it stages,
 // publishes and deletes, the audit trail it records into, the pins that
-// retention keeps and the tombstones a load leaves out.
+// retention keeps and the publish review counts, the tombstones a load
+// leaves out, the fences a publish counts under and the publish requests
+// waiting for approval.
 type Store interface {
 	store.Versions
 	store.Retention
 	store.AuditLog
 	store.Ledger
 	store.Erasure
+	store.Fences
+	store.PublishRequests
 }
 
 // Service stages, lists, compares, publishes and rolls back snapshot
@@ -38,6 +42,12 @@ type Service struct {
 	maxErrors int
 	batchSize int
 	readRate  *rate.Limiter // nil: unlimited
+	// fenceGrace: how long a publish fence outlives the flip (review.go).
+	fenceGrace time.Duration
+	// approvals a publish needs (the requester's included) and how long a
+	// request waits for them (approvals.go).
+	approvals   int
+	approvalTTL time.Duration
 }
 
 // Option configures a Service.
@@ -76,7 +86,8 @@ func WithCatalog(c *Catalog) Option { return func(s *Service) { s.catalog = c } 
 
 // NewService returns a Service over st, keying subjects with keyer.
 func NewService(st Store, keyer Keyer, opts ...Option) *Service {
-	s := &Service{st: st, keyer: keyer, now: time.Now, maxErrors: DefaultMaxErrors, batchSize: DefaultBatchSize}
+	s := &Service{st: st, keyer: keyer, now: time.Now, maxErrors: DefaultMaxErrors, batchSize: DefaultBatchSize, fenceGrace: DefaultFenceGrace,
+		approvals: 1, approvalTTL: DefaultApprovalTTL}
 	for _, o := range opts {
 		o(s)
 	}
@@ -278,78 +289,99 @@ func (s *Service) List(ctx context.Context, incident string) (store.Head, []stor
 // Publish makes a staged version visible if the visible version is
 // expectVisible (a VersionError of kind ErrStaleVisible if not, of kind
 // ErrNotAfterVisible if version is not newer; both wrap store.ErrConflict), and
-// returns its info and the previously visible version. The attempt is
-// recorded in the audit trail (store.AuditPublish), with its outcome.
+// returns its info and the previously visible version. It accepts no
+// correction: see PublishReviewed, which it is with AcceptCorrections 0.
+// The attempt is recorded in the audit trail (store.AuditPublish), with its
+// outcome.
 func (s *Service) Publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
-	info, prev, err := s.publish(ctx, incident, version, expectVisible, actor)
-	ev := store.AuditEvent{Action: store.AuditPublish, Actor: actor, Incident: incident, Version: version, Digest: info.Digest,
-		Detail: fmt.Sprintf("visible v%d -> v%d", expectVisible, version)}
-	if err != nil {
-		ev.Detail = fmt.Sprintf("expected visible v%d", expectVisible)
-	}
-	return info, prev, s.record(ctx, ev, err)
-}
-
-func (s *Service) publish(ctx context.Context, incident string, version, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
-	info, err := s.st.Publish(ctx, store.PublishRequest{Incident: incident, Version: version, ExpectVisible: expectVisible, Actor: actor, At: s.now()})
-	if err != nil {
-		return store.VersionInfo{}, 0, publishError(ctx, s.st, "publish", incident, version, expectVisible, err)
-	}
-	return info, expectVisible, nil
+	return s.PublishReviewed(ctx, PublishRequest{Incident: incident, Version: version, ExpectVisible: expectVisible, Actor: actor})
 }
 
 // Rollback stages a new version with the content of version to (spec,
 // practices and entries: the same digest) and publishes it if the visible
-// version is expectVisible. Only a staged or published version can be
-// copied (store.ErrNotStaged otherwise). The visible version number only
-// moves forward: the copy gets a new, higher number. If the publish fails
-// the copy stays staged and the error names it.
-//
-// The attempt is recorded in the audit trail (store.AuditRollback), with
-// its outcome.
+// version is expectVisible. It accepts no correction: see RollbackReviewed,
+// which it is with AcceptCorrections 0.
 func (s *Service) Rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
-	info, prev, err := s.rollback(ctx, incident, to, expectVisible, actor)
-	ev := store.AuditEvent{Action: store.AuditRollback, Actor: actor, Incident: incident, Version: info.Version, Digest: info.Digest,
-		Detail: fmt.Sprintf("content of v%d; visible v%d -> v%d", to, expectVisible, info.Version)}
-	if err != nil {
-		ev.Detail = fmt.Sprintf("to the content of v%d, expected visible v%d", to, expectVisible)
-	}
-	return info, prev, s.record(ctx, ev, err)
+	return s.RollbackReviewed(ctx, RollbackRequest{Incident: incident, To: to, ExpectVisible: expectVisible, Actor: actor})
 }
 
-func (s *Service) rollback(ctx context.Context, incident string, to, expectVisible uint64, actor string) (store.VersionInfo, uint64, error) {
+// RollbackReviewed stages a new version with the content of version req.To
+// (spec, practices and entries: the same digest) and publishes it if the
+// visible version is req.ExpectVisible and it corrects no more notified
+// subjects than req.AcceptCorrections (counted against To's content before
+// the copy is staged, and again, under the publish fence, when the copy is
+// published). Only a staged or published version can be copied
+// (store.ErrNotStaged otherwise). The visible version number only moves
+// forward: the copy gets a new, higher number. If the publish fails the
+// copy stays staged and the error names it.
+//
+// The attempt is recorded in the audit trail (store.AuditRollback, or
+// store.AuditPublishRefused for too many corrections), with its outcome.
+func (s *Service) RollbackReviewed(ctx context.Context, req RollbackRequest) (store.VersionInfo, uint64, error) {
+	info, nc, err := s.rollback(ctx, req, true)
+	ev := store.AuditEvent{Action: store.AuditRollback, Actor: req.Actor, Incident: req.Incident, Version: info.Version, Digest: info.Digest,
+		Detail: fmt.Sprintf("content of v%d; visible v%d -> v%d", req.To, req.ExpectVisible, info.Version) + correctionsDetail(nc, req.AcceptCorrections)}
+	if err != nil {
+		ev.Detail = fmt.Sprintf("to the content of v%d, expected visible v%d", req.To, req.ExpectVisible) + correctionsDetail(nc, req.AcceptCorrections)
+		var ce *CorrectionsError
+		if errors.As(err, &ce) {
+			ev.Action, ev.Version = store.AuditPublishRefused, ce.Version
+		}
+	}
+	return info, req.ExpectVisible, s.record(ctx, ev, err)
+}
+
+// rollback stages the copy and, with publish, publishes it (checked);
+// without, it stops once the copy is staged (a publish request is made for
+// it instead).
+func (s *Service) rollback(ctx context.Context, req RollbackRequest, publish bool) (store.VersionInfo, *NotifiedChanges, error) {
+	incident, to, expectVisible, actor := req.Incident, req.To, req.ExpectVisible, req.Actor
 	src, err := s.catalog.Get(ctx, incident, to)
 	if err != nil {
-		return store.VersionInfo{}, 0, versionError("rollback", incident, to, err)
+		return store.VersionInfo{}, nil, versionError("rollback", incident, to, err)
 	}
 	if st := src.Info.State; st != store.StateStaged && st != store.StatePublished {
-		return store.VersionInfo{}, 0, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: to, State: st}
+		return store.VersionInfo{}, nil, &VersionError{Kind: store.ErrNotStaged, Incident: incident, Version: to, State: st}
 	}
-	// Fail early on a stale expectation rather than stage a copy for nothing;
-	// the publish below still compares and sets.
+	// Fail early on a stale expectation, or on more corrections than
+	// accepted, rather than stage a copy for nothing; the publish below
+	// still counts and compares and sets.
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
-		return store.VersionInfo{}, 0, versionError("rollback", incident, 0, err)
+		return store.VersionInfo{}, nil, versionError("rollback", incident, 0, err)
 	}
 	if head.Visible != expectVisible {
-		return store.VersionInfo{}, 0, &VersionError{Kind: ErrStaleVisible, Incident: incident, Version: to,
+		return store.VersionInfo{}, nil, &VersionError{Kind: ErrStaleVisible, Incident: incident, Version: to,
 			Expected: expectVisible, Visible: head.Visible}
+	}
+	pre, err := s.countCorrections(ctx, src, nil)
+	if err != nil {
+		return store.VersionInfo{}, nil, fmt.Errorf("rollback %s: count corrections: %w", incident, err)
+	}
+	if pre.Total > req.AcceptCorrections {
+		return store.VersionInfo{}, pre, &CorrectionsError{Incident: incident, Version: to, ExpectVisible: expectVisible, Count: pre.Total, Accepted: req.AcceptCorrections}
 	}
 	stager, err := s.st.Stage(ctx, store.StageRequest{
 		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(),
 	})
 	if err != nil {
-		return store.VersionInfo{}, 0, fmt.Errorf("stage %s: %w", incident, err)
+		return store.VersionInfo{}, pre, fmt.Errorf("stage %s: %w", incident, err)
 	}
 	staged, err := s.copyVersion(ctx, src, stager)
 	if err != nil {
-		return store.VersionInfo{}, 0, abort(ctx, stager, err)
+		return store.VersionInfo{}, pre, abort(ctx, stager, err)
 	}
-	info, prev, err := s.publish(ctx, incident, staged.Version, expectVisible, actor)
+	if !publish {
+		return staged, pre, nil
+	}
+	info, nc, err := s.checkedPublish(ctx, PublishRequest{Incident: incident, Version: staged.Version, ExpectVisible: expectVisible, AcceptCorrections: req.AcceptCorrections, Actor: actor})
+	if nc == nil {
+		nc = pre
+	}
 	if err != nil {
-		return store.VersionInfo{}, 0, fmt.Errorf("rollback copy v%d is staged but not published: %w", staged.Version, err)
+		return store.VersionInfo{}, nc, fmt.Errorf("rollback copy v%d is staged but not published: %w", staged.Version, err)
 	}
-	return info, prev, nil
+	return info, nc, nil
 }
 
 // copyVersion loads src's entries into stager and commits it with src's

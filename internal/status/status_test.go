@@ -53,8 +53,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	cat := snapshot.NewCatalog(st, 16)
 	return &fixture{
-		st:    st,
-		snaps: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
+		st: st,
+		// No fence grace after a publish: TestRestoreFromOutbox restores
+		// pins at the old version right after one (the grace would refuse
+		// them for its duration; that refusal is tested in snapshot).
+		snaps: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat), snapshot.WithFenceGrace(0)),
 		svc:   status.New(st, cat, keyer),
 		keyer: keyer,
 	}
@@ -81,9 +84,7 @@ func (f *fixture) publish(t *testing.T, rows ...string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.snaps.Publish(context.Background(), incident, v, head.Visible, "ops"); err != nil {
-		t.Fatalf("publish v%d: %v", v, err)
-	}
+	f.publishReviewed(t, v, head.Visible)
 	return v
 }
 
@@ -279,9 +280,7 @@ func TestStatsCountsPerCohort(t *testing.T) {
 	// Corrections: a is removed from the roster after being notified.
 	head, _ := f.st.Head(context.Background(), incident)
 	v := f.stage(t, "b,affected,northland;referrals,", "c,affected,referrals,", "d,under_review,referrals,")
-	if _, _, err := f.snaps.Publish(context.Background(), incident, v, head.Visible, "ops"); err != nil {
-		t.Fatal(err)
-	}
+	f.publishReviewed(t, v, head.Visible)
 	if st, _ = f.svc.Stats(context.Background(), incident); st.CorrectionsDue != 1 || st.Due != 3 {
 		t.Fatalf("stats with a correction due: %+v", st)
 	}
@@ -360,7 +359,9 @@ func TestConcurrentClaimsRacingPublish(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		time.Sleep(time.Millisecond)
-		if _, _, err := f.snaps.Publish(ctx, incident, v2, 1, "ops"); err != nil {
+		// This test is about reads racing the flip, not the review: every
+		// subject may have been notified and be corrected.
+		if _, _, err := f.snaps.PublishReviewed(ctx, snapshot.PublishRequest{Incident: incident, Version: v2, ExpectVisible: 1, AcceptCorrections: subjects, Actor: "ops"}); err != nil {
 			t.Errorf("publish: %v", err)
 		}
 	}()
@@ -445,5 +446,20 @@ func TestRestoreFromOutbox(t *testing.T) {
 	bad.Version, bad.NoticeID = 9, "v9-XXXX"
 	if _, err := lost.svc.Restore(context.Background(), incident, bad); !errors.Is(err, status.ErrNotFound) {
 		t.Fatalf("missing version: %v", err)
+	}
+}
+
+// publishReviewed publishes v the way the runbook does: the operator
+// reviews the corrections the diff reports and accepts exactly that many.
+func (f *fixture) publishReviewed(t *testing.T, v, expect uint64) {
+	t.Helper()
+	ctx := context.Background()
+	nc, err := f.snaps.Corrections(ctx, incident, v)
+	if err != nil {
+		t.Fatalf("corrections of v%d: %v", v, err)
+	}
+	req := snapshot.PublishRequest{Incident: incident, Version: v, ExpectVisible: expect, AcceptCorrections: nc.Total, Actor: "ops"}
+	if _, _, err := f.snaps.PublishReviewed(ctx, req); err != nil {
+		t.Fatalf("publish v%d: %v", v, err)
 	}
 }

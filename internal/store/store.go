@@ -18,6 +18,8 @@
 //	Retention  delete a version that is neither visible nor pinned
 //	AuditLog   the append-only audit trail
 //	Erasure    tombstones of closed accounts
+//	Fences     publish fences: no claim slips between a publish's count and its flip
+//	PublishRequests  publishes waiting for other admins' approval
 //	Pinger     reachability
 //
 // Store is their union plus Close: what an engine implements.
@@ -66,6 +68,8 @@ type Store interface {
 	Retention
 	AuditLog
 	Erasure
+	Fences
+	PublishRequests
 	Pinger
 
 	// Close releases the engine's resources.

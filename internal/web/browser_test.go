@@ -60,7 +60,13 @@ func (d *impactd) publish(t *testing.T, spec []byte, roster string, expect uint6
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := d.Snapshots.Publish(ctx, demo.IncidentID, info.Version, expect, "ops-test"); err != nil {
+	// The operator accepts the corrections the review reports.
+	nc, err := d.Snapshots.Corrections(ctx, demo.IncidentID, info.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := snapshot.PublishRequest{Incident: demo.IncidentID, Version: info.Version, ExpectVisible: expect, AcceptCorrections: nc.Total, Actor: "ops-test"}
+	if _, _, err := d.Snapshots.PublishReviewed(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	return info.Version

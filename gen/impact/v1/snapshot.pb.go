@@ -82,6 +82,58 @@ func (SnapshotState) EnumDescriptor() ([]byte, []int) {
 	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{0}
 }
 
+// PublishRequestState is where a publish request stands.
+type PublishRequestState int32
+
+const (
+	PublishRequestState_PUBLISH_REQUEST_STATE_UNSPECIFIED PublishRequestState = 0
+	// Waiting for approvals.
+	PublishRequestState_PENDING PublishRequestState = 1
+	// Cannot be approved any more: the visible version moved, or it expired.
+	PublishRequestState_LAPSED PublishRequestState = 2
+)
+
+// Enum value maps for PublishRequestState.
+var (
+	PublishRequestState_name = map[int32]string{
+		0: "PUBLISH_REQUEST_STATE_UNSPECIFIED",
+		1: "PENDING",
+		2: "LAPSED",
+	}
+	PublishRequestState_value = map[string]int32{
+		"PUBLISH_REQUEST_STATE_UNSPECIFIED": 0,
+		"PENDING":                           1,
+		"LAPSED":                            2,
+	}
+)
+
+func (x PublishRequestState) Enum() *PublishRequestState {
+	p := new(PublishRequestState)
+	*p = x
+	return p
+}
+
+func (x PublishRequestState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PublishRequestState) Descriptor() protoreflect.EnumDescriptor {
+	return file_impact_v1_snapshot_proto_enumTypes[1].Descriptor()
+}
+
+func (PublishRequestState) Type() protoreflect.EnumType {
+	return &file_impact_v1_snapshot_proto_enumTypes[1]
+}
+
+func (x PublishRequestState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PublishRequestState.Descriptor instead.
+func (PublishRequestState) EnumDescriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
 type UploadSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -775,10 +827,13 @@ type DiffSnapshotsResponse struct {
 	Changed uint32        `protobuf:"varint,6,opt,name=changed,proto3" json:"changed,omitempty"`
 	Cohorts []*CohortDiff `protobuf:"bytes,7,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
 	// Status changes, NOT_AFFECTED standing for absence.
-	Transitions   []*StatusTransition `protobuf:"bytes,8,rep,name=transitions,proto3" json:"transitions,omitempty"`
-	SpecChanged   bool                `protobuf:"varint,9,opt,name=spec_changed,json=specChanged,proto3" json:"spec_changed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Transitions []*StatusTransition `protobuf:"bytes,8,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	SpecChanged bool                `protobuf:"varint,9,opt,name=spec_changed,json=specChanged,proto3" json:"spec_changed,omitempty"`
+	// What publishing `version` would do to the subjects already notified
+	// (whatever `against` is): compared with their latest notice.
+	NotifiedChanges *NotifiedChanges `protobuf:"bytes,10,opt,name=notified_changes,json=notifiedChanges,proto3" json:"notified_changes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DiffSnapshotsResponse) Reset() {
@@ -874,6 +929,161 @@ func (x *DiffSnapshotsResponse) GetSpecChanged() bool {
 	return false
 }
 
+func (x *DiffSnapshotsResponse) GetNotifiedChanges() *NotifiedChanges {
+	if x != nil {
+		return x.NotifiedChanges
+	}
+	return nil
+}
+
+// NotifiedChanges is the contradiction report: for every subject holding a
+// notice (a pin), its status at the version compared against the status it
+// was notified with.
+type NotifiedChanges struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Notified subjects compared.
+	Notified uint32 `protobuf:"varint,1,opt,name=notified,proto3" json:"notified,omitempty"`
+	// How many of them would change status: each would be owed a correction.
+	// A publish of the version is refused unless accept_corrections is at
+	// least this number when the publish runs.
+	Total uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// By transition (from the notified status to the version's; NOT_AFFECTED
+	// stands for absence from the roster).
+	Transitions []*StatusTransition `protobuf:"bytes,3,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	// By cohort and transition. A subject counts in every cohort it was
+	// notified in or is a member of at the version, so rows may add up to
+	// more than total.
+	Cohorts       []*CohortTransition `protobuf:"bytes,4,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifiedChanges) Reset() {
+	*x = NotifiedChanges{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifiedChanges) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifiedChanges) ProtoMessage() {}
+
+func (x *NotifiedChanges) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifiedChanges.ProtoReflect.Descriptor instead.
+func (*NotifiedChanges) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NotifiedChanges) GetNotified() uint32 {
+	if x != nil {
+		return x.Notified
+	}
+	return 0
+}
+
+func (x *NotifiedChanges) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *NotifiedChanges) GetTransitions() []*StatusTransition {
+	if x != nil {
+		return x.Transitions
+	}
+	return nil
+}
+
+func (x *NotifiedChanges) GetCohorts() []*CohortTransition {
+	if x != nil {
+		return x.Cohorts
+	}
+	return nil
+}
+
+type CohortTransition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CohortId      string                 `protobuf:"bytes,1,opt,name=cohort_id,json=cohortId,proto3" json:"cohort_id,omitempty"`
+	From          Status                 `protobuf:"varint,2,opt,name=from,proto3,enum=impact.v1.Status" json:"from,omitempty"`
+	To            Status                 `protobuf:"varint,3,opt,name=to,proto3,enum=impact.v1.Status" json:"to,omitempty"`
+	Count         uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CohortTransition) Reset() {
+	*x = CohortTransition{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CohortTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CohortTransition) ProtoMessage() {}
+
+func (x *CohortTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CohortTransition.ProtoReflect.Descriptor instead.
+func (*CohortTransition) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CohortTransition) GetCohortId() string {
+	if x != nil {
+		return x.CohortId
+	}
+	return ""
+}
+
+func (x *CohortTransition) GetFrom() Status {
+	if x != nil {
+		return x.From
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *CohortTransition) GetTo() Status {
+	if x != nil {
+		return x.To
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *CohortTransition) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type PublishSnapshotRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
@@ -881,13 +1091,19 @@ type PublishSnapshotRequest struct {
 	// Required: the visible version the operator expects (0: none yet). The
 	// publish fails with FAILED_PRECONDITION if it is not the visible version.
 	ExpectedVisibleVersion *uint32 `protobuf:"varint,3,opt,name=expected_visible_version,json=expectedVisibleVersion,proto3,oneof" json:"expected_visible_version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// How many already-notified subjects the operator accepts to correct
+	// (NotifiedChanges.total of the diff they reviewed). The publish counts
+	// them when it runs and is refused with FAILED_PRECONDITION, ErrorInfo
+	// reason CORRECTIONS_NOT_ACCEPTED and the count in its metadata
+	// ("corrections"), if there are more. Absent is 0: no correction accepted.
+	AcceptCorrections uint32 `protobuf:"varint,4,opt,name=accept_corrections,json=acceptCorrections,proto3" json:"accept_corrections,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PublishSnapshotRequest) Reset() {
 	*x = PublishSnapshotRequest{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[11]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1115,7 @@ func (x *PublishSnapshotRequest) String() string {
 func (*PublishSnapshotRequest) ProtoMessage() {}
 
 func (x *PublishSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[11]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1128,7 @@ func (x *PublishSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*PublishSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishSnapshotRequest) GetIncidentId() string {
@@ -936,17 +1152,28 @@ func (x *PublishSnapshotRequest) GetExpectedVisibleVersion() uint32 {
 	return 0
 }
 
+func (x *PublishSnapshotRequest) GetAcceptCorrections() uint32 {
+	if x != nil {
+		return x.AcceptCorrections
+	}
+	return 0
+}
+
 type PublishSnapshotResponse struct {
-	state                  protoimpl.MessageState `protogen:"open.v1"`
-	Snapshot               *SnapshotInfo          `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	PreviousVisibleVersion uint32                 `protobuf:"varint,2,opt,name=previous_visible_version,json=previousVisibleVersion,proto3" json:"previous_visible_version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The published version; unset when the publish awaits approval.
+	Snapshot               *SnapshotInfo `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	PreviousVisibleVersion uint32        `protobuf:"varint,2,opt,name=previous_visible_version,json=previousVisibleVersion,proto3" json:"previous_visible_version,omitempty"`
+	// Set instead of snapshot when publishes need approvals (impactd
+	// --publish-approvals 2 or more): the pending request.
+	Pending       *PublishRequest `protobuf:"bytes,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishSnapshotResponse) Reset() {
 	*x = PublishSnapshotResponse{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[12]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1185,7 @@ func (x *PublishSnapshotResponse) String() string {
 func (*PublishSnapshotResponse) ProtoMessage() {}
 
 func (x *PublishSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[12]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1198,7 @@ func (x *PublishSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*PublishSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PublishSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -988,6 +1215,350 @@ func (x *PublishSnapshotResponse) GetPreviousVisibleVersion() uint32 {
 	return 0
 }
 
+func (x *PublishSnapshotResponse) GetPending() *PublishRequest {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+// PublishRequest is a publish waiting for other admins' approval.
+type PublishRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The version to publish.
+	Version uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The visible version the requester expected; the request lapses when the
+	// visible version moves.
+	ExpectedVisibleVersion uint32 `protobuf:"varint,3,opt,name=expected_visible_version,json=expectedVisibleVersion,proto3" json:"expected_visible_version,omitempty"`
+	// The corrections the requester accepted.
+	AcceptCorrections uint32 `protobuf:"varint,4,opt,name=accept_corrections,json=acceptCorrections,proto3" json:"accept_corrections,omitempty"`
+	// Token subject of the requester, and when.
+	RequestedBy string                 `protobuf:"bytes,5,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// After this the request lapses.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Token subjects of the admins who approved it so far (the requester
+	// not included).
+	ApprovedBy []string `protobuf:"bytes,8,rep,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// Approvals needed, the requester's publish counting as the first.
+	ApprovalsRequired uint32              `protobuf:"varint,9,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	State             PublishRequestState `protobuf:"varint,10,opt,name=state,proto3,enum=impact.v1.PublishRequestState" json:"state,omitempty"`
+	// "upload", or "rollback of vN" for a rollback's copy.
+	Source        string `protobuf:"bytes,11,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PublishRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetExpectedVisibleVersion() uint32 {
+	if x != nil {
+		return x.ExpectedVisibleVersion
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetAcceptCorrections() uint32 {
+	if x != nil {
+		return x.AcceptCorrections
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetApprovedBy() []string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *PublishRequest) GetState() PublishRequestState {
+	if x != nil {
+		return x.State
+	}
+	return PublishRequestState_PUBLISH_REQUEST_STATE_UNSPECIFIED
+}
+
+func (x *PublishRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+type ApprovePublishRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId    string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovePublishRequest) Reset() {
+	*x = ApprovePublishRequest{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePublishRequest) ProtoMessage() {}
+
+func (x *ApprovePublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePublishRequest.ProtoReflect.Descriptor instead.
+func (*ApprovePublishRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApprovePublishRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *ApprovePublishRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ApprovePublishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request after this approval.
+	Request *PublishRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// Set when this approval was the last one needed: the published version.
+	Snapshot               *SnapshotInfo `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	PreviousVisibleVersion uint32        `protobuf:"varint,3,opt,name=previous_visible_version,json=previousVisibleVersion,proto3" json:"previous_visible_version,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *ApprovePublishResponse) Reset() {
+	*x = ApprovePublishResponse{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePublishResponse) ProtoMessage() {}
+
+func (x *ApprovePublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePublishResponse.ProtoReflect.Descriptor instead.
+func (*ApprovePublishResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ApprovePublishResponse) GetRequest() *PublishRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ApprovePublishResponse) GetSnapshot() *SnapshotInfo {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *ApprovePublishResponse) GetPreviousVisibleVersion() uint32 {
+	if x != nil {
+		return x.PreviousVisibleVersion
+	}
+	return 0
+}
+
+type ListPublishRequestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId    string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPublishRequestsRequest) Reset() {
+	*x = ListPublishRequestsRequest{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPublishRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPublishRequestsRequest) ProtoMessage() {}
+
+func (x *ListPublishRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPublishRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListPublishRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListPublishRequestsRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+type ListPublishRequestsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*PublishRequest      `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPublishRequestsResponse) Reset() {
+	*x = ListPublishRequestsResponse{}
+	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPublishRequestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPublishRequestsResponse) ProtoMessage() {}
+
+func (x *ListPublishRequestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPublishRequestsResponse.ProtoReflect.Descriptor instead.
+func (*ListPublishRequestsResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListPublishRequestsResponse) GetRequests() []*PublishRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 type RollbackSnapshotRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
@@ -995,13 +1566,15 @@ type RollbackSnapshotRequest struct {
 	ToVersion uint32 `protobuf:"varint,2,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
 	// Required, as for PublishSnapshot.
 	ExpectedVisibleVersion *uint32 `protobuf:"varint,3,opt,name=expected_visible_version,json=expectedVisibleVersion,proto3,oneof" json:"expected_visible_version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// As for PublishSnapshot: the corrections the rollback may make.
+	AcceptCorrections uint32 `protobuf:"varint,4,opt,name=accept_corrections,json=acceptCorrections,proto3" json:"accept_corrections,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RollbackSnapshotRequest) Reset() {
 	*x = RollbackSnapshotRequest{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[13]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1586,7 @@ func (x *RollbackSnapshotRequest) String() string {
 func (*RollbackSnapshotRequest) ProtoMessage() {}
 
 func (x *RollbackSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[13]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1599,7 @@ func (x *RollbackSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RollbackSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollbackSnapshotRequest) GetIncidentId() string {
@@ -1050,18 +1623,27 @@ func (x *RollbackSnapshotRequest) GetExpectedVisibleVersion() uint32 {
 	return 0
 }
 
+func (x *RollbackSnapshotRequest) GetAcceptCorrections() uint32 {
+	if x != nil {
+		return x.AcceptCorrections
+	}
+	return 0
+}
+
 type RollbackSnapshotResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new, published version.
+	// The new, published version (staged only, when it awaits approval).
 	Snapshot               *SnapshotInfo `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	PreviousVisibleVersion uint32        `protobuf:"varint,2,opt,name=previous_visible_version,json=previousVisibleVersion,proto3" json:"previous_visible_version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Set when publishes need approvals: the pending request for the copy.
+	Pending       *PublishRequest `protobuf:"bytes,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RollbackSnapshotResponse) Reset() {
 	*x = RollbackSnapshotResponse{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[14]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1655,7 @@ func (x *RollbackSnapshotResponse) String() string {
 func (*RollbackSnapshotResponse) ProtoMessage() {}
 
 func (x *RollbackSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[14]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1668,7 @@ func (x *RollbackSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RollbackSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RollbackSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -1103,6 +1685,13 @@ func (x *RollbackSnapshotResponse) GetPreviousVisibleVersion() uint32 {
 	return 0
 }
 
+func (x *RollbackSnapshotResponse) GetPending() *PublishRequest {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
 type GcSnapshotsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
@@ -1115,7 +1704,7 @@ type GcSnapshotsRequest struct {
 
 func (x *GcSnapshotsRequest) Reset() {
 	*x = GcSnapshotsRequest{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1716,7 @@ func (x *GcSnapshotsRequest) String() string {
 func (*GcSnapshotsRequest) ProtoMessage() {}
 
 func (x *GcSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[15]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1729,7 @@ func (x *GcSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GcSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*GcSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GcSnapshotsRequest) GetIncidentId() string {
@@ -1170,7 +1759,7 @@ type GcSnapshotsResponse struct {
 
 func (x *GcSnapshotsResponse) Reset() {
 	*x = GcSnapshotsResponse{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1771,7 @@ func (x *GcSnapshotsResponse) String() string {
 func (*GcSnapshotsResponse) ProtoMessage() {}
 
 func (x *GcSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[16]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1784,7 @@ func (x *GcSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GcSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*GcSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GcSnapshotsResponse) GetIncidentId() string {
@@ -1234,7 +1823,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1835,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[17]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1848,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAuditEventsRequest) GetIncidentId() string {
@@ -1291,7 +1880,9 @@ type AuditEvent struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// Token subject of the operator (or notifier) who acted.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	// "upload", "publish", "rollback", "gc", "claim_wave" or "erase".
+	// "upload", "publish", "rollback", "gc", "claim_wave", "erase",
+	// "publish_request", "publish_approval", "publish_lapse" or
+	// "publish_refused".
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// Empty for an erase (it concerns every incident).
 	IncidentId string `protobuf:"bytes,5,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
@@ -1310,7 +1901,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1913,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[18]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1926,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditEvent) GetSeq() uint64 {
@@ -1413,7 +2004,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +2016,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_snapshot_proto_msgTypes[19]
+	mi := &file_impact_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +2029,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_impact_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -1513,7 +2104,7 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\tcohort_id\x18\x01 \x01(\tR\bcohortId\x12\x14\n" +
 	"\x05added\x18\x02 \x01(\rR\x05added\x12\x18\n" +
 	"\aremoved\x18\x03 \x01(\rR\aremoved\x12\x18\n" +
-	"\amembers\x18\x04 \x01(\rR\amembers\"\xc9\x02\n" +
+	"\amembers\x18\x04 \x01(\rR\amembers\"\x90\x03\n" +
 	"\x15DiffSnapshotsResponse\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -1524,26 +2115,71 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\achanged\x18\x06 \x01(\rR\achanged\x12/\n" +
 	"\acohorts\x18\a \x03(\v2\x15.impact.v1.CohortDiffR\acohorts\x12=\n" +
 	"\vtransitions\x18\b \x03(\v2\x1b.impact.v1.StatusTransitionR\vtransitions\x12!\n" +
-	"\fspec_changed\x18\t \x01(\bR\vspecChanged\"\xaf\x01\n" +
+	"\fspec_changed\x18\t \x01(\bR\vspecChanged\x12E\n" +
+	"\x10notified_changes\x18\n" +
+	" \x01(\v2\x1a.impact.v1.NotifiedChangesR\x0fnotifiedChanges\"\xb9\x01\n" +
+	"\x0fNotifiedChanges\x12\x1a\n" +
+	"\bnotified\x18\x01 \x01(\rR\bnotified\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12=\n" +
+	"\vtransitions\x18\x03 \x03(\v2\x1b.impact.v1.StatusTransitionR\vtransitions\x125\n" +
+	"\acohorts\x18\x04 \x03(\v2\x1b.impact.v1.CohortTransitionR\acohorts\"\x8f\x01\n" +
+	"\x10CohortTransition\x12\x1b\n" +
+	"\tcohort_id\x18\x01 \x01(\tR\bcohortId\x12%\n" +
+	"\x04from\x18\x02 \x01(\x0e2\x11.impact.v1.StatusR\x04from\x12!\n" +
+	"\x02to\x18\x03 \x01(\x0e2\x11.impact.v1.StatusR\x02to\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\"\xde\x01\n" +
 	"\x16PublishSnapshotRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12=\n" +
-	"\x18expected_visible_version\x18\x03 \x01(\rH\x00R\x16expectedVisibleVersion\x88\x01\x01B\x1b\n" +
-	"\x19_expected_visible_version\"\x88\x01\n" +
+	"\x18expected_visible_version\x18\x03 \x01(\rH\x00R\x16expectedVisibleVersion\x88\x01\x01\x12-\n" +
+	"\x12accept_corrections\x18\x04 \x01(\rR\x11acceptCorrectionsB\x1b\n" +
+	"\x19_expected_visible_version\"\xbd\x01\n" +
 	"\x17PublishSnapshotResponse\x123\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x17.impact.v1.SnapshotInfoR\bsnapshot\x128\n" +
-	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion\"\xb5\x01\n" +
+	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion\x123\n" +
+	"\apending\x18\x03 \x01(\v2\x19.impact.v1.PublishRequestR\apending\"\xef\x03\n" +
+	"\x0ePublishRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x128\n" +
+	"\x18expected_visible_version\x18\x03 \x01(\rR\x16expectedVisibleVersion\x12-\n" +
+	"\x12accept_corrections\x18\x04 \x01(\rR\x11acceptCorrections\x12!\n" +
+	"\frequested_by\x18\x05 \x01(\tR\vrequestedBy\x12=\n" +
+	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1f\n" +
+	"\vapproved_by\x18\b \x03(\tR\n" +
+	"approvedBy\x12-\n" +
+	"\x12approvals_required\x18\t \x01(\rR\x11approvalsRequired\x124\n" +
+	"\x05state\x18\n" +
+	" \x01(\x0e2\x1e.impact.v1.PublishRequestStateR\x05state\x12\x16\n" +
+	"\x06source\x18\v \x01(\tR\x06source\"R\n" +
+	"\x15ApprovePublishRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\"\xbc\x01\n" +
+	"\x16ApprovePublishResponse\x123\n" +
+	"\arequest\x18\x01 \x01(\v2\x19.impact.v1.PublishRequestR\arequest\x123\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x17.impact.v1.SnapshotInfoR\bsnapshot\x128\n" +
+	"\x18previous_visible_version\x18\x03 \x01(\rR\x16previousVisibleVersion\"=\n" +
+	"\x1aListPublishRequestsRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\"T\n" +
+	"\x1bListPublishRequestsResponse\x125\n" +
+	"\brequests\x18\x01 \x03(\v2\x19.impact.v1.PublishRequestR\brequests\"\xe4\x01\n" +
 	"\x17RollbackSnapshotRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1d\n" +
 	"\n" +
 	"to_version\x18\x02 \x01(\rR\ttoVersion\x12=\n" +
-	"\x18expected_visible_version\x18\x03 \x01(\rH\x00R\x16expectedVisibleVersion\x88\x01\x01B\x1b\n" +
-	"\x19_expected_visible_version\"\x89\x01\n" +
+	"\x18expected_visible_version\x18\x03 \x01(\rH\x00R\x16expectedVisibleVersion\x88\x01\x01\x12-\n" +
+	"\x12accept_corrections\x18\x04 \x01(\rR\x11acceptCorrectionsB\x1b\n" +
+	"\x19_expected_visible_version\"\xbe\x01\n" +
 	"\x18RollbackSnapshotResponse\x123\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x17.impact.v1.SnapshotInfoR\bsnapshot\x128\n" +
-	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion\"R\n" +
+	"\x18previous_visible_version\x18\x02 \x01(\rR\x16previousVisibleVersion\x123\n" +
+	"\apending\x18\x03 \x01(\v2\x19.impact.v1.PublishRequestR\apending\"R\n" +
 	"\x12GcSnapshotsRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1b\n" +
@@ -1579,7 +2215,12 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x06STAGED\x10\x02\x12\r\n" +
 	"\tPUBLISHED\x10\x03\x12\v\n" +
-	"\aABORTED\x10\x042\xf1\x04\n" +
+	"\aABORTED\x10\x04*U\n" +
+	"\x13PublishRequestState\x12%\n" +
+	"!PUBLISH_REQUEST_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aPENDING\x10\x01\x12\n" +
+	"\n" +
+	"\x06LAPSED\x10\x022\xae\x06\n" +
 	"\x0fSnapshotService\x12W\n" +
 	"\x0eUploadSnapshot\x12 .impact.v1.UploadSnapshotRequest\x1a!.impact.v1.UploadSnapshotResponse(\x01\x12R\n" +
 	"\rListSnapshots\x12\x1f.impact.v1.ListSnapshotsRequest\x1a .impact.v1.ListSnapshotsResponse\x12R\n" +
@@ -1587,7 +2228,9 @@ const file_impact_v1_snapshot_proto_rawDesc = "" +
 	"\x0fPublishSnapshot\x12!.impact.v1.PublishSnapshotRequest\x1a\".impact.v1.PublishSnapshotResponse\x12[\n" +
 	"\x10RollbackSnapshot\x12\".impact.v1.RollbackSnapshotRequest\x1a#.impact.v1.RollbackSnapshotResponse\x12L\n" +
 	"\vGcSnapshots\x12\x1d.impact.v1.GcSnapshotsRequest\x1a\x1e.impact.v1.GcSnapshotsResponse\x12X\n" +
-	"\x0fListAuditEvents\x12!.impact.v1.ListAuditEventsRequest\x1a\".impact.v1.ListAuditEventsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
+	"\x0fListAuditEvents\x12!.impact.v1.ListAuditEventsRequest\x1a\".impact.v1.ListAuditEventsResponse\x12U\n" +
+	"\x0eApprovePublish\x12 .impact.v1.ApprovePublishRequest\x1a!.impact.v1.ApprovePublishResponse\x12d\n" +
+	"\x13ListPublishRequests\x12%.impact.v1.ListPublishRequestsRequest\x1a&.impact.v1.ListPublishRequestsResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
 
 var (
 	file_impact_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1601,68 +2244,93 @@ func file_impact_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_impact_v1_snapshot_proto_rawDescData
 }
 
-var file_impact_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_impact_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_impact_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_impact_v1_snapshot_proto_goTypes = []any{
-	(SnapshotState)(0),               // 0: impact.v1.SnapshotState
-	(*UploadSnapshotRequest)(nil),    // 1: impact.v1.UploadSnapshotRequest
-	(*UploadHeader)(nil),             // 2: impact.v1.UploadHeader
-	(*UploadSnapshotResponse)(nil),   // 3: impact.v1.UploadSnapshotResponse
-	(*CohortCount)(nil),              // 4: impact.v1.CohortCount
-	(*SnapshotInfo)(nil),             // 5: impact.v1.SnapshotInfo
-	(*ListSnapshotsRequest)(nil),     // 6: impact.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 7: impact.v1.ListSnapshotsResponse
-	(*DiffSnapshotsRequest)(nil),     // 8: impact.v1.DiffSnapshotsRequest
-	(*StatusTransition)(nil),         // 9: impact.v1.StatusTransition
-	(*CohortDiff)(nil),               // 10: impact.v1.CohortDiff
-	(*DiffSnapshotsResponse)(nil),    // 11: impact.v1.DiffSnapshotsResponse
-	(*PublishSnapshotRequest)(nil),   // 12: impact.v1.PublishSnapshotRequest
-	(*PublishSnapshotResponse)(nil),  // 13: impact.v1.PublishSnapshotResponse
-	(*RollbackSnapshotRequest)(nil),  // 14: impact.v1.RollbackSnapshotRequest
-	(*RollbackSnapshotResponse)(nil), // 15: impact.v1.RollbackSnapshotResponse
-	(*GcSnapshotsRequest)(nil),       // 16: impact.v1.GcSnapshotsRequest
-	(*GcSnapshotsResponse)(nil),      // 17: impact.v1.GcSnapshotsResponse
-	(*ListAuditEventsRequest)(nil),   // 18: impact.v1.ListAuditEventsRequest
-	(*AuditEvent)(nil),               // 19: impact.v1.AuditEvent
-	(*ListAuditEventsResponse)(nil),  // 20: impact.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(Status)(0),                      // 22: impact.v1.Status
+	(SnapshotState)(0),                  // 0: impact.v1.SnapshotState
+	(PublishRequestState)(0),            // 1: impact.v1.PublishRequestState
+	(*UploadSnapshotRequest)(nil),       // 2: impact.v1.UploadSnapshotRequest
+	(*UploadHeader)(nil),                // 3: impact.v1.UploadHeader
+	(*UploadSnapshotResponse)(nil),      // 4: impact.v1.UploadSnapshotResponse
+	(*CohortCount)(nil),                 // 5: impact.v1.CohortCount
+	(*SnapshotInfo)(nil),                // 6: impact.v1.SnapshotInfo
+	(*ListSnapshotsRequest)(nil),        // 7: impact.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),       // 8: impact.v1.ListSnapshotsResponse
+	(*DiffSnapshotsRequest)(nil),        // 9: impact.v1.DiffSnapshotsRequest
+	(*StatusTransition)(nil),            // 10: impact.v1.StatusTransition
+	(*CohortDiff)(nil),                  // 11: impact.v1.CohortDiff
+	(*DiffSnapshotsResponse)(nil),       // 12: impact.v1.DiffSnapshotsResponse
+	(*NotifiedChanges)(nil),             // 13: impact.v1.NotifiedChanges
+	(*CohortTransition)(nil),            // 14: impact.v1.CohortTransition
+	(*PublishSnapshotRequest)(nil),      // 15: impact.v1.PublishSnapshotRequest
+	(*PublishSnapshotResponse)(nil),     // 16: impact.v1.PublishSnapshotResponse
+	(*PublishRequest)(nil),              // 17: impact.v1.PublishRequest
+	(*ApprovePublishRequest)(nil),       // 18: impact.v1.ApprovePublishRequest
+	(*ApprovePublishResponse)(nil),      // 19: impact.v1.ApprovePublishResponse
+	(*ListPublishRequestsRequest)(nil),  // 20: impact.v1.ListPublishRequestsRequest
+	(*ListPublishRequestsResponse)(nil), // 21: impact.v1.ListPublishRequestsResponse
+	(*RollbackSnapshotRequest)(nil),     // 22: impact.v1.RollbackSnapshotRequest
+	(*RollbackSnapshotResponse)(nil),    // 23: impact.v1.RollbackSnapshotResponse
+	(*GcSnapshotsRequest)(nil),          // 24: impact.v1.GcSnapshotsRequest
+	(*GcSnapshotsResponse)(nil),         // 25: impact.v1.GcSnapshotsResponse
+	(*ListAuditEventsRequest)(nil),      // 26: impact.v1.ListAuditEventsRequest
+	(*AuditEvent)(nil),                  // 27: impact.v1.AuditEvent
+	(*ListAuditEventsResponse)(nil),     // 28: impact.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),       // 29: google.protobuf.Timestamp
+	(Status)(0),                         // 30: impact.v1.Status
 }
 var file_impact_v1_snapshot_proto_depIdxs = []int32{
-	2,  // 0: impact.v1.UploadSnapshotRequest.header:type_name -> impact.v1.UploadHeader
-	5,  // 1: impact.v1.UploadSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
+	3,  // 0: impact.v1.UploadSnapshotRequest.header:type_name -> impact.v1.UploadHeader
+	6,  // 1: impact.v1.UploadSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
 	0,  // 2: impact.v1.SnapshotInfo.state:type_name -> impact.v1.SnapshotState
-	4,  // 3: impact.v1.SnapshotInfo.cohorts:type_name -> impact.v1.CohortCount
-	21, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	21, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
-	5,  // 6: impact.v1.ListSnapshotsResponse.snapshots:type_name -> impact.v1.SnapshotInfo
-	22, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
-	22, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
-	10, // 9: impact.v1.DiffSnapshotsResponse.cohorts:type_name -> impact.v1.CohortDiff
-	9,  // 10: impact.v1.DiffSnapshotsResponse.transitions:type_name -> impact.v1.StatusTransition
-	5,  // 11: impact.v1.PublishSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
-	5,  // 12: impact.v1.RollbackSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
-	21, // 13: impact.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	19, // 14: impact.v1.ListAuditEventsResponse.events:type_name -> impact.v1.AuditEvent
-	1,  // 15: impact.v1.SnapshotService.UploadSnapshot:input_type -> impact.v1.UploadSnapshotRequest
-	6,  // 16: impact.v1.SnapshotService.ListSnapshots:input_type -> impact.v1.ListSnapshotsRequest
-	8,  // 17: impact.v1.SnapshotService.DiffSnapshots:input_type -> impact.v1.DiffSnapshotsRequest
-	12, // 18: impact.v1.SnapshotService.PublishSnapshot:input_type -> impact.v1.PublishSnapshotRequest
-	14, // 19: impact.v1.SnapshotService.RollbackSnapshot:input_type -> impact.v1.RollbackSnapshotRequest
-	16, // 20: impact.v1.SnapshotService.GcSnapshots:input_type -> impact.v1.GcSnapshotsRequest
-	18, // 21: impact.v1.SnapshotService.ListAuditEvents:input_type -> impact.v1.ListAuditEventsRequest
-	3,  // 22: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
-	7,  // 23: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
-	11, // 24: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
-	13, // 25: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
-	15, // 26: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
-	17, // 27: impact.v1.SnapshotService.GcSnapshots:output_type -> impact.v1.GcSnapshotsResponse
-	20, // 28: impact.v1.SnapshotService.ListAuditEvents:output_type -> impact.v1.ListAuditEventsResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 3: impact.v1.SnapshotInfo.cohorts:type_name -> impact.v1.CohortCount
+	29, // 4: impact.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	29, // 5: impact.v1.SnapshotInfo.published_at:type_name -> google.protobuf.Timestamp
+	6,  // 6: impact.v1.ListSnapshotsResponse.snapshots:type_name -> impact.v1.SnapshotInfo
+	30, // 7: impact.v1.StatusTransition.from:type_name -> impact.v1.Status
+	30, // 8: impact.v1.StatusTransition.to:type_name -> impact.v1.Status
+	11, // 9: impact.v1.DiffSnapshotsResponse.cohorts:type_name -> impact.v1.CohortDiff
+	10, // 10: impact.v1.DiffSnapshotsResponse.transitions:type_name -> impact.v1.StatusTransition
+	13, // 11: impact.v1.DiffSnapshotsResponse.notified_changes:type_name -> impact.v1.NotifiedChanges
+	10, // 12: impact.v1.NotifiedChanges.transitions:type_name -> impact.v1.StatusTransition
+	14, // 13: impact.v1.NotifiedChanges.cohorts:type_name -> impact.v1.CohortTransition
+	30, // 14: impact.v1.CohortTransition.from:type_name -> impact.v1.Status
+	30, // 15: impact.v1.CohortTransition.to:type_name -> impact.v1.Status
+	6,  // 16: impact.v1.PublishSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
+	17, // 17: impact.v1.PublishSnapshotResponse.pending:type_name -> impact.v1.PublishRequest
+	29, // 18: impact.v1.PublishRequest.requested_at:type_name -> google.protobuf.Timestamp
+	29, // 19: impact.v1.PublishRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 20: impact.v1.PublishRequest.state:type_name -> impact.v1.PublishRequestState
+	17, // 21: impact.v1.ApprovePublishResponse.request:type_name -> impact.v1.PublishRequest
+	6,  // 22: impact.v1.ApprovePublishResponse.snapshot:type_name -> impact.v1.SnapshotInfo
+	17, // 23: impact.v1.ListPublishRequestsResponse.requests:type_name -> impact.v1.PublishRequest
+	6,  // 24: impact.v1.RollbackSnapshotResponse.snapshot:type_name -> impact.v1.SnapshotInfo
+	17, // 25: impact.v1.RollbackSnapshotResponse.pending:type_name -> impact.v1.PublishRequest
+	29, // 26: impact.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	27, // 27: impact.v1.ListAuditEventsResponse.events:type_name -> impact.v1.AuditEvent
+	2,  // 28: impact.v1.SnapshotService.UploadSnapshot:input_type -> impact.v1.UploadSnapshotRequest
+	7,  // 29: impact.v1.SnapshotService.ListSnapshots:input_type -> impact.v1.ListSnapshotsRequest
+	9,  // 30: impact.v1.SnapshotService.DiffSnapshots:input_type -> impact.v1.DiffSnapshotsRequest
+	15, // 31: impact.v1.SnapshotService.PublishSnapshot:input_type -> impact.v1.PublishSnapshotRequest
+	22, // 32: impact.v1.SnapshotService.RollbackSnapshot:input_type -> impact.v1.RollbackSnapshotRequest
+	24, // 33: impact.v1.SnapshotService.GcSnapshots:input_type -> impact.v1.GcSnapshotsRequest
+	26, // 34: impact.v1.SnapshotService.ListAuditEvents:input_type -> impact.v1.ListAuditEventsRequest
+	18, // 35: impact.v1.SnapshotService.ApprovePublish:input_type -> impact.v1.ApprovePublishRequest
+	20, // 36: impact.v1.SnapshotService.ListPublishRequests:input_type -> impact.v1.ListPublishRequestsRequest
+	4,  // 37: impact.v1.SnapshotService.UploadSnapshot:output_type -> impact.v1.UploadSnapshotResponse
+	8,  // 38: impact.v1.SnapshotService.ListSnapshots:output_type -> impact.v1.ListSnapshotsResponse
+	12, // 39: impact.v1.SnapshotService.DiffSnapshots:output_type -> impact.v1.DiffSnapshotsResponse
+	16, // 40: impact.v1.SnapshotService.PublishSnapshot:output_type -> impact.v1.PublishSnapshotResponse
+	23, // 41: impact.v1.SnapshotService.RollbackSnapshot:output_type -> impact.v1.RollbackSnapshotResponse
+	25, // 42: impact.v1.SnapshotService.GcSnapshots:output_type -> impact.v1.GcSnapshotsResponse
+	28, // 43: impact.v1.SnapshotService.ListAuditEvents:output_type -> impact.v1.ListAuditEventsResponse
+	19, // 44: impact.v1.SnapshotService.ApprovePublish:output_type -> impact.v1.ApprovePublishResponse
+	21, // 45: impact.v1.SnapshotService.ListPublishRequests:output_type -> impact.v1.ListPublishRequestsResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_impact_v1_snapshot_proto_init() }
@@ -1675,15 +2343,15 @@ func file_impact_v1_snapshot_proto_init() {
 		(*UploadSnapshotRequest_Header)(nil),
 		(*UploadSnapshotRequest_RosterChunk)(nil),
 	}
-	file_impact_v1_snapshot_proto_msgTypes[11].OneofWrappers = []any{}
 	file_impact_v1_snapshot_proto_msgTypes[13].OneofWrappers = []any{}
+	file_impact_v1_snapshot_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_impact_v1_snapshot_proto_rawDesc), len(file_impact_v1_snapshot_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   20,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SnapshotService_UploadSnapshot_FullMethodName   = "/impact.v1.SnapshotService/UploadSnapshot"
-	SnapshotService_ListSnapshots_FullMethodName    = "/impact.v1.SnapshotService/ListSnapshots"
-	SnapshotService_DiffSnapshots_FullMethodName    = "/impact.v1.SnapshotService/DiffSnapshots"
-	SnapshotService_PublishSnapshot_FullMethodName  = "/impact.v1.SnapshotService/PublishSnapshot"
-	SnapshotService_RollbackSnapshot_FullMethodName = "/impact.v1.SnapshotService/RollbackSnapshot"
-	SnapshotService_GcSnapshots_FullMethodName      = "/impact.v1.SnapshotService/GcSnapshots"
-	SnapshotService_ListAuditEvents_FullMethodName  = "/impact.v1.SnapshotService/ListAuditEvents"
+	SnapshotService_UploadSnapshot_FullMethodName      = "/impact.v1.SnapshotService/UploadSnapshot"
+	SnapshotService_ListSnapshots_FullMethodName       = "/impact.v1.SnapshotService/ListSnapshots"
+	SnapshotService_DiffSnapshots_FullMethodName       = "/impact.v1.SnapshotService/DiffSnapshots"
+	SnapshotService_PublishSnapshot_FullMethodName     = "/impact.v1.SnapshotService/PublishSnapshot"
+	SnapshotService_RollbackSnapshot_FullMethodName    = "/impact.v1.SnapshotService/RollbackSnapshot"
+	SnapshotService_GcSnapshots_FullMethodName         = "/impact.v1.SnapshotService/GcSnapshots"
+	SnapshotService_ListAuditEvents_FullMethodName     = "/impact.v1.SnapshotService/ListAuditEvents"
+	SnapshotService_ApprovePublish_FullMethodName      = "/impact.v1.SnapshotService/ApprovePublish"
+	SnapshotService_ListPublishRequests_FullMethodName = "/impact.v1.SnapshotService/ListPublishRequests"
 )
 
 // SnapshotServiceClient is the client API for SnapshotService service.
@@ -60,6 +62,16 @@ type SnapshotServiceClient interface {
 	// on which incident, version and digest, and its outcome. Events never
 	// hold a patient's subject id.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// ApprovePublish approves a pending publish request (impactd
+	// --publish-approvals 2 or more) as another admin than the requester. The
+	// last approval needed performs the compare-and-set, with the
+	// corrections rule checked again then. FAILED_PRECONDITION with an
+	// ErrorInfo reason for an unknown, lapsed or own request.
+	ApprovePublish(ctx context.Context, in *ApprovePublishRequest, opts ...grpc.CallOption) (*ApprovePublishResponse, error)
+	// ListPublishRequests lists an incident's publish requests waiting for
+	// approval, oldest first (lapsed ones are listed as lapsed until they are
+	// replaced).
+	ListPublishRequests(ctx context.Context, in *ListPublishRequestsRequest, opts ...grpc.CallOption) (*ListPublishRequestsResponse, error)
 }
 
 type snapshotServiceClient struct {
@@ -143,6 +155,26 @@ func (c *snapshotServiceClient) ListAuditEvents(ctx context.Context, in *ListAud
 	return out, nil
 }
 
+func (c *snapshotServiceClient) ApprovePublish(ctx context.Context, in *ApprovePublishRequest, opts ...grpc.CallOption) (*ApprovePublishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovePublishResponse)
+	err := c.cc.Invoke(ctx, SnapshotService_ApprovePublish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *snapshotServiceClient) ListPublishRequests(ctx context.Context, in *ListPublishRequestsRequest, opts ...grpc.CallOption) (*ListPublishRequestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPublishRequestsResponse)
+	err := c.cc.Invoke(ctx, SnapshotService_ListPublishRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SnapshotServiceServer is the server API for SnapshotService service.
 // All implementations must embed UnimplementedSnapshotServiceServer
 // for forward compatibility.
@@ -175,6 +207,16 @@ type SnapshotServiceServer interface {
 	// on which incident, version and digest, and its outcome. Events never
 	// hold a patient's subject id.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// ApprovePublish approves a pending publish request (impactd
+	// --publish-approvals 2 or more) as another admin than the requester. The
+	// last approval needed performs the compare-and-set, with the
+	// corrections rule checked again then. FAILED_PRECONDITION with an
+	// ErrorInfo reason for an unknown, lapsed or own request.
+	ApprovePublish(context.Context, *ApprovePublishRequest) (*ApprovePublishResponse, error)
+	// ListPublishRequests lists an incident's publish requests waiting for
+	// approval, oldest first (lapsed ones are listed as lapsed until they are
+	// replaced).
+	ListPublishRequests(context.Context, *ListPublishRequestsRequest) (*ListPublishRequestsResponse, error)
 	mustEmbedUnimplementedSnapshotServiceServer()
 }
 
@@ -205,6 +247,12 @@ func (UnimplementedSnapshotServiceServer) GcSnapshots(context.Context, *GcSnapsh
 }
 func (UnimplementedSnapshotServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedSnapshotServiceServer) ApprovePublish(context.Context, *ApprovePublishRequest) (*ApprovePublishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApprovePublish not implemented")
+}
+func (UnimplementedSnapshotServiceServer) ListPublishRequests(context.Context, *ListPublishRequestsRequest) (*ListPublishRequestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPublishRequests not implemented")
 }
 func (UnimplementedSnapshotServiceServer) mustEmbedUnimplementedSnapshotServiceServer() {}
 func (UnimplementedSnapshotServiceServer) testEmbeddedByValue()                         {}
@@ -342,6 +390,42 @@ func _SnapshotService_ListAuditEvents_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SnapshotService_ApprovePublish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApprovePublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SnapshotServiceServer).ApprovePublish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SnapshotService_ApprovePublish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SnapshotServiceServer).ApprovePublish(ctx, req.(*ApprovePublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SnapshotService_ListPublishRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPublishRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SnapshotServiceServer).ListPublishRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SnapshotService_ListPublishRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SnapshotServiceServer).ListPublishRequests(ctx, req.(*ListPublishRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SnapshotService_ServiceDesc is the grpc.ServiceDesc for SnapshotService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -372,6 +456,14 @@ var SnapshotService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _SnapshotService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "ApprovePublish",
+			Handler:    _SnapshotService_ApprovePublish_Handler,
+		},
+		{
+			MethodName: "ListPublishRequests",
+			Handler:    _SnapshotService_ListPublishRequests_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

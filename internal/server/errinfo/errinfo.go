@@ -65,6 +65,24 @@ const (
 	Canceled = "CANCELED"
 	// Internal: anything else.
 	Internal = "INTERNAL"
+
+	// CorrectionsNotAccepted: the publish (or rollback, or the approval
+	// that publishes) would change the status of more already-notified
+	// subjects than accept_corrections; nothing changed. Review the diff and
+	// accept the count. Metadata: Corrections (counted when the publish
+	// ran), Accepted, Version, ExpectedVisibleVersion.
+	CorrectionsNotAccepted = "CORRECTIONS_NOT_ACCEPTED"
+	// PublishRequestUnknown: no pending publish request for the version.
+	PublishRequestUnknown = "PUBLISH_REQUEST_UNKNOWN"
+	// PublishRequestLapsed: the request can no longer be approved (the
+	// visible version moved, or it expired); it was removed. Request again.
+	PublishRequestLapsed = "PUBLISH_REQUEST_LAPSED"
+	// OwnPublishRequest: the requester cannot approve their own request.
+	OwnPublishRequest = "OWN_PUBLISH_REQUEST"
+	// AlreadyApproved: this admin approved the request already.
+	AlreadyApproved = "ALREADY_APPROVED"
+	// PublishRequestPending: a live request to publish the version exists.
+	PublishRequestPending = "PUBLISH_REQUEST_PENDING"
 )
 
 // Metadata keys. Values are decimal version numbers, incident ids, state
@@ -76,6 +94,8 @@ const (
 	VisibleVersion         = "visible_version"
 	State                  = "state"
 	Input                  = "input"
+	Corrections            = "corrections"
+	Accepted               = "accepted"
 )
 
 // Of returns the Impact ErrorInfo that err's gRPC status carries, or nil

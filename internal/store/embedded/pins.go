@@ -114,6 +114,11 @@ func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
 	} else if c.old != nil {
 		return fmt.Errorf("embedded: claim pin: subject has no pin: %w", store.ErrConflict), nil
 	}
+	// A publish counting the notified subjects it corrects fences the
+	// versions up to the visible one (see store.Fences).
+	if fenced(ib, c.version) {
+		return fmt.Errorf("embedded: claim pin: v%d is fenced by a publish: %w", c.version, store.ErrConflict), nil
+	}
 	// The version pinned must hold its whole content: a version deleted (or
 	// never loaded) is refused in the same transaction that would pin it,
 	// so DeleteVersion and a claim never both succeed.

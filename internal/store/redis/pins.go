@@ -41,7 +41,7 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	keys := []string{s.pinsKey(incident, pb), s.idemKey(incident, pb)}
 	_, cluster := s.c.(*redis.ClusterClient)
 	if !cluster {
-		keys = append(keys, s.versionsKey(incident), s.headKey(incident), s.tombKey(key))
+		keys = append(keys, s.versionsKey(incident), s.headKey(incident), s.tombKey(key), s.fencesKey(incident))
 	}
 	field, ifield := string(key[:]), idemField(idem, key)
 	hasOld, oldID := "0", ""
@@ -67,6 +67,8 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 		return fmt.Errorf("version: %w", store.ErrNotFound)
 	case "erased":
 		return fmt.Errorf("the subject's account was closed: %w", store.ErrConflict)
+	case "fenced":
+		return fmt.Errorf("version %d is fenced by a publish: %w", next.Version, store.ErrConflict)
 	default:
 		return fmt.Errorf("%w: unexpected claim reply", store.ErrUnavailable)
 	}
@@ -94,11 +96,18 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 		// idempotency key, which replays it.
 		return err
 	}
-	if st := state.Val(); (st == "2" || st == "3") && !tomb.Val() {
+	fenced, err := s.fencedAfterWrite(ctx, incident, next.Version)
+	if err != nil {
+		return err // the pin stands, as above
+	}
+	if st := state.Val(); (st == "2" || st == "3") && !tomb.Val() && !fenced {
 		return nil
 	}
 	if _, err := s.runScript(ctx, unclaimScript, keys, field, pin, prev, ifield); err != nil {
 		return err
+	}
+	if fenced {
+		return fmt.Errorf("version %d is fenced by a publish: %w", next.Version, store.ErrConflict)
 	}
 	if tomb.Val() {
 		return fmt.Errorf("the subject's account was closed: %w", store.ErrConflict)

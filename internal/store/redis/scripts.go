@@ -74,11 +74,12 @@ return 'ok'
 // old notice id, next pin, next version, idem field. Outside a Cluster,
 // KEYS 3 to 5 (versions, head, the subject's tombstone hash) make it also
 // refuse a version that is not pinnable ('unpinnable', 'notfound') and a
-// tombstoned subject ('erased').
+// tombstoned subject ('erased'), and KEYS 6 (the incident's fences) a
+// version a publish fenced ('fenced', see store.Fences).
 //
 // A pin is store.AppendPin: 0x01, uvarint version, status byte, uvarint
 // cohorts, uvarint practice, varint time, uvarint len, notice id.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(fenceLua + `
 local function uvarint(s, pos)
   local x, mul = 0, 1
   while true do
@@ -101,6 +102,7 @@ if KEYS[3] then
   end
 end
 if KEYS[5] and redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {'erased'} end
+if KEYS[6] and fenced(KEYS[6], tonumber(ARGV[5])) then return {'fenced'} end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then
   if ARGV[2] == '1' then return {'conflict'} end

@@ -87,6 +87,8 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditAppendOnly", testAuditAppendOnly},
 		{"Tombstone", testTombstone},
 		{"TombstoneRacingClaims", testTombstoneRacingClaims},
+		{"Fences", testFences},
+		{"PublishRequests", testPublishRequests},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}

@@ -52,6 +52,9 @@ type Options struct {
 	// LogWriter is nil too.
 	Logger    *slog.Logger
 	LogWriter io.Writer
+	// PublishApprovals and ApprovalTTL are app.Config's (0: its defaults).
+	PublishApprovals int
+	ApprovalTTL      time.Duration
 }
 
 // Env is one running server and the parts a test reaches past the
@@ -94,6 +97,12 @@ func Config(dir string, opts Options) app.Config {
 	}
 	cfg.Store, cfg.DataDir, cfg.Dev = app.StoreEmbedded, dir, true
 	cfg.RateSubject, cfg.RateIP = ratelimit.Limit{}, ratelimit.Limit{}
+	if opts.PublishApprovals > 0 {
+		cfg.PublishApprovals = opts.PublishApprovals
+	}
+	if opts.ApprovalTTL > 0 {
+		cfg.ApprovalTTL = opts.ApprovalTTL
+	}
 	return cfg
 }
 

@@ -71,9 +71,15 @@ func Upload(ctx context.Context, c impactv1.SnapshotServiceClient, incident stri
 }
 
 // Publish makes version of incident visible, expecting expect to be
-// visible.
+// visible, the way the runbook does: it reviews the corrections the diff
+// reports (notified_changes) and accepts that many.
 func Publish(ctx context.Context, c impactv1.SnapshotServiceClient, incident string, version, expect uint32) (*impactv1.PublishSnapshotResponse, error) {
-	return c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(expect)})
+	diff, err := c.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: incident, Version: version, Against: expect})
+	if err != nil {
+		return nil, err
+	}
+	return c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(expect),
+		AcceptCorrections: diff.GetNotifiedChanges().GetTotal()})
 }
 
 // REST does an HTTP request with client c, the bearer token tok (none if
