@@ -33,6 +33,15 @@ func openSpools(t *testing.T, dir string) []string {
 	return out
 }
 
+func allDeleted(targets []string) bool {
+	for _, s := range targets {
+		if !strings.HasSuffix(s, " (deleted)") {
+			return false
+		}
+	}
+	return true
+}
+
 // A roster being uploaded is spooled to a file that no path reaches: a
 // crash (or SIGKILL) of impactd mid-upload leaves no copy of raw subject
 // ids at rest, because the kernel frees an unlinked file with its last
@@ -54,17 +63,17 @@ func TestUploadSpoolIsUnlinked(t *testing.T) {
 	if err := stream.Send(&impactv1.UploadSnapshotRequest{Part: &impactv1.UploadSnapshotRequest_RosterChunk{RosterChunk: roster[:len(roster)/2]}}); err != nil {
 		t.Fatal(err)
 	}
-	// Wait (bounded) until the server holds the spool open mid-upload.
+	// Wait (bounded) until the server holds the spool open mid-upload and
+	// has unlinked it (the spool is created, then unlinked at once: a
+	// spool never unlinked keeps this loop waiting until it fails).
 	var spools []string
-	for deadline := time.Now().Add(20 * time.Second); len(spools) == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never opened an upload spool")
-		}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		spools = openSpools(t, dir)
-	}
-	for _, s := range spools {
-		if !strings.HasSuffix(s, " (deleted)") {
-			t.Errorf("upload spool %q is linked while the upload runs", s)
+		if len(spools) > 0 && allDeleted(spools) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload spools open mid-upload: %q; want one, unlinked (\" (deleted)\")", spools)
 		}
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
@@ -90,7 +99,7 @@ func TestStaleSpoolsRemovedOnStart(t *testing.T) {
 	for _, name := range []string{"roster-123.csv", "impact-roster-456", "keep.txt"} {
 		impacttest.WriteFile(t, dir, name, []byte("subject_id,status,cohorts,practice_id\n"))
 	}
-	impacttest.Start(t, impacttest.Options{Config: server.Config{UploadDir: dir}})
+	impacttest.Start(t, impacttest.Options{Config: server.Config{UploadDir: dir}}).WaitReady(t)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
