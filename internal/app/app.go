@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -57,6 +59,8 @@ type App struct {
 	Catalog   *snapshot.Catalog
 	Status    *istatus.Service
 	Snapshots *snapshot.Service
+	Audit     *audit.Recorder
+	Erasure   *erasure.Service
 	Server    *server.Server
 
 	log       *slog.Logger
@@ -121,6 +125,8 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Store = instrumented.New(st, opts.Telemetry)
 
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
+	a.Audit = audit.New(a.Store)
+	a.Erasure = erasure.New(a.Store, a.Keyer, a.Audit)
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate))
@@ -133,6 +139,8 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		Status:        a.Status,
 		Snapshots:     a.Snapshots,
 		Catalog:       a.Catalog,
+		Audit:         a.Audit,
+		Erasure:       a.Erasure,
 		Authenticator: verifier,
 		Logger:        log,
 		Web:           page,

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/impact-health/impact/internal/snapshot"
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -46,5 +46,5 @@ func (s *Service) RecordWave(ctx context.Context, actor string, w Wave, waveErr 
 			ev.Digest = v.Info.Digest
 		}
 	}
-	return snapshot.Record(ctx, s.store, s.now(), ev, waveErr, store.OutcomeOf(waveErr))
+	return audit.New(s.store, audit.WithClock(s.now)).Record(ctx, ev, waveErr)
 }

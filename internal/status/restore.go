@@ -40,7 +40,7 @@ type Notified struct {
 // record pinned is the subject's record at the notice's version, which must
 // still exist and must agree with the status the notice was sent for.
 func (s *Service) Restore(ctx context.Context, incident string, n Notified) (RestoreOutcome, error) {
-	if err := checkSubject(n.SubjectID); err != nil {
+	if err := CheckSubject(n.SubjectID); err != nil {
 		return 0, err
 	}
 	if n.Version == 0 || !strings.HasPrefix(n.NoticeID, fmt.Sprintf("v%d-", n.Version)) || len(n.NoticeID) > 64 {
@@ -56,7 +56,7 @@ func (s *Service) Restore(ctx context.Context, incident string, n Notified) (Res
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotStaged):
 		return 0, fmt.Errorf("%w: version %d of the notice is not available", ErrNotFound, n.Version)
 	case err != nil:
-		return 0, unavailable(err)
+		return 0, Unavailable(err)
 	}
 	rec := recs[0]
 	if rec.Status != n.Status {
@@ -83,7 +83,7 @@ func (s *Service) Restore(ctx context.Context, incident string, n Notified) (Res
 		case errors.Is(err, store.ErrNotFound):
 			return 0, ErrNotFound
 		default:
-			return 0, unavailable(err)
+			return 0, Unavailable(err)
 		}
 	}
 	return 0, ErrContended

@@ -39,7 +39,7 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 	case errors.Is(err, store.ErrNotFound):
 		return Stats{}, ErrNotFound
 	case err != nil:
-		return Stats{}, unavailable(err)
+		return Stats{}, Unavailable(err)
 	case head.Visible == 0:
 		return Stats{}, ErrNotFound
 	}
@@ -88,7 +88,7 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 		err = flush()
 	}
 	if err != nil {
-		return Stats{}, unavailable(err)
+		return Stats{}, Unavailable(err)
 	}
 	for i := range st.Cohorts {
 		st.Cohorts[i].Due = st.Cohorts[i].Members - st.Cohorts[i].Notified
