@@ -18,6 +18,7 @@ import (
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/erasure"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -61,6 +62,7 @@ type App struct {
 	Snapshots *snapshot.Service
 	Audit     *audit.Recorder
 	Erasure   *erasure.Service
+	Notices   *notice.Service
 	Server    *server.Server
 
 	log       *slog.Logger
@@ -127,6 +129,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
 	a.Audit = audit.New(a.Store)
 	a.Erasure = erasure.New(a.Store, a.Keyer, a.Audit)
+	a.Notices = notice.New(a.Store, a.Catalog, a.Keyer, a.Audit)
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate))
@@ -141,6 +144,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		Catalog:       a.Catalog,
 		Audit:         a.Audit,
 		Erasure:       a.Erasure,
+		Notices:       a.Notices,
 		Authenticator: verifier,
 		Logger:        log,
 		Web:           page,

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/telemetry"
 )
@@ -15,7 +16,8 @@ import (
 // noticeService is the notification ledger, for the impact.notify scope.
 type noticeService struct {
 	impactv1.UnimplementedNoticeServiceServer
-	status  *status.Service
+	status  *status.Service    // the claim decision
+	notices *notice.Service    // stats, restore, wave bookkeeping
 	metrics *telemetry.Metrics // nil: none
 }
 
@@ -46,9 +48,9 @@ type waveResult struct {
 // Claims run concurrently (up to waveConcurrency); answers are sent in the
 // order the requests came. The first error ends the stream. When the stream
 // ends, the wave is recorded in the audit trail: one event per incident
-// claimed in, with the counts per action (see status.Service.RecordWave).
+// claimed in, with the counts per action (see notice.Service.RecordWave).
 func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) (err error) {
-	waves := map[string]*status.Wave{} // by incident; written by this goroutine only
+	waves := map[string]*notice.Wave{} // by incident; written by this goroutine only
 	defer func() { err = s.recordWaves(stream.Context(), waves, err) }()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -83,7 +85,7 @@ func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesS
 		}
 		w := waves[r.claim.Incident]
 		if w == nil {
-			w = &status.Wave{Incident: r.claim.Incident}
+			w = &notice.Wave{Incident: r.claim.Incident}
 			waves[r.claim.Incident] = w
 		}
 		w.Add(r.claim)
@@ -107,7 +109,7 @@ func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNotices
 
 // recordWaves records a wave's claims, per incident in id order, and
 // returns the wave's error or, failing that, the first recording error.
-func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*status.Wave, waveErr error) error {
+func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*notice.Wave, waveErr error) error {
 	incidents := make([]string, 0, len(waves))
 	for inc := range waves {
 		incidents = append(incidents, inc)
@@ -115,7 +117,7 @@ func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*statu
 	sort.Strings(incidents)
 	err := waveErr
 	for _, inc := range incidents {
-		if rerr := s.status.RecordWave(ctx, actor(ctx), *waves[inc], waveErr); err == nil {
+		if rerr := s.notices.RecordWave(ctx, actor(ctx), *waves[inc], waveErr); err == nil {
 			err = rerr
 		}
 	}
@@ -123,7 +125,7 @@ func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*statu
 }
 
 func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
-	st, err := s.status.Stats(ctx, req.GetIncidentId())
+	st, err := s.notices.Stats(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoti
 		if err != nil {
 			return err
 		}
-		res, err := s.status.Restore(ctx, req.GetIncidentId(), status.Notified{
+		res, err := s.notices.Restore(ctx, req.GetIncidentId(), notice.Notified{
 			SubjectID: req.GetSubjectId(), Version: uint64(req.GetVersion()), NoticeID: req.GetNoticeId(),
 			Status: statusFromPB(req.GetStatus()), NotifiedAt: req.GetNotifiedAt().AsTime(),
 		})
@@ -166,11 +168,11 @@ func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoti
 			return fmt.Errorf("record %d: %w", line, err)
 		}
 		switch res {
-		case status.Restored:
+		case notice.Restored:
 			out.Restored++
-		case status.Present:
+		case notice.Present:
 			out.Present++
-		case status.KeptNewer:
+		case notice.KeptNewer:
 			out.KeptNewer++
 		}
 	}

@@ -34,6 +34,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/erasure"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/status"
@@ -137,6 +138,7 @@ type Deps struct {
 	Catalog       *snapshot.Catalog
 	Audit         *audit.Recorder
 	Erasure       *erasure.Service
+	Notices       *notice.Service
 	Authenticator Authenticator
 	Logger        *slog.Logger
 	// Web, when set, is served at "/" of the patient REST listener (the
@@ -224,7 +226,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	impactv1.RegisterSnapshotServiceServer(s.admin, &snapshotService{
 		snapshots: deps.Snapshots, catalog: deps.Catalog, audit: deps.Audit, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
 	})
-	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
+	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, notices: deps.Notices, metrics: deps.Telemetry.Metrics()})
 	impactv1.RegisterSubjectServiceServer(s.admin, &subjectService{erasure: deps.Erasure})
 	s.setServing(false)
 	if deps.Telemetry != nil {

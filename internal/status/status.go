@@ -1,6 +1,6 @@
 // Package status is the patient read path and the notification ledger's
-// claim decision. The invariants of DESIGN §3 that concern what a patient is
-// told live here:
+// claim decision. The invariants that concern what a patient is told live
+// here:
 //
 //   - 3, the app never contradicts the email: a notified subject is answered
 //     from the record of its pinned version, with UpdatePending and the
@@ -110,14 +110,11 @@ type Claim struct {
 	NotifiedAt time.Time
 }
 
-// Store is what a Service needs of the store: incidents' heads, the
-// notification ledger it reads and claims into, account closures, and the
-// audit trail.
+// Store is what a Service needs of the store: incidents' heads and the
+// notification ledger it reads and claims into.
 type Store interface {
 	store.Heads
 	store.Ledger
-	store.Erasure
-	store.AuditLog
 }
 
 // Service answers status reads and notice claims.
@@ -278,8 +275,9 @@ func Unavailable(err error) error {
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
-// maxClaimAttempts bounds the compare-and-set retries of one claim.
-const maxClaimAttempts = 8
+// MaxClaimAttempts bounds the compare-and-set retries of one pin write (a
+// claim, or a restore of a lost pin).
+const MaxClaimAttempts = 8
 
 // ErrContended: a claim lost its compare-and-set too many times in a row.
 var ErrContended = errors.New("claim contended, retry")
@@ -294,7 +292,7 @@ func (s *Service) Claim(ctx context.Context, incident, subjectID, idempotencyKey
 		return Claim{}, fmt.Errorf("%w: idempotency key must be 1 to %d bytes", ErrInvalidArgument, MaxIdempotencyKeyBytes)
 	}
 	key, idem := s.keyer.SubjectKey(subjectID), s.keyer.IdemKey(idempotencyKey)
-	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
+	for attempt := 0; attempt < MaxClaimAttempts; attempt++ {
 		view, err := s.read(ctx, incident, key, &idem)
 		if err != nil {
 			return Claim{}, err

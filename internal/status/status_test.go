@@ -162,40 +162,13 @@ func TestPinnedAnswerAcrossVersions(t *testing.T) {
 		t.Fatalf("the correction is sent once: %+v", again)
 	}
 
-	st, err := f.Status.Stats(context.Background(), incident)
+	st, err := f.Notices.Stats(context.Background(), incident)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// v2: bob under review (notified as affected: due), alice corrected.
 	if st.Visible != v2 || st.UnderReview != 1 || st.Notified != 0 || st.Due != 1 || st.CorrectionsDue != 0 {
 		t.Fatalf("stats: %+v", st)
-	}
-}
-
-func TestStatsCountsPerCohort(t *testing.T) {
-	f := domaintest.New(t)
-	f.Publish(t, "a,affected,northland,", "b,affected,northland;referrals,", "c,affected,referrals,", "d,under_review,referrals,")
-	f.Claim(t, "a", "1")
-	f.Claim(t, "b", "1")
-	st, err := f.Status.Stats(context.Background(), incident)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []status.CohortStats{
-		{ID: "northland", Title: "Northland discharge summaries", Members: 2, Notified: 2, Due: 0},
-		{ID: "referrals", Title: "Referral records", Members: 3, Notified: 1, Due: 2},
-	}
-	if fmt.Sprint(st.Cohorts) != fmt.Sprint(want) || st.Affected != 3 || st.UnderReview != 1 || st.Notified != 2 || st.Due != 2 {
-		t.Fatalf("stats: %+v", st)
-	}
-	// Corrections: a is removed from the roster after being notified.
-	head, _ := f.Store.Head(context.Background(), incident)
-	v := f.Stage(t, "b,affected,northland;referrals,", "c,affected,referrals,", "d,under_review,referrals,")
-	if _, _, err := f.Snapshots.Publish(context.Background(), incident, v, head.Visible, "ops"); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ = f.Status.Stats(context.Background(), incident); st.CorrectionsDue != 1 || st.Due != 3 {
-		t.Fatalf("stats with a correction due: %+v", st)
 	}
 }
 
@@ -306,56 +279,5 @@ func TestConcurrentClaimsRacingPublish(t *testing.T) {
 		if a.UpdatePending != (a.Status != a.VisibleStatus) {
 			t.Errorf("s%02d: update_pending inconsistent: %+v", i, a)
 		}
-	}
-}
-
-// TestRestoreFromOutbox: pins lost by the ledger come back from the wave
-// outbox records, forward-only and idempotent.
-func TestRestoreFromOutbox(t *testing.T) {
-	f := domaintest.New(t)
-	f.Publish(t, "alice,affected,northland,", "bob,affected,referrals,")
-	ca := f.Claim(t, "alice", "w1:alice")
-	cb := f.Claim(t, "bob", "w1:bob")
-	f.Publish(t, "alice,under_review,,", "bob,affected,referrals,")
-	cb2 := f.Claim(t, "alice", "w2:alice") // alice re-notified at v2
-
-	// A fresh ledger (the store lost every pin): same versions, no pins.
-	lost := domaintest.New(t)
-	lost.Publish(t, "alice,affected,northland,", "bob,affected,referrals,")
-	lost.Publish(t, "alice,under_review,,", "bob,affected,referrals,")
-	// Outbox lines in an order where the newer notice comes first.
-	outbox := []status.Notified{
-		{SubjectID: "alice", Version: cb2.Version, NoticeID: cb2.NoticeID, Status: cb2.Status, NotifiedAt: cb2.NotifiedAt},
-		{SubjectID: "bob", Version: cb.Version, NoticeID: cb.NoticeID, Status: cb.Status, NotifiedAt: cb.NotifiedAt},
-		{SubjectID: "alice", Version: ca.Version, NoticeID: ca.NoticeID, Status: ca.Status, NotifiedAt: ca.NotifiedAt},
-	}
-	for round, want := range [][]status.RestoreOutcome{
-		{status.Restored, status.Restored, status.KeptNewer}, // forward-only
-		{status.Present, status.Present, status.KeptNewer},   // idempotent
-	} {
-		for i, n := range outbox {
-			got, err := lost.Status.Restore(context.Background(), incident, n)
-			if err != nil || got != want[i] {
-				t.Fatalf("round %d, line %d: %v %v, want %v", round, i, got, err, want[i])
-			}
-		}
-	}
-	for _, s := range []string{"alice", "bob"} {
-		orig, restored := f.Answer(t, s, 0), lost.Answer(t, s, 0)
-		if orig.NoticeID != restored.NoticeID || orig.NotifiedVersion != restored.NotifiedVersion || orig.Notice != restored.Notice ||
-			!orig.NotifiedAt.Equal(restored.NotifiedAt) || orig.Status != restored.Status {
-			t.Fatalf("%s after restore:\n%+v\nwant\n%+v", s, restored, orig)
-		}
-	}
-	// A line that does not match the version's record is refused.
-	bad := outbox[1]
-	bad.Status = store.UnderReview
-	if _, err := lost.Status.Restore(context.Background(), incident, bad); !errors.Is(err, status.ErrInvalidArgument) {
-		t.Fatalf("mismatched status: %v", err)
-	}
-	bad = outbox[1]
-	bad.Version, bad.NoticeID = 9, "v9-XXXX"
-	if _, err := lost.Status.Restore(context.Background(), incident, bad); !errors.Is(err, status.ErrNotFound) {
-		t.Fatalf("missing version: %v", err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package domaintest is the fixture the domain packages' tests share: a
-// temporary embedded store with the snapshot service and the patient read
-// path over it, a two-cohort incident spec, and helpers that upload,
+// temporary embedded store with the snapshot service, the patient read path
+// and the ledger's operator side over it, a two-cohort incident spec, and helpers that upload,
 // publish, read and claim.
 package domaintest
 
@@ -13,6 +13,7 @@ import (
 
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store/embedded"
@@ -48,6 +49,7 @@ type Fixture struct {
 	Audit     *audit.Recorder
 	Snapshots *snapshot.Service
 	Status    *status.Service
+	Notices   *notice.Service
 }
 
 // New opens a fixture in a temporary directory of t.
@@ -59,13 +61,15 @@ func New(t testing.TB) *Fixture {
 		t.Fatal(err)
 	}
 	cat := snapshot.NewCatalog(st, 16)
+	rec := audit.New(st)
 	return &Fixture{
 		Store:     st,
 		Keyer:     keyer,
 		Catalog:   cat,
-		Audit:     audit.New(st),
+		Audit:     rec,
 		Snapshots: snapshot.NewService(st, keyer, snapshot.WithCatalog(cat)),
 		Status:    status.New(st, cat, keyer),
+		Notices:   notice.New(st, cat, keyer, rec),
 	}
 }
 

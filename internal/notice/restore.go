@@ -1,4 +1,4 @@
-package status
+package notice
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -33,37 +34,38 @@ type Notified struct {
 }
 
 // Restore re-creates the pin of a notice that was sent, if the ledger lost
-// it (DESIGN §7: the wave files are the outbox, and re-importing them must
-// restore lost pins). It is forward-only (a pin at a newer version, or a
+// it. Redis acknowledges writes that a failover can lose, so the ledger
+// does not depend on the store alone: the wave files the notifier writes
+// are the outbox, and re-importing them restores lost pins. It is forward-only (a pin at a newer version, or a
 // different notice at the same version, is kept) and idempotent (a restore
 // is recorded under an idempotency key derived from the notice id). The
 // record pinned is the subject's record at the notice's version, which must
 // still exist and must agree with the status the notice was sent for.
 func (s *Service) Restore(ctx context.Context, incident string, n Notified) (RestoreOutcome, error) {
-	if err := CheckSubject(n.SubjectID); err != nil {
+	if err := status.CheckSubject(n.SubjectID); err != nil {
 		return 0, err
 	}
 	if n.Version == 0 || !strings.HasPrefix(n.NoticeID, fmt.Sprintf("v%d-", n.Version)) || len(n.NoticeID) > 64 {
-		return 0, fmt.Errorf("%w: notice id must be the one the claim returned for that version", ErrInvalidArgument)
+		return 0, fmt.Errorf("%w: notice id must be the one the claim returned for that version", status.ErrInvalidArgument)
 	}
 	if n.NotifiedAt.IsZero() {
-		return 0, fmt.Errorf("%w: notified_at is required", ErrInvalidArgument)
+		return 0, fmt.Errorf("%w: notified_at is required", status.ErrInvalidArgument)
 	}
 	key := s.keyer.SubjectKey(n.SubjectID)
 	idem := s.keyer.IdemKey("restore\x00" + n.NoticeID)
-	recs, err := s.store.Records(ctx, incident, n.Version, []store.Key{key})
+	recs, err := s.st.Records(ctx, incident, n.Version, []store.Key{key})
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotStaged):
-		return 0, fmt.Errorf("%w: version %d of the notice is not available", ErrNotFound, n.Version)
+		return 0, fmt.Errorf("%w: version %d of the notice is not available", status.ErrNotFound, n.Version)
 	case err != nil:
-		return 0, Unavailable(err)
+		return 0, status.Unavailable(err)
 	}
 	rec := recs[0]
 	if rec.Status != n.Status {
-		return 0, fmt.Errorf("%w: the notice's status differs from the subject's record at version %d", ErrInvalidArgument, n.Version)
+		return 0, fmt.Errorf("%w: the notice's status differs from the subject's record at version %d", status.ErrInvalidArgument, n.Version)
 	}
-	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
-		view, err := s.read(ctx, incident, key, &idem)
+	for attempt := 0; attempt < status.MaxClaimAttempts; attempt++ {
+		view, err := status.ReadView(ctx, s.st, incident, key, &idem)
 		if err != nil {
 			return 0, err
 		}
@@ -74,17 +76,17 @@ func (s *Service) Restore(ctx context.Context, incident string, n Notified) (Res
 			return KeptNewer, nil
 		}
 		next := store.Pin{Version: n.Version, Record: rec, NoticeID: n.NoticeID, NotifiedAt: n.NotifiedAt.UTC()}
-		err = s.store.ClaimPin(ctx, incident, key, view.Pin, next, idem)
+		err = s.st.ClaimPin(ctx, incident, key, view.Pin, next, idem)
 		switch {
 		case err == nil:
 			return Restored, nil
 		case errors.Is(err, store.ErrConflict):
 			continue
 		case errors.Is(err, store.ErrNotFound):
-			return 0, ErrNotFound
+			return 0, status.ErrNotFound
 		default:
-			return 0, Unavailable(err)
+			return 0, status.Unavailable(err)
 		}
 	}
-	return 0, ErrContended
+	return 0, status.ErrContended
 }
