@@ -138,3 +138,33 @@ func TestRecordWave(t *testing.T) {
 		t.Errorf("failed wave event: %+v", e)
 	}
 }
+
+// TestRecordRestore: a restore is recorded once per incident with its
+// counts per outcome, and names no subject or notice.
+func TestRecordRestore(t *testing.T) {
+	f := domaintest.New(t)
+	f.Publish(t, "alice,affected,northland,")
+	c := f.Claim(t, "alice", "w1:alice")
+	r := notice.Restoration{Incident: incident}
+	for range 2 {
+		o, err := f.Notices.Restore(context.Background(), incident, notice.Notified{
+			SubjectID: "alice", Version: c.Version, NoticeID: c.NoticeID, Status: c.Status, NotifiedAt: c.NotifiedAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Add(o)
+	}
+	r.Add(notice.KeptNewer)
+	if err := f.Notices.RecordRestore(context.Background(), "ops-rita", r, nil); err != nil {
+		t.Fatal(err)
+	}
+	es, err := f.Audit.List(context.Background(), incident, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := es[len(es)-1]
+	if e.Action != store.AuditRestore || e.Actor != "ops-rita" || e.Incident != incident || e.Outcome != store.OutcomeOK ||
+		e.Detail != "3 lines: restored 0, present 2, kept newer 1" {
+		t.Fatalf("restore event: %+v", e)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -546,6 +547,21 @@ func TestRestoreNotices(t *testing.T) {
 	_, err = restore(append(lines[:2:2], bad))
 	if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
 		t.Fatalf("contradicting line: %v", err)
+	}
+	// Each restore is one audit event per incident, with its counts; the
+	// one that ended on an invalid line says so.
+	trail, err := impactv1.NewSnapshotServiceClient(e.admin).ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{IncidentId: demo.IncidentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restores []string
+	for _, ev := range trail.GetEvents() {
+		if ev.GetAction() == "restore" {
+			restores = append(restores, ev.GetOutcome()+": "+ev.GetDetail())
+		}
+	}
+	if want := []string{"ok: 5 lines: restored 0, present 5, kept newer 0", "error: 2 lines: restored 0, present 2, kept newer 0"}; !slices.Equal(restores, want) {
+		t.Fatalf("restore events %q, want %q", restores, want)
 	}
 	// A patient token cannot restore.
 	stream, err := notices.RestoreNotices(testclient.WithToken(context.Background(), e.Token(t, sid(0))))

@@ -1291,7 +1291,8 @@ type AuditEvent struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// Token subject of the operator (or notifier) who acted.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	// "upload", "publish", "rollback", "gc", "claim_wave" or "erase".
+	// "upload", "publish", "rollback", "gc", "claim_wave", "restore" or
+	// "erase".
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// Empty for an erase (it concerns every incident).
 	IncidentId string `protobuf:"bytes,5,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
