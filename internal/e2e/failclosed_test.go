@@ -30,8 +30,7 @@ const (
 	timeoutSlack   = 2 * time.Second
 )
 
-// TestRedisOutageFailsClosedAndRecovers (DESIGN §3 invariant 5, issue 3
-// item 7): with Redis crashed, and then with Redis hung, status reads answer
+// TestRedisOutageFailsClosedAndRecovers (invariant 5, fail closed): with Redis crashed, and then with Redis hung, status reads answer
 // UNAVAILABLE / 503 within the request deadline and never a status;
 // readiness goes NOT_SERVING on both health surfaces. When Redis is back
 // (restarted on its AOF, or resumed), the same impactd process serves the

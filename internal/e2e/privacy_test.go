@@ -20,8 +20,8 @@ import (
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
-// TestNoRawSubjectIDsInRedisOrLogs (DESIGN §3 invariant 7, issue 3 item 3,
-// issue 4 item 8): after an end-to-end run on the Redis store (uploads, a
+// TestNoRawSubjectIDsInRedisOrLogs (invariant 7, no raw identifiers at rest
+// or in logs): after an end-to-end run on the Redis store (uploads, a
 // rejected upload, publishes, claims over gRPC, the claim stream and REST
 // with idempotency keys that embed subject ids, status reads over both
 // transports, rate limiting on), no Redis key, field or value, no byte of

@@ -72,7 +72,7 @@ type observation struct {
 	readTime time.Time
 }
 
-// TestReplicasAnswerFromThePin (DESIGN §3 invariant 3, issue 3 item 6): two
+// TestReplicasAnswerFromThePin (invariant 3, the app never contradicts the email): two
 // impactd processes share one Redis. Round after round, a new version is
 // published and a notice claimed through replica A; replica B, read at once
 // over gRPC and REST, answers from the version the claim pinned. A reader

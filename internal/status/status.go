@@ -1,6 +1,6 @@
 // Package status is the patient read path and the notification ledger's
-// claim decision. The invariants that concern what a patient is told live
-// here:
+// claim decision. The invariants (docs/contract.md) that concern what a patient is
+// told live here:
 //
 //   - 3, the app never contradicts the email: a notified subject is answered
 //     from the record of its pinned version, with UpdatePending and the

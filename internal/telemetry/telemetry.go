@@ -18,7 +18,7 @@
 //     tracer provider OTEL_TRACES_SAMPLER(_ARG) and OTEL_BSP_*, the resource
 //     OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
 //
-// Privacy (DESIGN invariant 7): no span, metric or log written by this
+// Privacy (no raw identifiers in telemetry): no span, metric or log written by this
 // package or by the instrumentation wired with it carries a subject id,
 // token, idempotency key, email address or notice text. Store spans carry
 // the incident id and version only, never subject keys, and no error text.
