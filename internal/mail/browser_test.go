@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -16,22 +15,8 @@ import (
 	gomail "github.com/emersion/go-message/mail"
 
 	"github.com/impact-health/impact/internal/mail"
+	"github.com/impact-health/impact/internal/testutil/browsertest"
 )
-
-// chromiumPath finds Debian's chromium. Without it the test is skipped,
-// except in CI, where it must run.
-func chromiumPath(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed (CI=true): .ci/run installs it")
-	}
-	t.Skip("chromium is not installed; apt-get install chromium to run the browser test")
-	return ""
-}
 
 // htmlPart returns the decoded text/html part of a message.
 func htmlPart(t *testing.T, raw []byte) string {
@@ -61,7 +46,7 @@ func htmlPart(t *testing.T, raw []byte) string {
 // 360 px wide screen: the notice and the footer are there and visible, and
 // nothing makes the page scroll sideways (long words wrap).
 func TestHTMLPartReadsAt360px(t *testing.T) {
-	chromium := chromiumPath(t)
+	chromium := browsertest.ChromiumPath(t)
 	from, _ := mail.ParseAddress("Breach Notices <notices@health.example>")
 	n := mail.Notice{
 		ID: "v3-7KQ2M9XW4TABCDEFGH", Version: 3,
