@@ -15,7 +15,10 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/erasure"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -57,6 +60,9 @@ type App struct {
 	Catalog   *snapshot.Catalog
 	Status    *istatus.Service
 	Snapshots *snapshot.Service
+	Audit     *audit.Recorder
+	Erasure   *erasure.Service
+	Notices   *notice.Service
 	Server    *server.Server
 
 	log       *slog.Logger
@@ -126,6 +132,9 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Store = instrumented.New(st, opts.Telemetry)
 
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
+	a.Audit = audit.New(a.Store)
+	a.Erasure = erasure.New(a.Store, a.Keyer, a.Audit)
+	a.Notices = notice.New(a.Store, a.Catalog, a.Keyer, a.Audit)
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate),
@@ -139,6 +148,9 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		Status:        a.Status,
 		Snapshots:     a.Snapshots,
 		Catalog:       a.Catalog,
+		Audit:         a.Audit,
+		Erasure:       a.Erasure,
+		Notices:       a.Notices,
 		Authenticator: verifier,
 		Logger:        log,
 		Web:           page,

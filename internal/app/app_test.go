@@ -48,7 +48,7 @@ func TestNewRun(t *testing.T) {
 	if code, body := get("/"); code != http.StatusOK || !strings.Contains(strings.ToLower(body), "<html") {
 		t.Fatalf("web page: %d %.80q", code, body)
 	}
-	if a.Keyer == nil || a.Store == nil || a.Catalog == nil || a.Status == nil || a.Snapshots == nil {
+	if a.Keyer == nil || a.Store == nil || a.Catalog == nil || a.Status == nil || a.Snapshots == nil || a.Audit == nil || a.Erasure == nil || a.Notices == nil {
 		t.Fatal("app incomplete")
 	}
 	cancel()

@@ -1,12 +1,10 @@
 package mail_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -16,22 +14,8 @@ import (
 	gomail "github.com/emersion/go-message/mail"
 
 	"github.com/impact-health/impact/internal/mail"
+	"github.com/impact-health/impact/internal/testutil/browsertest"
 )
-
-// chromiumPath finds Debian's chromium. Without it the test is skipped,
-// except in CI, where it must run.
-func chromiumPath(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed (CI=true): .ci/run installs it")
-	}
-	t.Skip("chromium is not installed; apt-get install chromium to run the browser test")
-	return ""
-}
 
 // htmlPart returns the decoded text/html part of a message.
 func htmlPart(t *testing.T, raw []byte) string {
@@ -61,7 +45,7 @@ func htmlPart(t *testing.T, raw []byte) string {
 // 360 px wide screen: the notice and the footer are there and visible, and
 // nothing makes the page scroll sideways (long words wrap).
 func TestHTMLPartReadsAt360px(t *testing.T) {
-	chromium := chromiumPath(t)
+	chromium := browsertest.ChromiumPath(t)
 	from, _ := mail.ParseAddress("Breach Notices <notices@health.example>")
 	n := mail.Notice{
 		ID: "v3-7KQ2M9XW4TABCDEFGH", Version: 3,
@@ -98,22 +82,7 @@ func TestHTMLPartReadsAt360px(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelTimeout()
+	ctx, _ := browsertest.Tab(t, chromium, 60*time.Second)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(360, 740), chromedp.Navigate(srv.URL+"/"), chromedp.WaitReady("body")); err != nil {
 		t.Fatal(err)
 	}

@@ -13,24 +13,28 @@ import (
 	"github.com/impact-health/impact/internal/store"
 )
 
+// statusPBs is the one mapping between store and API statuses, indexed by
+// store status.
+var statusPBs = [...]impactv1.Status{
+	store.NotAffected: impactv1.Status_NOT_AFFECTED,
+	store.Affected:    impactv1.Status_AFFECTED,
+	store.UnderReview: impactv1.Status_UNDER_REVIEW,
+}
+
 // statusFromPB is the store status of a request's status; the validation
 // table has refused STATUS_UNSPECIFIED already.
 func statusFromPB(s impactv1.Status) store.Status {
-	switch s {
-	case impactv1.Status_AFFECTED:
-		return store.Affected
-	case impactv1.Status_UNDER_REVIEW:
-		return store.UnderReview
+	for st, pb := range statusPBs {
+		if pb == s {
+			return store.Status(st)
+		}
 	}
 	return store.NotAffected
 }
 
 func statusPB(s store.Status) impactv1.Status {
-	switch s {
-	case store.Affected:
-		return impactv1.Status_AFFECTED
-	case store.UnderReview:
-		return impactv1.Status_UNDER_REVIEW
+	if int(s) < len(statusPBs) {
+		return statusPBs[s]
 	}
 	return impactv1.Status_NOT_AFFECTED
 }

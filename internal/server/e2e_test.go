@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,14 +156,13 @@ type pin struct {
 	notice   *impactv1.Notice
 }
 
-func pbStatus(s store.Status) impactv1.Status {
-	switch s {
-	case store.Affected:
-		return impactv1.Status_AFFECTED
-	case store.UnderReview:
-		return impactv1.Status_UNDER_REVIEW
-	}
-	return impactv1.Status_NOT_AFFECTED
+// apiStatus is the API status the model expects for a store status,
+// written out here rather than taken from the server, so that a wrong
+// mapping fails the tests.
+var apiStatus = map[store.Status]impactv1.Status{
+	store.NotAffected: impactv1.Status_NOT_AFFECTED,
+	store.Affected:    impactv1.Status_AFFECTED,
+	store.UnderReview: impactv1.Status_UNDER_REVIEW,
 }
 
 // model is what the ledger must hold: what each subject was last emailed.
@@ -175,7 +175,7 @@ type model struct {
 // when the subject was never notified and is affected or under review now,
 // or was notified at a status other than the current one.
 func (m *model) due(subject string) bool {
-	cur := pbStatus(m.visible[subject].status)
+	cur := apiStatus[m.visible[subject].status]
 	p, ok := m.pins[subject]
 	if !ok {
 		return cur != impactv1.Status_NOT_AFFECTED
@@ -192,7 +192,7 @@ func (m *model) record(t *testing.T, subject string, c *impactv1.Claim, wantDue 
 		t.Fatalf("%s: SEND, nothing was due", subject)
 	}
 	if c.GetAction() == impactv1.ClaimAction_SEND {
-		if c.GetVersion() != visible || c.GetStatus() != pbStatus(m.visible[subject].status) {
+		if c.GetVersion() != visible || c.GetStatus() != apiStatus[m.visible[subject].status] {
 			t.Fatalf("%s: claim %v, want version %d status %v", subject, c, visible, m.visible[subject].status)
 		}
 		m.pins[subject] = pin{c.GetVersion(), c.GetStatus(), c.GetNoticeId(), c.GetNotice()}
@@ -345,7 +345,7 @@ func TestMMHTimeline(t *testing.T) {
 		if !proto.Equal(a, &r) {
 			t.Fatalf("%s: gRPC and REST differ:\n%v\n%v", s, a, &r)
 		}
-		visible := pbStatus(m.visible[s].status)
+		visible := apiStatus[m.visible[s].status]
 		if a.GetVersion() < 3 || a.GetVisibleStatus() != visible {
 			t.Fatalf("%s: invariant 4: %v", s, a)
 		}
@@ -552,6 +552,21 @@ func TestRestoreNotices(t *testing.T) {
 	_, err = restore(append(lines[:2:2], bad))
 	if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "record 3") {
 		t.Fatalf("contradicting line: %v", err)
+	}
+	// Each restore is one audit event per incident, with its counts; the
+	// one that ended on an invalid line says so.
+	trail, err := impactv1.NewSnapshotServiceClient(e.admin).ListAuditEvents(ctx, &impactv1.ListAuditEventsRequest{IncidentId: demo.IncidentID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restores []string
+	for _, ev := range trail.GetEvents() {
+		if ev.GetAction() == "restore" {
+			restores = append(restores, ev.GetOutcome()+": "+ev.GetDetail())
+		}
+	}
+	if want := []string{"ok: 5 lines: restored 0, present 5, kept newer 0", "error: 2 lines: restored 0, present 2, kept newer 0"}; !slices.Equal(restores, want) {
+		t.Fatalf("restore events %q, want %q", restores, want)
 	}
 	// A patient token cannot restore.
 	stream, err := notices.RestoreNotices(testclient.WithToken(context.Background(), e.Token(t, sid(0))))

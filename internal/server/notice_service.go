@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/telemetry"
 )
@@ -15,7 +16,8 @@ import (
 // noticeService is the notification ledger, for the impact.notify scope.
 type noticeService struct {
 	impactv1.UnimplementedNoticeServiceServer
-	status  *status.Service
+	status  *status.Service    // the claim decision
+	notices *notice.Service    // stats, restore, wave bookkeeping
 	metrics *telemetry.Metrics // nil: none
 }
 
@@ -46,10 +48,10 @@ type waveResult struct {
 // Claims run concurrently (up to waveConcurrency); answers are sent in the
 // order the requests came. The first error ends the stream. When the stream
 // ends, the wave is recorded in the audit trail: one event per incident
-// claimed in, with the counts per action (see status.Service.RecordWave).
+// claimed in, with the counts per action (see notice.Service.RecordWave).
 func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesServer) (err error) {
-	waves := map[string]*status.Wave{} // by incident; written by this goroutine only
-	defer func() { err = s.recordWaves(stream.Context(), waves, err) }()
+	waves := map[string]*notice.Wave{} // by incident; written by this goroutine only
+	defer func() { err = recordPerIncident(stream.Context(), waves, err, s.notices.RecordWave) }()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	pending := make(chan chan waveResult, waveConcurrency)
@@ -83,7 +85,7 @@ func (s *noticeService) ClaimNotices(stream impactv1.NoticeService_ClaimNoticesS
 		}
 		w := waves[r.claim.Incident]
 		if w == nil {
-			w = &status.Wave{Incident: r.claim.Incident}
+			w = &notice.Wave{Incident: r.claim.Incident}
 			waves[r.claim.Incident] = w
 		}
 		w.Add(r.claim)
@@ -105,17 +107,21 @@ func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNotices
 	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}, claim: c}
 }
 
-// recordWaves records a wave's claims, per incident in id order, and
-// returns the wave's error or, failing that, the first recording error.
-func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*status.Wave, waveErr error) error {
-	incidents := make([]string, 0, len(waves))
-	for inc := range waves {
+// recordPerIncident records the tallies of one ops stream (a wave of
+// claims, a restore), one audit event per incident in id order, with the
+// caller as the actor, and returns the stream's error or, failing that, the
+// first recording error.
+func recordPerIncident[T any](ctx context.Context, tallies map[string]*T, streamErr error,
+	record func(ctx context.Context, actor string, tally T, streamErr error) error,
+) error {
+	incidents := make([]string, 0, len(tallies))
+	for inc := range tallies {
 		incidents = append(incidents, inc)
 	}
 	sort.Strings(incidents)
-	err := waveErr
+	err := streamErr
 	for _, inc := range incidents {
-		if rerr := s.status.RecordWave(ctx, actor(ctx), *waves[inc], waveErr); err == nil {
+		if rerr := record(ctx, actor(ctx), *tallies[inc], streamErr); err == nil {
 			err = rerr
 		}
 	}
@@ -123,7 +129,7 @@ func (s *noticeService) recordWaves(ctx context.Context, waves map[string]*statu
 }
 
 func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNoticeStatsRequest) (*impactv1.GetNoticeStatsResponse, error) {
-	st, err := s.status.Stats(ctx, req.GetIncidentId())
+	st, err := s.notices.Stats(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
 	}
@@ -142,35 +148,55 @@ func (s *noticeService) GetNoticeStats(ctx context.Context, req *impactv1.GetNot
 // RestoreNotices re-imports wave outbox lines into the ledger. The first
 // invalid line ends the stream with its 1-based number; lines before it
 // stay restored (restoring is idempotent: fix the file and send it again).
+// When the stream ends, the restore is recorded in the audit trail: one
+// event per incident restored into, with the counts per outcome (see
+// notice.Service.RecordRestore).
 func (s *noticeService) RestoreNotices(stream impactv1.NoticeService_RestoreNoticesServer) error {
+	ctx := stream.Context()
+	runs := map[string]*notice.Restoration{} // by incident
+	out, err := s.restore(stream, runs)
+	if err = recordPerIncident(ctx, runs, err, s.notices.RecordRestore); err != nil {
+		return err
+	}
+	return stream.SendAndClose(out)
+}
+
+// restore restores the stream's lines, counting them in runs.
+func (s *noticeService) restore(stream impactv1.NoticeService_RestoreNoticesServer, runs map[string]*notice.Restoration) (*impactv1.RestoreNoticesResponse, error) {
 	ctx := stream.Context()
 	var out impactv1.RestoreNoticesResponse
 	for line := 1; ; line++ {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&out)
+			return &out, nil
 		}
 		var invalid *invalidRequestError
 		if errors.As(err, &invalid) {
 			// The validation table refused the line: say which one.
-			return fmt.Errorf("record %d: %w", line, err)
+			return nil, fmt.Errorf("record %d: %w", line, err)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		res, err := s.status.Restore(ctx, req.GetIncidentId(), status.Notified{
+		res, err := s.notices.Restore(ctx, req.GetIncidentId(), notice.Notified{
 			SubjectID: req.GetSubjectId(), Version: uint64(req.GetVersion()), NoticeID: req.GetNoticeId(),
 			Status: statusFromPB(req.GetStatus()), NotifiedAt: req.GetNotifiedAt().AsTime(),
 		})
 		if err != nil {
-			return fmt.Errorf("record %d: %w", line, err)
+			return nil, fmt.Errorf("record %d: %w", line, err)
 		}
+		r := runs[req.GetIncidentId()]
+		if r == nil {
+			r = &notice.Restoration{Incident: req.GetIncidentId()}
+			runs[r.Incident] = r
+		}
+		r.Add(res)
 		switch res {
-		case status.Restored:
+		case notice.Restored:
 			out.Restored++
-		case status.Present:
+		case notice.Present:
 			out.Present++
-		case status.KeptNewer:
+		case notice.KeptNewer:
 			out.KeptNewer++
 		}
 	}

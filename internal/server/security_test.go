@@ -697,7 +697,7 @@ func TestOwnRecordProperty(t *testing.T) {
 			t.Fatalf("notice id %q empty or reused", id)
 		}
 		seenIDs[id] = true
-		want[s] = record{status: pbStatus(r.status), cohorts: r.cohorts, noticeID: id}
+		want[s] = record{status: apiStatus[r.status], cohorts: r.cohorts, noticeID: id}
 	}
 	tokens := map[string]string{}
 	for _, s := range subjects {

@@ -32,6 +32,9 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/audit"
+	"github.com/impact-health/impact/internal/erasure"
+	"github.com/impact-health/impact/internal/notice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/status"
@@ -133,6 +136,9 @@ type Deps struct {
 	Status        *status.Service
 	Snapshots     *snapshot.Service
 	Catalog       *snapshot.Catalog
+	Audit         *audit.Recorder
+	Erasure       *erasure.Service
+	Notices       *notice.Service
 	Authenticator Authenticator
 	Logger        *slog.Logger
 	// Web, when set, is served at "/" of the patient REST listener (the
@@ -218,10 +224,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
 	s.admin, s.adminHealth = s.grpcServer(true)
 	impactv1.RegisterSnapshotServiceServer(s.admin, &snapshotService{
-		snapshots: deps.Snapshots, catalog: deps.Catalog, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
+		snapshots: deps.Snapshots, catalog: deps.Catalog, audit: deps.Audit, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
 	})
-	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
-	impactv1.RegisterSubjectServiceServer(s.admin, &subjectService{status: deps.Status})
+	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, notices: deps.Notices, metrics: deps.Telemetry.Metrics()})
+	impactv1.RegisterSubjectServiceServer(s.admin, &subjectService{erasure: deps.Erasure})
 	s.setServing(false)
 	if deps.Telemetry != nil {
 		if s.stopObserve, err = s.observe(); err != nil {

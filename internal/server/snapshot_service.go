@@ -9,6 +9,7 @@ import (
 	"time"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/telemetry"
@@ -19,6 +20,7 @@ type snapshotService struct {
 	impactv1.UnimplementedSnapshotServiceServer
 	snapshots *snapshot.Service
 	catalog   *snapshot.Catalog
+	audit     *audit.Recorder
 	uploadDir string
 	maxUpload int64
 	metrics   *telemetry.Metrics // nil: none
@@ -214,7 +216,7 @@ func (s *snapshotService) ListAuditEvents(ctx context.Context, req *impactv1.Lis
 		size = defaultAuditPage
 	}
 	size = store.AuditLimit(size)
-	es, err := s.snapshots.Audit(ctx, req.GetIncidentId(), req.GetAfterSeq(), size)
+	es, err := s.audit.List(ctx, req.GetIncidentId(), req.GetAfterSeq(), size)
 	if err != nil {
 		return nil, err
 	}

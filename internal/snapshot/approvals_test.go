@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/store"
 	"github.com/impact-health/impact/internal/store/embedded"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
@@ -92,7 +93,7 @@ func TestApprovals(t *testing.T) {
 	_, err = svc.RequestPublish(ctx, PublishRequest{Incident: incident, Version: 2, ExpectVisible: 1, Actor: "ops-dan"})
 	wantReason(t, "a second live request", err, ReasonRequestPending)
 
-	es, err := svc.Audit(ctx, incident, 0, 0)
+	es, err := audit.New(svc.st).List(ctx, incident, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -37,7 +38,7 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	es, err := svc.Audit(ctx, "", 0, 0)
+	es, err := audit.New(st).List(ctx, "", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestAuditTrail(t *testing.T) {
 			}
 		}
 	}
-	if es, err := svc.Audit(ctx, "other-incident", 0, 0); err != nil || len(es) != 0 {
+	if es, err := audit.New(st).List(ctx, "other-incident", 0, 0); err != nil || len(es) != 0 {
 		t.Errorf("another incident's trail: %v, %v", es, err)
 	}
 }

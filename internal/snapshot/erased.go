@@ -8,7 +8,7 @@ import (
 )
 
 // erasedFilter drops the entries of tombstoned subjects (closed accounts,
-// status.Service.Erase) from the batches a load hands to a stager, and
+// erasure.Service.Erase) from the batches a load hands to a stager, and
 // digests and counts what it keeps, so that the version is committed with
 // the digest of its actual content. It never learns a subject id: it sees
 // keys only.

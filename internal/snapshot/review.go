@@ -67,6 +67,11 @@ const DefaultFenceGrace = 30 * time.Second
 // lifted at once, which lets a claim in flight at the flip pin a subject at
 // the old version uncounted; for tests that restore pins right after a
 // publish).
+// unfenceTimeout bounds lifting a fence after a refused publish, which goes
+// on when the caller has gone (the fence would otherwise hold claims until
+// it expires).
+const unfenceTimeout = 10 * time.Second
+
 func WithFenceGrace(d time.Duration) Option { return func(s *Service) { s.fenceGrace = d } }
 
 // errFenceLapsed: the count outlived its fence (a store far too slow).
@@ -111,7 +116,7 @@ func (s *Service) checkedPublish(ctx context.Context, req PublishRequest) (store
 		return nil
 	}
 	unfence := func(err error) error {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unfenceTimeout)
 		defer cancel()
 		if uerr := s.st.Unfence(uctx, req.Incident, id); uerr != nil {
 			// The fence expires by itself; claims wait until then.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -74,7 +75,7 @@ func TestCorrectionsReport(t *testing.T) {
 	if _, _, err := svc.PublishReviewed(ctx, PublishRequest{Incident: incident, Version: 2, ExpectVisible: 1, AcceptCorrections: 4, Actor: "ops-bob"}); err != nil {
 		t.Fatal(err)
 	}
-	es, err := svc.Audit(ctx, incident, 0, 0)
+	es, err := audit.New(svc.st).List(ctx, incident, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

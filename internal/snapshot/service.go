@@ -125,7 +125,7 @@ type UploadRequest struct {
 // the first, or loading fails, the version is aborted and the error
 // returned.
 //
-// Rows of subjects whose accounts were closed (status.Service.Erase) are
+// Rows of subjects whose accounts were closed (erasure.Service.Erase) are
 // dropped while loading: the version holds the rest, with their digest and
 // count, and the audit event says how many rows were dropped (never whose).
 //

@@ -110,14 +110,11 @@ type Claim struct {
 	NotifiedAt time.Time
 }
 
-// Store is what a Service needs of the store: incidents' heads, the
-// notification ledger it reads and claims into, account closures, and the
-// audit trail.
+// Store is what a Service needs of the store: incidents' heads and the
+// notification ledger it reads and claims into.
 type Store interface {
 	store.Heads
 	store.Ledger
-	store.Erasure
-	store.AuditLog
 }
 
 // Service answers status reads and notice claims.
@@ -149,7 +146,11 @@ const MaxSubjectIDBytes = 128
 // MaxIdempotencyKeyBytes bounds idempotency keys.
 const MaxIdempotencyKeyBytes = 256
 
-func checkSubject(subjectID string) error {
+// CheckSubject refuses a subject id that is empty or longer than
+// MaxSubjectIDBytes, with an error wrapping ErrInvalidArgument. Every
+// domain call that takes a subject id (reads, claims, restores, erasure)
+// checks it.
+func CheckSubject(subjectID string) error {
 	if subjectID == "" || len(subjectID) > MaxSubjectIDBytes {
 		return fmt.Errorf("%w: subject id must be 1 to %d bytes", ErrInvalidArgument, MaxSubjectIDBytes)
 	}
@@ -159,7 +160,7 @@ func checkSubject(subjectID string) error {
 // Status returns the subject's answer for one incident, read at atLeast or
 // a later version.
 func (s *Service) Status(ctx context.Context, incident, subjectID string, atLeast uint64) (Answer, error) {
-	if err := checkSubject(subjectID); err != nil {
+	if err := CheckSubject(subjectID); err != nil {
 		return Answer{}, err
 	}
 	view, err := s.read(ctx, incident, s.keyer.SubjectKey(subjectID), nil)
@@ -178,12 +179,12 @@ func (s *Service) Status(ctx context.Context, incident, subjectID string, atLeas
 // Statuses returns the subject's answer for every incident with a published
 // version, sorted by incident id.
 func (s *Service) Statuses(ctx context.Context, subjectID string) ([]Answer, error) {
-	if err := checkSubject(subjectID); err != nil {
+	if err := CheckSubject(subjectID); err != nil {
 		return nil, err
 	}
 	heads, err := s.store.Incidents(ctx)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, Unavailable(err)
 	}
 	key := s.keyer.SubjectKey(subjectID)
 	out := make([]Answer, 0, len(heads))
@@ -209,12 +210,19 @@ func (s *Service) Statuses(ctx context.Context, subjectID string) ([]Answer, err
 
 // read returns the subject's view of a served incident.
 func (s *Service) read(ctx context.Context, incident string, key store.Key, idem *store.IdemKey) (store.View, error) {
-	view, err := s.store.Read(ctx, incident, key, idem)
+	return ReadView(ctx, s.store, incident, key, idem)
+}
+
+// ReadView reads a subject's view of a served incident from the ledger:
+// ErrNotFound if the incident is unknown or has no published version, an
+// error wrapping store.ErrUnavailable if the store cannot say (invariant 5).
+func ReadView(ctx context.Context, l store.Ledger, incident string, key store.Key, idem *store.IdemKey) (store.View, error) {
+	view, err := l.Read(ctx, incident, key, idem)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.View{}, ErrNotFound
 	case err != nil:
-		return store.View{}, unavailable(err)
+		return store.View{}, Unavailable(err)
 	case view.Visible == 0:
 		return store.View{}, ErrNotFound
 	}
@@ -253,22 +261,23 @@ func (s *Service) answer(ctx context.Context, incident string, view store.View) 
 func (s *Service) version(ctx context.Context, incident string, v uint64) (*snapshot.Version, error) {
 	ver, err := s.versions.Get(ctx, incident, v)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, Unavailable(err)
 	}
 	return ver, nil
 }
 
-// unavailable wraps err so that it maps to UNAVAILABLE: when the store
+// Unavailable wraps err so that it maps to UNAVAILABLE: when the store
 // cannot establish the answer, the caller is told so (invariant 5).
-func unavailable(err error) error {
+func Unavailable(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
-// maxClaimAttempts bounds the compare-and-set retries of one claim.
-const maxClaimAttempts = 8
+// MaxClaimAttempts bounds the compare-and-set retries of one pin write (a
+// claim, or a restore of a lost pin).
+const MaxClaimAttempts = 8
 
 // ErrContended: a claim lost its compare-and-set too many times in a row.
 var ErrContended = errors.New("claim contended, retry")
@@ -276,14 +285,14 @@ var ErrContended = errors.New("claim contended, retry")
 // Claim decides whether a notice is due for the subject at the visible
 // version and, if so, pins the subject to it and returns the notice.
 func (s *Service) Claim(ctx context.Context, incident, subjectID, idempotencyKey string) (Claim, error) {
-	if err := checkSubject(subjectID); err != nil {
+	if err := CheckSubject(subjectID); err != nil {
 		return Claim{}, err
 	}
 	if idempotencyKey == "" || len(idempotencyKey) > MaxIdempotencyKeyBytes {
 		return Claim{}, fmt.Errorf("%w: idempotency key must be 1 to %d bytes", ErrInvalidArgument, MaxIdempotencyKeyBytes)
 	}
 	key, idem := s.keyer.SubjectKey(subjectID), s.keyer.IdemKey(idempotencyKey)
-	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
+	for attempt := 0; attempt < MaxClaimAttempts; attempt++ {
 		view, err := s.read(ctx, incident, key, &idem)
 		if err != nil {
 			return Claim{}, err
@@ -327,7 +336,7 @@ func (s *Service) Claim(ctx context.Context, incident, subjectID, idempotencyKey
 		case errors.Is(err, store.ErrNotFound):
 			return Claim{}, ErrNotFound
 		default:
-			return Claim{}, unavailable(err)
+			return Claim{}, Unavailable(err)
 		}
 	}
 	return Claim{}, ErrContended

@@ -15,6 +15,7 @@ const (
 	AuditRollback  = "rollback"   // a rollback (a copy of an older version, published)
 	AuditGC        = "gc"         // a retention run (versions removed)
 	AuditClaimWave = "claim_wave" // a stream of notice claims (ClaimNotices), one event per incident
+	AuditRestore   = "restore"    // a re-import of wave outbox lines (RestoreNotices), one event per incident
 	AuditErase     = "erase"      // an account closure (EraseSubject)
 )
 

@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
 	istatus "github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/testutil/browsertest"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
 	"github.com/impact-health/impact/internal/web"
 )
@@ -70,21 +70,6 @@ func (d *impactd) publish(t *testing.T, spec []byte, roster string, expect uint6
 		t.Fatal(err)
 	}
 	return info.Version
-}
-
-// chromiumPath finds Debian's chromium. Without it the test is skipped,
-// except in CI, where it must run.
-func chromiumPath(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed (CI=true): .ci/run installs it")
-	}
-	t.Skip("chromium is not installed; apt-get install chromium to run the browser test")
-	return ""
 }
 
 // view is what the page shows for one incident, read from the DOM.
@@ -240,7 +225,7 @@ func checkNZDate(t *testing.T, got string, ts time.Time) {
 // hand-overs (portal and development), keyboard use, the date locale and
 // that a refresh never goes back to an older version.
 func TestPatientPageInChromium(t *testing.T) {
-	chromium := chromiumPath(t)
+	chromium := browsertest.ChromiumPath(t)
 	d := startImpactd(t)
 
 	var specBuf bytes.Buffer
@@ -300,23 +285,7 @@ func TestPatientPageInChromium(t *testing.T) {
 	portal := httptest.NewServer(portalMux)
 	defer portal.Close()
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("lang", "en-US"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
-	defer cancelTimeout()
+	ctx, cancelTab := browsertest.Tab(t, chromium, 120*time.Second, chromedp.Flag("lang", "en-US"))
 
 	// Collect what the page writes to the console: a CSP violation or an
 	// uncaught exception fails the test.

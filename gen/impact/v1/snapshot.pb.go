@@ -1880,8 +1880,8 @@ type AuditEvent struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// Token subject of the operator (or notifier) who acted.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	// "upload", "publish", "rollback", "gc", "claim_wave", "erase",
-	// "publish_request", "publish_approval", "publish_lapse" or
+	// "upload", "publish", "rollback", "gc", "claim_wave", "restore",
+	// "erase", "publish_request", "publish_approval", "publish_lapse" or
 	// "publish_refused".
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// Empty for an erase (it concerns every incident).

@@ -40,36 +40,46 @@ func Sums(t testing.TB, r *sdkmetric.ManualReader) map[string]map[attribute.Dist
 	if err := r.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]map[attribute.Distinct]float64{}
-	add := func(name string, a attribute.Set, v float64) {
-		if out[name] == nil {
-			out[name] = map[attribute.Distinct]float64{}
-		}
-		out[name][a.Equivalent()] += v
-	}
+	out := sums{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch d := m.Data.(type) {
 			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
+				addValues(out, m.Name, d.DataPoints)
 			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Value))
-				}
+				addValues(out, m.Name, d.DataPoints)
 			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
+				addCounts(out, m.Name, d.DataPoints)
 			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					add(m.Name, p.Attributes, float64(p.Count))
-				}
+				addCounts(out, m.Name, d.DataPoints)
 			}
 		}
 	}
 	return out
+}
+
+// sums is what Sums returns: per metric name and attribute set, a total.
+type sums = map[string]map[attribute.Distinct]float64
+
+func add(out sums, name string, a attribute.Set, v float64) {
+	if out[name] == nil {
+		out[name] = map[attribute.Distinct]float64{}
+	}
+	out[name][a.Equivalent()] += v
+}
+
+// addValues adds the values of counter or gauge points.
+func addValues[N int64 | float64](out sums, name string, ps []metricdata.DataPoint[N]) {
+	for _, p := range ps {
+		add(out, name, p.Attributes, float64(p.Value))
+	}
+}
+
+// addCounts adds the counts of histogram points.
+func addCounts[N int64 | float64](out sums, name string, ps []metricdata.HistogramDataPoint[N]) {
+	for _, p := range ps {
+		add(out, name, p.Attributes, float64(p.Count))
+	}
 }
 
 // Set is the key Sums files the attribute set kvs under.

@@ -212,10 +212,7 @@ func (s *Server) start() error {
 // Kill sends SIGKILL and waits for the process to exit: a crash, with no
 // chance to flush anything that was not already written.
 func (s *Server) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
@@ -223,13 +220,20 @@ func (s *Server) Kill() {
 	<-done
 }
 
+// take hands over the running process (nil if none) to the caller that
+// stops it, so that it is stopped once.
+func (s *Server) take() (*exec.Cmd, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	return cmd, done
+}
+
 // Stop shuts the server down gracefully (SIGTERM), killing it if it has not
 // exited within 10 s. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}

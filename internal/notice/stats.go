@@ -1,9 +1,10 @@
-package status
+package notice
 
 import (
 	"context"
 	"errors"
 
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -34,18 +35,18 @@ const statsBatch = 1024
 // affected population) and their records at the visible version, never the
 // whole roster: member counts come from the version's verified counts.
 func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
-	head, err := s.store.Head(ctx, incident)
+	head, err := s.st.Head(ctx, incident)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return Stats{}, ErrNotFound
+		return Stats{}, status.ErrNotFound
 	case err != nil:
-		return Stats{}, unavailable(err)
+		return Stats{}, status.Unavailable(err)
 	case head.Visible == 0:
-		return Stats{}, ErrNotFound
+		return Stats{}, status.ErrNotFound
 	}
-	ver, err := s.version(ctx, incident, head.Visible)
+	ver, err := s.versions.Get(ctx, incident, head.Visible)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, status.Unavailable(err)
 	}
 	st := Stats{
 		Incident:    incident,
@@ -67,7 +68,7 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 		if len(keys) == 0 {
 			return nil
 		}
-		recs, err := s.store.Records(ctx, incident, head.Visible, keys)
+		recs, err := s.st.Records(ctx, incident, head.Visible, keys)
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 		keys, pins = keys[:0], pins[:0]
 		return nil
 	}
-	err = s.store.Pins(ctx, incident, func(k store.Key, p store.Pin) error {
+	err = s.st.Pins(ctx, incident, func(k store.Key, p store.Pin) error {
 		keys, pins = append(keys, k), append(pins, p)
 		if len(keys) == statsBatch {
 			return flush()
@@ -88,7 +89,7 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 		err = flush()
 	}
 	if err != nil {
-		return Stats{}, unavailable(err)
+		return Stats{}, status.Unavailable(err)
 	}
 	for i := range st.Cohorts {
 		st.Cohorts[i].Due = st.Cohorts[i].Members - st.Cohorts[i].Notified

@@ -1,10 +1,10 @@
-package status
+package notice
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/impact-health/impact/internal/snapshot"
+	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
 )
 
@@ -19,13 +19,13 @@ type Wave struct {
 }
 
 // Add counts one claim's answer.
-func (w *Wave) Add(c Claim) {
+func (w *Wave) Add(c status.Claim) {
 	switch c.Action {
-	case ActionSend:
+	case status.ActionSend:
 		w.Send++
-	case ActionAlreadySent:
+	case status.ActionAlreadySent:
 		w.AlreadySent++
-	case ActionNone:
+	case status.ActionNone:
 		w.None++
 	}
 	w.Version = max(w.Version, c.Version)
@@ -46,5 +46,5 @@ func (s *Service) RecordWave(ctx context.Context, actor string, w Wave, waveErr 
 			ev.Digest = v.Info.Digest
 		}
 	}
-	return snapshot.Record(ctx, s.store, s.now(), ev, waveErr, store.OutcomeOf(waveErr))
+	return s.audit.Record(ctx, ev, waveErr)
 }
