@@ -426,10 +426,17 @@ func TestWaveEndToEnd(t *testing.T) {
 		t.Errorf("%d notified after the wave, want 990", sends)
 	}
 
-	// The same wave again (say after a crash): same answers, nothing new.
-	code, _, stderr = d.run(t, args...)
+	// The same wave again (say after a crash): same answers, nothing new,
+	// and the summary and the audit trail say so.
+	code, stdout, stderr = d.run(t, args...)
 	if code != 0 {
 		t.Fatalf("re-run: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "send          0 ") || !strings.Contains(stdout, "replayed      990 ") {
+		t.Errorf("re-run summary: want 0 new and 990 replayed:\n%s", stdout)
+	}
+	if _, audit, _ := d.run(t, "audit", "--incident", inc); !strings.Contains(audit, "1000 claims: send 0 new, 990 replayed, already sent 0, none 10") {
+		t.Errorf("the re-run's audit event does not count replays apart:\n%s", audit)
 	}
 	again := readLines(t, out)
 	if fmt.Sprint(again) != fmt.Sprint(first) {

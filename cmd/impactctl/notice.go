@@ -207,7 +207,10 @@ func renderWave(w io.Writer, s waveSummary) error {
 	}
 	fmt.Fprintf(w, "wave %s of %s (%s): %s claims\n", s.WaveID, s.IncidentID, scope, num(s.Rows))
 	tw := newTable(w)
-	fmt.Fprintf(tw, "  send\t%s\tnotices written to %s\n", num(s.Send), s.Out)
+	fmt.Fprintf(tw, "  send\t%s\tnew notices, written to %s\n", num(s.Send), s.Out)
+	if s.Replayed > 0 {
+		fmt.Fprintf(tw, "  replayed\t%s\tclaimed by an earlier run of this wave: the same notice ids, written again so the outbox is whole (notice send skips those its journal shows accepted)\n", num(s.Replayed))
+	}
 	fmt.Fprintf(tw, "  already sent\t%s\tnotified before at this status\n", num(s.AlreadySent))
 	fmt.Fprintf(tw, "  none\t%s\tnothing due\n", num(s.None))
 	return tw.Flush()

@@ -130,12 +130,15 @@ func idempotencyKey(waveID, subject string) string { return waveID + ":" + subje
 
 // waveCounts counts a wave's answers.
 type waveCounts struct {
+	// Send counts new notices; Replayed the answers that repeat an
+	// earlier run of the same wave (the same notice ids, handed out before).
 	Send        int `json:"send"`
+	Replayed    int `json:"replayed"`
 	AlreadySent int `json:"already_sent"`
 	None        int `json:"none"`
 }
 
-func (c waveCounts) total() int { return c.Send + c.AlreadySent + c.None }
+func (c waveCounts) total() int { return c.Send + c.Replayed + c.AlreadySent + c.None }
 
 // pendingWindow bounds how far the requests of a wave run ahead of the
 // answers.
@@ -200,7 +203,11 @@ func claimWave(ctx context.Context, c impactv1.NoticeServiceClient, incident, wa
 		cl := resp.GetClaim()
 		switch cl.GetAction() {
 		case impactv1.ClaimAction_SEND:
-			counts.Send++
+			if resp.GetReplayed() {
+				counts.Replayed++
+			} else {
+				counts.Send++
+			}
 		case impactv1.ClaimAction_ALREADY_SENT:
 			counts.AlreadySent++
 		case impactv1.ClaimAction_NONE:

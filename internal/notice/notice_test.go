@@ -129,7 +129,7 @@ func TestRecordWave(t *testing.T) {
 		t.Fatalf("%d wave events, want 2: %+v", len(waves), es)
 	}
 	if e := waves[0]; e.Actor != "notifier-1" || e.Version != v || e.Digest != info.Digest || e.Outcome != store.OutcomeOK ||
-		e.Detail != "4 claims: send 2, already sent 1, none 1" {
+		e.Detail != "4 claims: send 2 new, 0 replayed, already sent 1, none 1" {
 		t.Errorf("wave event: %+v", e)
 	}
 	if e := waves[1]; e.Outcome != "unavailable" || e.Version != 0 || e.Digest != (store.Digest{}) {

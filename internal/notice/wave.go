@@ -12,8 +12,10 @@ import (
 // incident, for the audit trail.
 type Wave struct {
 	Incident string
-	// Send, AlreadySent and None count the claims by action.
-	Send, AlreadySent, None int
+	// Send, AlreadySent and None count the claims by action; Send counts
+	// new notices only, and Replayed the sends that repeat an earlier
+	// claim of the same wave (status.Claim.Replayed).
+	Send, Replayed, AlreadySent, None int
 	// Version is the newest version a claim was decided at (0: none).
 	Version uint64
 }
@@ -22,7 +24,11 @@ type Wave struct {
 func (w *Wave) Add(c status.Claim) {
 	switch c.Action {
 	case status.ActionSend:
-		w.Send++
+		if c.Replayed {
+			w.Replayed++
+		} else {
+			w.Send++
+		}
 	case status.ActionAlreadySent:
 		w.AlreadySent++
 	case status.ActionNone:
@@ -40,7 +46,8 @@ func (w *Wave) Add(c status.Claim) {
 // not be recorded.
 func (s *Service) RecordWave(ctx context.Context, actor string, w Wave, waveErr error) error {
 	ev := store.AuditEvent{Action: store.AuditClaimWave, Actor: actor, Incident: w.Incident, Version: w.Version,
-		Detail: fmt.Sprintf("%d claims: send %d, already sent %d, none %d", w.Send+w.AlreadySent+w.None, w.Send, w.AlreadySent, w.None)}
+		Detail: fmt.Sprintf("%d claims: send %d new, %d replayed, already sent %d, none %d",
+			w.Send+w.Replayed+w.AlreadySent+w.None, w.Send, w.Replayed, w.AlreadySent, w.None)}
 	if w.Version != 0 {
 		if v, err := s.versions.Get(ctx, w.Incident, w.Version); err == nil {
 			ev.Digest = v.Info.Digest

@@ -104,7 +104,7 @@ func (s *noticeService) claimOne(ctx context.Context, req *impactv1.ClaimNotices
 		return waveResult{err: err}
 	}
 	s.metrics.Claim(ctx, c.Incident, c.Action.String())
-	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c)}, claim: c}
+	return waveResult{resp: &impactv1.ClaimNoticesResponse{SubjectId: req.GetSubjectId(), Claim: claimPB(c), Replayed: c.Replayed}, claim: c}
 }
 
 // recordPerIncident records the tallies of one ops stream (a wave of

@@ -137,7 +137,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		{"ops-alice", "upload", "ok", "staged: 34 entries (30 affected, 4 under review)"},
 		{"ops-alice", "publish", "ok", "visible v0 -> v1"},
 		{"ops-alice", "publish", "conflict", "expected visible v0"},
-		{"notifier-1", "claim_wave", "ok", "3 claims: send 2, already sent 0, none 1"},
+		{"notifier-1", "claim_wave", "ok", "3 claims: send 2 new, 0 replayed, already sent 0, none 1"},
 		{"ops-alice", "gc", "ok", "keep last 3: removed none; kept v1"},
 	}
 	var got []ev

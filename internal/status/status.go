@@ -108,6 +108,10 @@ type Claim struct {
 	Notice     Notice
 	NoticeID   string
 	NotifiedAt time.Time
+	// Replayed: the claim repeats an earlier claim under the same
+	// idempotency key (a wave run again): the same notice, handed out
+	// before, not a new one.
+	Replayed bool
 }
 
 // Store is what a Service needs of the store: incidents' heads and the
@@ -303,7 +307,9 @@ func (s *Service) Claim(ctx context.Context, incident, subjectID, idempotencyKey
 		}
 		if view.Replay != nil {
 			// Invariant 9: the same key gets the same answer.
-			return s.claimAnswer(ctx, incident, ActionSend, *view.Replay)
+			c, err := s.claimAnswer(ctx, incident, ActionSend, *view.Replay)
+			c.Replayed = true
+			return c, err
 		}
 		if view.Pin == nil && view.Record.Status == store.NotAffected {
 			c := Claim{Action: ActionNone, Incident: incident, Version: view.Visible, Status: store.NotAffected}

@@ -98,8 +98,13 @@ func TestClaimDecisionsAndIdempotency(t *testing.T) {
 	if !strings.Contains(first.Notice.Body, first.NoticeID) || !strings.Contains(first.Notice.Body, fmt.Sprintf("version %d", v1)) {
 		t.Fatalf("the notice footer states notice id and version: %q", first.Notice.Body)
 	}
-	// Same idempotency key: the same answer, nothing new.
+	// Same idempotency key: the same answer, nothing new; the answer
+	// says it is a replay (a wave counts those apart), the first did not.
 	again := f.Claim(t, "alice", "wave1:alice")
+	if first.Replayed || !again.Replayed {
+		t.Fatalf("replayed: first %v, again %v; want false, true", first.Replayed, again.Replayed)
+	}
+	again.Replayed = false
 	if fmt.Sprintf("%+v", again) != fmt.Sprintf("%+v", first) {
 		t.Fatalf("replay differs:\n%+v\n%+v", again, first)
 	}

@@ -498,8 +498,13 @@ func (x *ClaimNoticesRequest) GetIdempotencyKey() string {
 type ClaimNoticesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Echoes the request's subject_id so the notifier can address the email.
-	SubjectId     string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Claim         *Claim `protobuf:"bytes,2,opt,name=claim,proto3" json:"claim,omitempty"`
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The claim, the same answer for the same idempotency key every time.
+	Claim *Claim `protobuf:"bytes,2,opt,name=claim,proto3" json:"claim,omitempty"`
+	// SEND only: the claim repeats an earlier one under the same idempotency
+	// key (the wave run again with its wave id): the same notice id, handed
+	// out before. A wave counts these apart from new notices.
+	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -546,6 +551,13 @@ func (x *ClaimNoticesResponse) GetClaim() *Claim {
 		return x.Claim
 	}
 	return nil
+}
+
+func (x *ClaimNoticesResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 type GetNoticeStatsRequest struct {
@@ -818,11 +830,12 @@ const file_impact_v1_notice_proto_rawDesc = "" +
 	"incidentId\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12'\n" +
-	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"]\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"y\n" +
 	"\x14ClaimNoticesResponse\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12&\n" +
-	"\x05claim\x18\x02 \x01(\v2\x10.impact.v1.ClaimR\x05claim\"8\n" +
+	"\x05claim\x18\x02 \x01(\v2\x10.impact.v1.ClaimR\x05claim\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"8\n" +
 	"\x15GetNoticeStatsRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\"\x8e\x01\n" +
