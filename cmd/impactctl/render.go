@@ -276,23 +276,34 @@ func renderDiff(w io.Writer, d *impactv1.DiffSnapshotsResponse) error {
 		spec = "changed (cohorts, notices or support contacts)"
 	}
 	fmt.Fprintf(w, "%s: v%d against v%d, spec %s\n\n", d.GetIncidentId(), d.GetVersion(), d.GetAgainst(), spec)
+	// The transitions count every subject whose status differs, added
+	// (from not affected) and removed (to not affected) ones included; the
+	// rest of the changed subjects kept their status and moved cohorts.
+	var moved uint32
+	for _, t := range d.GetTransitions() {
+		moved += t.GetCount()
+	}
+	statusChanged := moved - min(moved, d.GetAdded()+d.GetRemoved())
+	cohortsOnly := d.GetChanged() - min(d.GetChanged(), statusChanged)
 	tw := newTable(w)
 	fmt.Fprintln(tw, "SUBJECTS\tCOUNT")
 	fmt.Fprintf(tw, "added\t%s\n", num(d.GetAdded()))
 	fmt.Fprintf(tw, "removed (now not affected)\t%s\n", num(d.GetRemoved()))
-	fmt.Fprintf(tw, "changed\t%s\n", num(d.GetChanged()))
+	fmt.Fprintf(tw, "changed\t%s\t%s another status, %s the same status in other cohorts\n", num(d.GetChanged()), num(statusChanged), num(cohortsOnly))
 	tw.Flush()
 	if len(d.GetCohorts()) > 0 {
 		fmt.Fprintln(w)
 		tw = newTable(w)
-		fmt.Fprintf(tw, "COHORT\tADDED\tREMOVED\tMEMBERS AT v%d\n", d.GetVersion())
+		// A cohort's members join and leave as subjects are added and
+		// removed, or as their cohorts change.
+		fmt.Fprintf(tw, "COHORT\tJOINED\tLEFT\tMEMBERS AT v%d\n", d.GetVersion())
 		for _, c := range d.GetCohorts() {
 			fmt.Fprintf(tw, "%s\t+%s\t-%s\t%s\n", c.GetCohortId(), num(c.GetAdded()), num(c.GetRemoved()), num(c.GetMembers()))
 		}
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
-	if len(d.GetTransitions()) == 0 {
+	if len(d.GetTransitions()) == 0 && cohortsOnly == 0 {
 		_, err := fmt.Fprintln(w, "no status changes")
 		return err
 	}
@@ -300,6 +311,9 @@ func renderDiff(w io.Writer, d *impactv1.DiffSnapshotsResponse) error {
 	fmt.Fprintln(tw, "FROM\tTO\tSUBJECTS")
 	for _, t := range d.GetTransitions() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", statusName(t.GetFrom()), statusName(t.GetTo()), num(t.GetCount()))
+	}
+	if cohortsOnly > 0 {
+		fmt.Fprintf(tw, "same status\tother cohorts\t%s\n", num(cohortsOnly))
 	}
 	return tw.Flush()
 }
@@ -310,7 +324,7 @@ const statsBarWidth = 10
 // renderStats writes GetNoticeStats: one bar per cohort, totals, and the
 // corrections due.
 func renderStats(w io.Writer, s *impactv1.GetNoticeStatsResponse) error {
-	fmt.Fprintf(w, "%s at visible version v%d: notified at their current status\n\n", s.GetIncidentId(), s.GetVisibleVersion())
+	fmt.Fprintf(w, "%s at visible version v%d: members (affected or under review) notified at their current status\n\n", s.GetIncidentId(), s.GetVisibleVersion())
 	tw := newTable(w)
 	line := func(name, title string, notified, members, due uint32) {
 		fmt.Fprintf(tw, "%s\t%s %3d%% of %s notified, %s due\t%s\n",

@@ -177,6 +177,9 @@ func TestRenderDiff(t *testing.T) {
 	for key, want := range map[string][]string{
 		"added|1,200":                  {"added", "1,200"},
 		"removed (now not affected)|1": {"removed (now not affected)", "1"},
+		"changed|2":                    {"changed", "2", "1 another status, 1 the same status in other cohorts"},
+		"same status|other cohorts":    {"same status", "other cohorts", "1"},
+		"COHORT|JOINED":                {"COHORT", "JOINED", "LEFT", "MEMBERS AT v2"},
 		"uploads|+1,200":               {"uploads", "+1,200", "-0", "1,200"},
 		"northland|+0":                 {"northland", "+0", "-1", "1,540"},
 		"affected|not affected":        {"affected", "not affected", "1"},
