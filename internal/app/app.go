@@ -79,9 +79,10 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		log = slog.Default()
 	}
 	a = &App{Config: cfg, log: log}
+	self := a // a is nil by the time a failing New's deferred call runs
 	defer func() {
 		if err != nil {
-			a.Close()
+			self.Close()
 			a = nil
 		}
 	}()
