@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -150,21 +148,7 @@ func (a *app) verify(ctx context.Context, incident string, files []string) error
 // sendVerify streams one outbox file's lines. Errors name the file and
 // line, never a value from it.
 func sendVerify(stream impactv1.NoticeService_VerifyNoticesClient, incident, name string, sent *[]waveLine) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		var l outboxLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("%s line %d: not an outbox line", name, line)
-		}
+	return readOutbox(name, func(line int, l outboxLine) error {
 		if l.IncidentID != incident {
 			return fmt.Errorf("%s line %d: the line is of another incident than --incident", name, line)
 		}
@@ -174,9 +158,6 @@ func sendVerify(stream impactv1.NoticeService_VerifyNoticesClient, incident, nam
 			return err
 		}
 		*sent = append(*sent, waveLine{File: name, Line: line})
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
+		return nil
+	})
 }
