@@ -27,8 +27,8 @@ const (
 // if none). It reads and never writes: a missing or older pin is what
 // Restore puts back.
 func (s *Service) Verify(ctx context.Context, incident string, subjectID string, version uint64, noticeID string) (VerifyOutcome, uint64, error) {
-	if err := checkSubject(subjectID); err != nil {
-		return 0, 0, err
+	if subjectID == "" || len(subjectID) > MaxSubjectIDBytes {
+		return 0, 0, fmt.Errorf("%w: subject id must be 1 to %d bytes", ErrInvalidArgument, MaxSubjectIDBytes)
 	}
 	if version == 0 || noticeID == "" {
 		return 0, 0, fmt.Errorf("%w: version and notice id are required", ErrInvalidArgument)
