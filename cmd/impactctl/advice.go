@@ -49,6 +49,8 @@ func advice(info *errdetails.ErrorInfo, msg string) string {
 		return fmt.Sprintf("%s; see 'impactctl snapshot list --incident %s'", msg, inc)
 	case errinfo.VerifyFailed:
 		return msg + "; the version was aborted: upload the roster again"
+	case errinfo.StageLeaseExpired:
+		return msg + "; impactd lost the upload's stage lease (the store was unreachable too long): upload the roster again"
 	case errinfo.ClaimContended, errinfo.Conflict:
 		return msg + "; run the command again"
 	}

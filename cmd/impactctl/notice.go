@@ -20,7 +20,7 @@ func (a *app) noticeCommand() *cobra.Command {
 		Use:   "notice",
 		Short: "Claim notices for the email pipeline and follow progress (impact.notify)",
 	}
-	cmd.AddCommand(a.claimCommand(), a.statsCommand(), a.restoreCommand())
+	cmd.AddCommand(a.claimCommand(), a.statsCommand(), a.restoreCommand(), a.verifyCommand())
 	cmd.AddCommand(a.mailRenderCommand(), a.sendCommand())
 	return cmd
 }

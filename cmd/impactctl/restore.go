@@ -71,21 +71,7 @@ func (a *app) restore(ctx context.Context, files []string) error {
 // sendOutbox streams one outbox file. Errors name the file and line, never
 // a value from it.
 func (a *app) sendOutbox(stream impactv1.NoticeService_RestoreNoticesClient, name string, sent *int) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		var l outboxLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("%s line %d: not an outbox line", name, line)
-		}
+	return readOutbox(name, func(line int, l outboxLine) error {
 		at, err := time.Parse(time.RFC3339Nano, l.NotifiedAt)
 		if err != nil {
 			return fmt.Errorf("%s line %d: notified_at is not a time", name, line)
@@ -101,6 +87,32 @@ func (a *app) sendOutbox(stream impactv1.NoticeService_RestoreNoticesClient, nam
 			return fmt.Errorf("restore: %w", err)
 		}
 		*sent++
+		return nil
+	})
+}
+
+// readOutbox calls fn with every line of a wave outbox file and its 1-based
+// line number (blank lines skipped). Errors name the file and line, never a
+// value from it.
+func readOutbox(name string, fn func(line int, l outboxLine) error) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var l outboxLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("%s line %d: not an outbox line", name, line)
+		}
+		if err := fn(line, l); err != nil {
+			return err
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -85,9 +85,10 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		log = slog.Default()
 	}
 	a = &App{Config: cfg, log: log}
+	self := a // a is nil by the time a failing New's deferred call runs
 	defer func() {
 		if err != nil {
-			a.Close()
+			self.Close()
 			a = nil
 		}
 	}()
@@ -190,6 +191,12 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.Close()
 	ad := a.Addrs()
 	a.log.Info("serving", "grpc", ad.GRPC, "http", ad.HTTP, "admin_grpc", ad.AdminGRPC, "admin_http", ad.AdminHTTP, "store", a.Config.Store)
+	// The stage reaper: at start, then every lease, it collects the
+	// versions whose loader (on any replica) stopped renewing its lease.
+	rctx, stopReaper := context.WithCancel(ctx)
+	reaped := make(chan struct{})
+	go func() { defer close(reaped); a.Snapshots.RunReaper(rctx, store.DefaultStageLease, a.log) }()
+	defer func() { stopReaper(); <-reaped }()
 	return a.Server.Run(ctx)
 }
 

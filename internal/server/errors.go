@@ -88,6 +88,7 @@ var errorRules = []errorRule{
 	{match: reviewReason(snapshot.ReasonRequestPending), code: codes.FailedPrecondition, reason: errinfo.PublishRequestPending},
 	{match: is(snapshot.ErrStaleVisible), code: codes.FailedPrecondition, reason: errinfo.StaleVisibleVersion},
 	{match: is(snapshot.ErrNotAfterVisible), code: codes.FailedPrecondition, reason: errinfo.NotAfterVisible},
+	{match: is(store.ErrLeaseExpired), code: codes.FailedPrecondition, reason: errinfo.StageLeaseExpired},
 	{match: is(store.ErrNotStaged), code: codes.FailedPrecondition, reason: errinfo.NotStaged},
 	{match: is(store.ErrVerify), code: codes.FailedPrecondition, reason: errinfo.VerifyFailed},
 	{match: is(store.ErrPinned), code: codes.FailedPrecondition, reason: errinfo.VersionRetained},

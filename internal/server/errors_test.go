@@ -82,6 +82,8 @@ func TestErrorMapping(t *testing.T) {
 		{"not staged", notStaged, codes.FailedPrecondition, errinfo.NotStaged,
 			map[string]string{errinfo.IncidentID: "inc-1", errinfo.Version: "6", errinfo.State: "aborted"},
 			"inc-1 v6 is aborted, not staged", "inc-1 v6 is aborted, not staged"},
+		{"stage lease expired", fmt.Errorf("commit inc-1 v3: version 3: %w", store.ErrLeaseExpired), codes.FailedPrecondition, errinfo.StageLeaseExpired, nil,
+			"commit inc-1 v3: version 3: stage lease expired: version is not staged", "commit inc-1 v3: version 3: stage lease expired: version is not staged"},
 		{"verify failed", fmt.Errorf("commit inc-1 v3: %w", store.ErrVerify), codes.FailedPrecondition, errinfo.VerifyFailed, nil,
 			"commit inc-1 v3: verification failed", "commit inc-1 v3: verification failed"},
 		{"version retained", fmt.Errorf("version 2 is pinned: %w", store.ErrPinned), codes.FailedPrecondition, errinfo.VersionRetained, nil,

@@ -355,7 +355,14 @@ func (s *Server) probe(ctx context.Context) error {
 func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	serveGRPC := func(srv *grpc.Server, l net.Listener) func() error {
-		return func() error { return srv.Serve(l) }
+		return func() error {
+			// A shutdown that starts before Serve makes it return
+			// ErrServerStopped: that is a clean stop, not a failure.
+			if err := srv.Serve(l); err != nil && !(errors.Is(err, grpc.ErrServerStopped) && gctx.Err() != nil) {
+				return err
+			}
+			return nil
+		}
 	}
 	serveHTTP := func(srv *http.Server, l net.Listener) func() error {
 		return func() error {

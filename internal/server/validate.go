@@ -197,6 +197,10 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.RestoreNoticesRequest.notice_id":     noticeID,
 	"impact.v1.RestoreNoticesRequest.status":        definedStatus, // and checked against the version's record
 	"impact.v1.RestoreNoticesRequest.notified_at":   present,
+	"impact.v1.VerifyNoticesRequest.incident_id":    incidentID,
+	"impact.v1.VerifyNoticesRequest.subject_id":     subjectID,
+	"impact.v1.VerifyNoticesRequest.version":        positiveVersion,
+	"impact.v1.VerifyNoticesRequest.notice_id":      noticeID,
 }
 
 // requiredOneofs are oneofs that must have a member set.

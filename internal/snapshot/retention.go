@@ -17,7 +17,10 @@ const DefaultKeepLast = 3
 // GC removes the versions of an incident that no one can need any more:
 // versions that are not visible, not among the keepLast newest (by version
 // number, whatever their state; keepLast <= 0 means DefaultKeepLast), not
-// referenced by any subject's pin, and not being loaded. The store has the
+// referenced by any subject's pin, and not being loaded. Before that it
+// collects the stages whose loader stopped renewing their lease
+// (store.Retention.CollectStages: aborted, their records deleted); a stage
+// whose loader is alive is kept. The store has the
 // last word: a version it refuses with store.ErrPinned (a claim pinned it
 // meanwhile) is kept, never removed. It returns the versions removed and
 // the versions kept, oldest first; a version another GC removed at the same
@@ -31,16 +34,23 @@ func (s *Service) GC(ctx context.Context, incident string, keepLast int, actor s
 	if keepLast <= 0 {
 		keepLast = DefaultKeepLast
 	}
-	removed, kept, err = s.gc(ctx, incident, keepLast)
-	ev := store.AuditEvent{Action: store.AuditGC, Actor: actor, Incident: incident,
-		Detail: fmt.Sprintf("keep last %d: removed %s; kept %s", keepLast, versionsDetail(removed), versionsDetail(kept))}
+	var collected []uint64
+	removed, kept, err = s.gc(ctx, incident, keepLast, &collected)
+	detail := fmt.Sprintf("keep last %d: removed %s; kept %s", keepLast, versionsDetail(removed), versionsDetail(kept))
+	if len(collected) > 0 {
+		detail = fmt.Sprintf("collected stages whose lease expired: %s; %s", versionsDetail(collected), detail)
+	}
+	ev := store.AuditEvent{Action: store.AuditGC, Actor: actor, Incident: incident, Detail: detail}
 	return removed, kept, s.record(ctx, ev, err)
 }
 
-func (s *Service) gc(ctx context.Context, incident string, keepLast int) (removed, kept []uint64, err error) {
+func (s *Service) gc(ctx context.Context, incident string, keepLast int, collected *[]uint64) (removed, kept []uint64, err error) {
 	head, err := s.st.Head(ctx, incident)
 	if err != nil {
 		return nil, nil, versionError("gc", incident, 0, err)
+	}
+	if *collected, err = s.st.CollectStages(ctx, incident); err != nil {
+		return nil, nil, fmt.Errorf("gc %s: collect stages: %w", incident, err)
 	}
 	versions, err := s.st.Versions(ctx, incident)
 	if err != nil {

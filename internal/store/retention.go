@@ -13,4 +13,13 @@ type Retention interface {
 	// (or was deleted already). The numbers of deleted versions are never
 	// allocated again.
 	DeleteVersion(ctx context.Context, incident string, version uint64) error
+	// CollectStages aborts every version of the incident left staging whose
+	// lease expired (its loader died or stopped renewing) and deletes the
+	// records of aborted versions, in bounded batches. It returns the
+	// versions it aborted or finished cleaning. A version whose loader still
+	// renews its lease is never touched. Interrupted (store unreachable), it
+	// returns the error and a later call finishes the job; collected
+	// versions stay listed as aborted and their numbers are never reused.
+	// ErrNotFound if the incident is unknown.
+	CollectStages(ctx context.Context, incident string) ([]uint64, error)
 }

@@ -135,11 +135,19 @@ type StageRequest struct {
 	CreatedBy string
 	Source    string
 	At        time.Time
+	// Lease is how long the stage survives its loader's last renewal
+	// (0: DefaultStageLease). See the Stage leases section of lease.go.
+	Lease time.Duration
 }
 
 // Stager loads one version. Put may be called many times; Commit verifies the
 // loaded content against the expected count and digest and marks the version
 // staged, or aborts it. A Stager is not safe for concurrent use.
+//
+// The stage is held by a lease (StageRequest.Lease) that the Stager renews
+// in the background while the context given to Stage lives, until Commit or
+// Abort returns. Put and Commit fail with ErrLeaseExpired once the lease is
+// lost; a version whose lease expired is left to Retention.CollectStages.
 type Stager interface {
 	Version() uint64
 	Put(ctx context.Context, entries []Entry) error
@@ -178,7 +186,8 @@ type Versions interface {
 	Heads
 
 	// Stage allocates the next version number of the incident (creating the
-	// incident on first use) and returns a Stager to load it.
+	// incident on first use) and returns a Stager to load it, holding the
+	// stage's lease until ctx ends or the Stager commits or aborts.
 	Stage(ctx context.Context, req StageRequest) (Stager, error)
 	// Versions lists every version of an incident, oldest first.
 	Versions(ctx context.Context, incident string) ([]VersionInfo, error)

@@ -22,6 +22,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type VerifyOutcome int32
+
+const (
+	VerifyOutcome_VERIFY_OUTCOME_UNSPECIFIED VerifyOutcome = 0
+	VerifyOutcome_VERIFY_OUTCOME_MISSING     VerifyOutcome = 1
+	VerifyOutcome_VERIFY_OUTCOME_OLDER       VerifyOutcome = 2
+)
+
+// Enum value maps for VerifyOutcome.
+var (
+	VerifyOutcome_name = map[int32]string{
+		0: "VERIFY_OUTCOME_UNSPECIFIED",
+		1: "VERIFY_OUTCOME_MISSING",
+		2: "VERIFY_OUTCOME_OLDER",
+	}
+	VerifyOutcome_value = map[string]int32{
+		"VERIFY_OUTCOME_UNSPECIFIED": 0,
+		"VERIFY_OUTCOME_MISSING":     1,
+		"VERIFY_OUTCOME_OLDER":       2,
+	}
+)
+
+func (x VerifyOutcome) Enum() *VerifyOutcome {
+	p := new(VerifyOutcome)
+	*p = x
+	return p
+}
+
+func (x VerifyOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VerifyOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_impact_v1_notice_proto_enumTypes[0].Descriptor()
+}
+
+func (VerifyOutcome) Type() protoreflect.EnumType {
+	return &file_impact_v1_notice_proto_enumTypes[0]
+}
+
+func (x VerifyOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VerifyOutcome.Descriptor instead.
+func (VerifyOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
+}
+
 // ClaimAction says what the notifier must do.
 type ClaimAction int32
 
@@ -62,11 +111,11 @@ func (x ClaimAction) String() string {
 }
 
 func (ClaimAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_impact_v1_notice_proto_enumTypes[0].Descriptor()
+	return file_impact_v1_notice_proto_enumTypes[1].Descriptor()
 }
 
 func (ClaimAction) Type() protoreflect.EnumType {
-	return &file_impact_v1_notice_proto_enumTypes[0]
+	return &file_impact_v1_notice_proto_enumTypes[1]
 }
 
 func (x ClaimAction) Number() protoreflect.EnumNumber {
@@ -75,7 +124,247 @@ func (x ClaimAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClaimAction.Descriptor instead.
 func (ClaimAction) EnumDescriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{1}
+}
+
+type VerifyNoticesRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IncidentId string                 `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	SubjectId  string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The version and notice id of the wave line, as the claim answered them.
+	Version       uint32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	NoticeId      string `protobuf:"bytes,4,opt,name=notice_id,json=noticeId,proto3" json:"notice_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyNoticesRequest) Reset() {
+	*x = VerifyNoticesRequest{}
+	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyNoticesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyNoticesRequest) ProtoMessage() {}
+
+func (x *VerifyNoticesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyNoticesRequest.ProtoReflect.Descriptor instead.
+func (*VerifyNoticesRequest) Descriptor() ([]byte, []int) {
 	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *VerifyNoticesRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *VerifyNoticesRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *VerifyNoticesRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *VerifyNoticesRequest) GetNoticeId() string {
+	if x != nil {
+		return x.NoticeId
+	}
+	return ""
+}
+
+type VerifyNoticesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lines whose notice is the subject's pin.
+	Ok uint32 `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Lines whose subject holds a newer notice (a later wave or correction).
+	Newer uint32 `protobuf:"varint,2,opt,name=newer,proto3" json:"newer,omitempty"`
+	// Lines whose subject holds no pin: the ledger lost it.
+	Missing uint32 `protobuf:"varint,3,opt,name=missing,proto3" json:"missing,omitempty"`
+	// Lines whose subject's pin is older than the line's version.
+	Older uint32 `protobuf:"varint,4,opt,name=older,proto3" json:"older,omitempty"`
+	// Lines whose subject's account was closed since (nothing to restore).
+	Erased uint32 `protobuf:"varint,5,opt,name=erased,proto3" json:"erased,omitempty"`
+	// The missing and older lines, in stream order, at most 10000 (the
+	// counts above are always complete).
+	Problems []*VerifyProblem `protobuf:"bytes,6,rep,name=problems,proto3" json:"problems,omitempty"`
+	// More problems than listed.
+	Truncated     bool `protobuf:"varint,7,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyNoticesResponse) Reset() {
+	*x = VerifyNoticesResponse{}
+	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyNoticesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyNoticesResponse) ProtoMessage() {}
+
+func (x *VerifyNoticesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyNoticesResponse.ProtoReflect.Descriptor instead.
+func (*VerifyNoticesResponse) Descriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VerifyNoticesResponse) GetOk() uint32 {
+	if x != nil {
+		return x.Ok
+	}
+	return 0
+}
+
+func (x *VerifyNoticesResponse) GetNewer() uint32 {
+	if x != nil {
+		return x.Newer
+	}
+	return 0
+}
+
+func (x *VerifyNoticesResponse) GetMissing() uint32 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
+func (x *VerifyNoticesResponse) GetOlder() uint32 {
+	if x != nil {
+		return x.Older
+	}
+	return 0
+}
+
+func (x *VerifyNoticesResponse) GetErased() uint32 {
+	if x != nil {
+		return x.Erased
+	}
+	return 0
+}
+
+func (x *VerifyNoticesResponse) GetProblems() []*VerifyProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *VerifyNoticesResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// VerifyProblem names one wave line the ledger does not hold.
+type VerifyProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based position of the line in the request stream.
+	Index    uint32        `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	NoticeId string        `protobuf:"bytes,2,opt,name=notice_id,json=noticeId,proto3" json:"notice_id,omitempty"`
+	Outcome  VerifyOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=impact.v1.VerifyOutcome" json:"outcome,omitempty"`
+	// The version of the pin the ledger holds (0 when missing).
+	PinnedVersion uint32 `protobuf:"varint,4,opt,name=pinned_version,json=pinnedVersion,proto3" json:"pinned_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyProblem) Reset() {
+	*x = VerifyProblem{}
+	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyProblem) ProtoMessage() {}
+
+func (x *VerifyProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyProblem.ProtoReflect.Descriptor instead.
+func (*VerifyProblem) Descriptor() ([]byte, []int) {
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VerifyProblem) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *VerifyProblem) GetNoticeId() string {
+	if x != nil {
+		return x.NoticeId
+	}
+	return ""
+}
+
+func (x *VerifyProblem) GetOutcome() VerifyOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return VerifyOutcome_VERIFY_OUTCOME_UNSPECIFIED
+}
+
+func (x *VerifyProblem) GetPinnedVersion() uint32 {
+	if x != nil {
+		return x.PinnedVersion
+	}
+	return 0
 }
 
 type RestoreNoticesRequest struct {
@@ -94,7 +383,7 @@ type RestoreNoticesRequest struct {
 
 func (x *RestoreNoticesRequest) Reset() {
 	*x = RestoreNoticesRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	mi := &file_impact_v1_notice_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +395,7 @@ func (x *RestoreNoticesRequest) String() string {
 func (*RestoreNoticesRequest) ProtoMessage() {}
 
 func (x *RestoreNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[0]
+	mi := &file_impact_v1_notice_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +408,7 @@ func (x *RestoreNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreNoticesRequest.ProtoReflect.Descriptor instead.
 func (*RestoreNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{0}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RestoreNoticesRequest) GetIncidentId() string {
@@ -178,7 +467,7 @@ type RestoreNoticesResponse struct {
 
 func (x *RestoreNoticesResponse) Reset() {
 	*x = RestoreNoticesResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	mi := &file_impact_v1_notice_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +479,7 @@ func (x *RestoreNoticesResponse) String() string {
 func (*RestoreNoticesResponse) ProtoMessage() {}
 
 func (x *RestoreNoticesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[1]
+	mi := &file_impact_v1_notice_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,7 +492,7 @@ func (x *RestoreNoticesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreNoticesResponse.ProtoReflect.Descriptor instead.
 func (*RestoreNoticesResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{1}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RestoreNoticesResponse) GetRestored() uint32 {
@@ -239,7 +528,7 @@ type ClaimNoticeRequest struct {
 
 func (x *ClaimNoticeRequest) Reset() {
 	*x = ClaimNoticeRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	mi := &file_impact_v1_notice_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +540,7 @@ func (x *ClaimNoticeRequest) String() string {
 func (*ClaimNoticeRequest) ProtoMessage() {}
 
 func (x *ClaimNoticeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[2]
+	mi := &file_impact_v1_notice_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +553,7 @@ func (x *ClaimNoticeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticeRequest.ProtoReflect.Descriptor instead.
 func (*ClaimNoticeRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{2}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClaimNoticeRequest) GetIncidentId() string {
@@ -297,7 +586,7 @@ type ClaimNoticeResponse struct {
 
 func (x *ClaimNoticeResponse) Reset() {
 	*x = ClaimNoticeResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[3]
+	mi := &file_impact_v1_notice_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +598,7 @@ func (x *ClaimNoticeResponse) String() string {
 func (*ClaimNoticeResponse) ProtoMessage() {}
 
 func (x *ClaimNoticeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[3]
+	mi := &file_impact_v1_notice_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +611,7 @@ func (x *ClaimNoticeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticeResponse.ProtoReflect.Descriptor instead.
 func (*ClaimNoticeResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{3}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClaimNoticeResponse) GetClaim() *Claim {
@@ -351,7 +640,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_impact_v1_notice_proto_msgTypes[4]
+	mi := &file_impact_v1_notice_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +652,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[4]
+	mi := &file_impact_v1_notice_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +665,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{4}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Claim) GetAction() ClaimAction {
@@ -446,7 +735,7 @@ type ClaimNoticesRequest struct {
 
 func (x *ClaimNoticesRequest) Reset() {
 	*x = ClaimNoticesRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[5]
+	mi := &file_impact_v1_notice_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +747,7 @@ func (x *ClaimNoticesRequest) String() string {
 func (*ClaimNoticesRequest) ProtoMessage() {}
 
 func (x *ClaimNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[5]
+	mi := &file_impact_v1_notice_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +760,7 @@ func (x *ClaimNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticesRequest.ProtoReflect.Descriptor instead.
 func (*ClaimNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{5}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClaimNoticesRequest) GetIncidentId() string {
@@ -511,7 +800,7 @@ type ClaimNoticesResponse struct {
 
 func (x *ClaimNoticesResponse) Reset() {
 	*x = ClaimNoticesResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[6]
+	mi := &file_impact_v1_notice_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +812,7 @@ func (x *ClaimNoticesResponse) String() string {
 func (*ClaimNoticesResponse) ProtoMessage() {}
 
 func (x *ClaimNoticesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[6]
+	mi := &file_impact_v1_notice_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +825,7 @@ func (x *ClaimNoticesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimNoticesResponse.ProtoReflect.Descriptor instead.
 func (*ClaimNoticesResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{6}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClaimNoticesResponse) GetSubjectId() string {
@@ -569,7 +858,7 @@ type GetNoticeStatsRequest struct {
 
 func (x *GetNoticeStatsRequest) Reset() {
 	*x = GetNoticeStatsRequest{}
-	mi := &file_impact_v1_notice_proto_msgTypes[7]
+	mi := &file_impact_v1_notice_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +870,7 @@ func (x *GetNoticeStatsRequest) String() string {
 func (*GetNoticeStatsRequest) ProtoMessage() {}
 
 func (x *GetNoticeStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[7]
+	mi := &file_impact_v1_notice_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +883,7 @@ func (x *GetNoticeStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNoticeStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetNoticeStatsRequest) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{7}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetNoticeStatsRequest) GetIncidentId() string {
@@ -620,7 +909,7 @@ type CohortNoticeStats struct {
 
 func (x *CohortNoticeStats) Reset() {
 	*x = CohortNoticeStats{}
-	mi := &file_impact_v1_notice_proto_msgTypes[8]
+	mi := &file_impact_v1_notice_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +921,7 @@ func (x *CohortNoticeStats) String() string {
 func (*CohortNoticeStats) ProtoMessage() {}
 
 func (x *CohortNoticeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[8]
+	mi := &file_impact_v1_notice_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +934,7 @@ func (x *CohortNoticeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortNoticeStats.ProtoReflect.Descriptor instead.
 func (*CohortNoticeStats) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{8}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CohortNoticeStats) GetCohortId() string {
@@ -702,7 +991,7 @@ type GetNoticeStatsResponse struct {
 
 func (x *GetNoticeStatsResponse) Reset() {
 	*x = GetNoticeStatsResponse{}
-	mi := &file_impact_v1_notice_proto_msgTypes[9]
+	mi := &file_impact_v1_notice_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1003,7 @@ func (x *GetNoticeStatsResponse) String() string {
 func (*GetNoticeStatsResponse) ProtoMessage() {}
 
 func (x *GetNoticeStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_impact_v1_notice_proto_msgTypes[9]
+	mi := &file_impact_v1_notice_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1016,7 @@ func (x *GetNoticeStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNoticeStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetNoticeStatsResponse) Descriptor() ([]byte, []int) {
-	return file_impact_v1_notice_proto_rawDescGZIP(), []int{9}
+	return file_impact_v1_notice_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetNoticeStatsResponse) GetIncidentId() string {
@@ -790,7 +1079,27 @@ var File_impact_v1_notice_proto protoreflect.FileDescriptor
 
 const file_impact_v1_notice_proto_rawDesc = "" +
 	"\n" +
-	"\x16impact/v1/notice.proto\x12\timpact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16impact/v1/common.proto\"\xf6\x01\n" +
+	"\x16impact/v1/notice.proto\x12\timpact.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16impact/v1/common.proto\"\x8d\x01\n" +
+	"\x14VerifyNoticesRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\rR\aversion\x12\x1b\n" +
+	"\tnotice_id\x18\x04 \x01(\tR\bnoticeId\"\xd9\x01\n" +
+	"\x15VerifyNoticesResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\rR\x02ok\x12\x14\n" +
+	"\x05newer\x18\x02 \x01(\rR\x05newer\x12\x18\n" +
+	"\amissing\x18\x03 \x01(\rR\amissing\x12\x14\n" +
+	"\x05older\x18\x04 \x01(\rR\x05older\x12\x16\n" +
+	"\x06erased\x18\x05 \x01(\rR\x06erased\x124\n" +
+	"\bproblems\x18\x06 \x03(\v2\x18.impact.v1.VerifyProblemR\bproblems\x12\x1c\n" +
+	"\ttruncated\x18\a \x01(\bR\ttruncated\"\x9d\x01\n" +
+	"\rVerifyProblem\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1b\n" +
+	"\tnotice_id\x18\x02 \x01(\tR\bnoticeId\x122\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x18.impact.v1.VerifyOutcomeR\aoutcome\x12%\n" +
+	"\x0epinned_version\x18\x04 \x01(\rR\rpinnedVersion\"\xf6\x01\n" +
 	"\x15RestoreNoticesRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1d\n" +
@@ -854,17 +1163,22 @@ const file_impact_v1_notice_proto_rawDesc = "" +
 	"\funder_review\x18\x05 \x01(\rR\vunderReview\x12\x1a\n" +
 	"\bnotified\x18\x06 \x01(\rR\bnotified\x12\x10\n" +
 	"\x03due\x18\a \x01(\rR\x03due\x12'\n" +
-	"\x0fcorrections_due\x18\b \x01(\rR\x0ecorrectionsDue*Q\n" +
+	"\x0fcorrections_due\x18\b \x01(\rR\x0ecorrectionsDue*e\n" +
+	"\rVerifyOutcome\x12\x1e\n" +
+	"\x1aVERIFY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16VERIFY_OUTCOME_MISSING\x10\x01\x12\x18\n" +
+	"\x14VERIFY_OUTCOME_OLDER\x10\x02*Q\n" +
 	"\vClaimAction\x12\x1c\n" +
 	"\x18CLAIM_ACTION_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04SEND\x10\x01\x12\x10\n" +
 	"\fALREADY_SENT\x10\x02\x12\b\n" +
-	"\x04NONE\x10\x032\xe2\x02\n" +
+	"\x04NONE\x10\x032\xb8\x03\n" +
 	"\rNoticeService\x12L\n" +
 	"\vClaimNotice\x12\x1d.impact.v1.ClaimNoticeRequest\x1a\x1e.impact.v1.ClaimNoticeResponse\x12S\n" +
 	"\fClaimNotices\x12\x1e.impact.v1.ClaimNoticesRequest\x1a\x1f.impact.v1.ClaimNoticesResponse(\x010\x01\x12U\n" +
 	"\x0eGetNoticeStats\x12 .impact.v1.GetNoticeStatsRequest\x1a!.impact.v1.GetNoticeStatsResponse\x12W\n" +
-	"\x0eRestoreNotices\x12 .impact.v1.RestoreNoticesRequest\x1a!.impact.v1.RestoreNoticesResponse(\x01B8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
+	"\x0eRestoreNotices\x12 .impact.v1.RestoreNoticesRequest\x1a!.impact.v1.RestoreNoticesResponse(\x01\x12T\n" +
+	"\rVerifyNotices\x12\x1f.impact.v1.VerifyNoticesRequest\x1a .impact.v1.VerifyNoticesResponse(\x01B8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
 
 var (
 	file_impact_v1_notice_proto_rawDescOnce sync.Once
@@ -878,49 +1192,57 @@ func file_impact_v1_notice_proto_rawDescGZIP() []byte {
 	return file_impact_v1_notice_proto_rawDescData
 }
 
-var file_impact_v1_notice_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_impact_v1_notice_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_impact_v1_notice_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_impact_v1_notice_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_impact_v1_notice_proto_goTypes = []any{
-	(ClaimAction)(0),               // 0: impact.v1.ClaimAction
-	(*RestoreNoticesRequest)(nil),  // 1: impact.v1.RestoreNoticesRequest
-	(*RestoreNoticesResponse)(nil), // 2: impact.v1.RestoreNoticesResponse
-	(*ClaimNoticeRequest)(nil),     // 3: impact.v1.ClaimNoticeRequest
-	(*ClaimNoticeResponse)(nil),    // 4: impact.v1.ClaimNoticeResponse
-	(*Claim)(nil),                  // 5: impact.v1.Claim
-	(*ClaimNoticesRequest)(nil),    // 6: impact.v1.ClaimNoticesRequest
-	(*ClaimNoticesResponse)(nil),   // 7: impact.v1.ClaimNoticesResponse
-	(*GetNoticeStatsRequest)(nil),  // 8: impact.v1.GetNoticeStatsRequest
-	(*CohortNoticeStats)(nil),      // 9: impact.v1.CohortNoticeStats
-	(*GetNoticeStatsResponse)(nil), // 10: impact.v1.GetNoticeStatsResponse
-	(Status)(0),                    // 11: impact.v1.Status
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
-	(*Cohort)(nil),                 // 13: impact.v1.Cohort
-	(*Notice)(nil),                 // 14: impact.v1.Notice
+	(VerifyOutcome)(0),             // 0: impact.v1.VerifyOutcome
+	(ClaimAction)(0),               // 1: impact.v1.ClaimAction
+	(*VerifyNoticesRequest)(nil),   // 2: impact.v1.VerifyNoticesRequest
+	(*VerifyNoticesResponse)(nil),  // 3: impact.v1.VerifyNoticesResponse
+	(*VerifyProblem)(nil),          // 4: impact.v1.VerifyProblem
+	(*RestoreNoticesRequest)(nil),  // 5: impact.v1.RestoreNoticesRequest
+	(*RestoreNoticesResponse)(nil), // 6: impact.v1.RestoreNoticesResponse
+	(*ClaimNoticeRequest)(nil),     // 7: impact.v1.ClaimNoticeRequest
+	(*ClaimNoticeResponse)(nil),    // 8: impact.v1.ClaimNoticeResponse
+	(*Claim)(nil),                  // 9: impact.v1.Claim
+	(*ClaimNoticesRequest)(nil),    // 10: impact.v1.ClaimNoticesRequest
+	(*ClaimNoticesResponse)(nil),   // 11: impact.v1.ClaimNoticesResponse
+	(*GetNoticeStatsRequest)(nil),  // 12: impact.v1.GetNoticeStatsRequest
+	(*CohortNoticeStats)(nil),      // 13: impact.v1.CohortNoticeStats
+	(*GetNoticeStatsResponse)(nil), // 14: impact.v1.GetNoticeStatsResponse
+	(Status)(0),                    // 15: impact.v1.Status
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(*Cohort)(nil),                 // 17: impact.v1.Cohort
+	(*Notice)(nil),                 // 18: impact.v1.Notice
 }
 var file_impact_v1_notice_proto_depIdxs = []int32{
-	11, // 0: impact.v1.RestoreNoticesRequest.status:type_name -> impact.v1.Status
-	12, // 1: impact.v1.RestoreNoticesRequest.notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 2: impact.v1.ClaimNoticeResponse.claim:type_name -> impact.v1.Claim
-	0,  // 3: impact.v1.Claim.action:type_name -> impact.v1.ClaimAction
-	11, // 4: impact.v1.Claim.status:type_name -> impact.v1.Status
-	13, // 5: impact.v1.Claim.cohorts:type_name -> impact.v1.Cohort
-	14, // 6: impact.v1.Claim.notice:type_name -> impact.v1.Notice
-	12, // 7: impact.v1.Claim.notified_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: impact.v1.ClaimNoticesResponse.claim:type_name -> impact.v1.Claim
-	9,  // 9: impact.v1.GetNoticeStatsResponse.cohorts:type_name -> impact.v1.CohortNoticeStats
-	3,  // 10: impact.v1.NoticeService.ClaimNotice:input_type -> impact.v1.ClaimNoticeRequest
-	6,  // 11: impact.v1.NoticeService.ClaimNotices:input_type -> impact.v1.ClaimNoticesRequest
-	8,  // 12: impact.v1.NoticeService.GetNoticeStats:input_type -> impact.v1.GetNoticeStatsRequest
-	1,  // 13: impact.v1.NoticeService.RestoreNotices:input_type -> impact.v1.RestoreNoticesRequest
-	4,  // 14: impact.v1.NoticeService.ClaimNotice:output_type -> impact.v1.ClaimNoticeResponse
-	7,  // 15: impact.v1.NoticeService.ClaimNotices:output_type -> impact.v1.ClaimNoticesResponse
-	10, // 16: impact.v1.NoticeService.GetNoticeStats:output_type -> impact.v1.GetNoticeStatsResponse
-	2,  // 17: impact.v1.NoticeService.RestoreNotices:output_type -> impact.v1.RestoreNoticesResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 0: impact.v1.VerifyNoticesResponse.problems:type_name -> impact.v1.VerifyProblem
+	0,  // 1: impact.v1.VerifyProblem.outcome:type_name -> impact.v1.VerifyOutcome
+	15, // 2: impact.v1.RestoreNoticesRequest.status:type_name -> impact.v1.Status
+	16, // 3: impact.v1.RestoreNoticesRequest.notified_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: impact.v1.ClaimNoticeResponse.claim:type_name -> impact.v1.Claim
+	1,  // 5: impact.v1.Claim.action:type_name -> impact.v1.ClaimAction
+	15, // 6: impact.v1.Claim.status:type_name -> impact.v1.Status
+	17, // 7: impact.v1.Claim.cohorts:type_name -> impact.v1.Cohort
+	18, // 8: impact.v1.Claim.notice:type_name -> impact.v1.Notice
+	16, // 9: impact.v1.Claim.notified_at:type_name -> google.protobuf.Timestamp
+	9,  // 10: impact.v1.ClaimNoticesResponse.claim:type_name -> impact.v1.Claim
+	13, // 11: impact.v1.GetNoticeStatsResponse.cohorts:type_name -> impact.v1.CohortNoticeStats
+	7,  // 12: impact.v1.NoticeService.ClaimNotice:input_type -> impact.v1.ClaimNoticeRequest
+	10, // 13: impact.v1.NoticeService.ClaimNotices:input_type -> impact.v1.ClaimNoticesRequest
+	12, // 14: impact.v1.NoticeService.GetNoticeStats:input_type -> impact.v1.GetNoticeStatsRequest
+	5,  // 15: impact.v1.NoticeService.RestoreNotices:input_type -> impact.v1.RestoreNoticesRequest
+	2,  // 16: impact.v1.NoticeService.VerifyNotices:input_type -> impact.v1.VerifyNoticesRequest
+	8,  // 17: impact.v1.NoticeService.ClaimNotice:output_type -> impact.v1.ClaimNoticeResponse
+	11, // 18: impact.v1.NoticeService.ClaimNotices:output_type -> impact.v1.ClaimNoticesResponse
+	14, // 19: impact.v1.NoticeService.GetNoticeStats:output_type -> impact.v1.GetNoticeStatsResponse
+	6,  // 20: impact.v1.NoticeService.RestoreNotices:output_type -> impact.v1.RestoreNoticesResponse
+	3,  // 21: impact.v1.NoticeService.VerifyNotices:output_type -> impact.v1.VerifyNoticesResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_impact_v1_notice_proto_init() }
@@ -934,8 +1256,8 @@ func file_impact_v1_notice_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_impact_v1_notice_proto_rawDesc), len(file_impact_v1_notice_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      2,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	NoticeService_ClaimNotices_FullMethodName   = "/impact.v1.NoticeService/ClaimNotices"
 	NoticeService_GetNoticeStats_FullMethodName = "/impact.v1.NoticeService/GetNoticeStats"
 	NoticeService_RestoreNotices_FullMethodName = "/impact.v1.NoticeService/RestoreNotices"
+	NoticeService_VerifyNotices_FullMethodName  = "/impact.v1.NoticeService/VerifyNotices"
 )
 
 // NoticeServiceClient is the client API for NoticeService service.
@@ -48,6 +49,13 @@ type NoticeServiceClient interface {
 	// rendered from. Forward-only and idempotent: a pin that is already there,
 	// or newer, is kept.
 	RestoreNotices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreNoticesRequest, RestoreNoticesResponse], error)
+	// VerifyNotices compares wave outbox lines with the ledger, changing
+	// nothing: it counts the lines whose notice is pinned (or superseded by a
+	// newer notice) and lists, by their position in the stream and their
+	// notice id (never the subject id), the lines whose pin is missing or
+	// older than the line's version. Those are what RestoreNotices puts back.
+	// Scope impact.notify, like the rest of NoticeService.
+	VerifyNotices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[VerifyNoticesRequest, VerifyNoticesResponse], error)
 }
 
 type noticeServiceClient struct {
@@ -104,6 +112,19 @@ func (c *noticeServiceClient) RestoreNotices(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NoticeService_RestoreNoticesClient = grpc.ClientStreamingClient[RestoreNoticesRequest, RestoreNoticesResponse]
 
+func (c *noticeServiceClient) VerifyNotices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[VerifyNoticesRequest, VerifyNoticesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NoticeService_ServiceDesc.Streams[2], NoticeService_VerifyNotices_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[VerifyNoticesRequest, VerifyNoticesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NoticeService_VerifyNoticesClient = grpc.ClientStreamingClient[VerifyNoticesRequest, VerifyNoticesResponse]
+
 // NoticeServiceServer is the server API for NoticeService service.
 // All implementations must embed UnimplementedNoticeServiceServer
 // for forward compatibility.
@@ -127,6 +148,13 @@ type NoticeServiceServer interface {
 	// rendered from. Forward-only and idempotent: a pin that is already there,
 	// or newer, is kept.
 	RestoreNotices(grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]) error
+	// VerifyNotices compares wave outbox lines with the ledger, changing
+	// nothing: it counts the lines whose notice is pinned (or superseded by a
+	// newer notice) and lists, by their position in the stream and their
+	// notice id (never the subject id), the lines whose pin is missing or
+	// older than the line's version. Those are what RestoreNotices puts back.
+	// Scope impact.notify, like the rest of NoticeService.
+	VerifyNotices(grpc.ClientStreamingServer[VerifyNoticesRequest, VerifyNoticesResponse]) error
 	mustEmbedUnimplementedNoticeServiceServer()
 }
 
@@ -148,6 +176,9 @@ func (UnimplementedNoticeServiceServer) GetNoticeStats(context.Context, *GetNoti
 }
 func (UnimplementedNoticeServiceServer) RestoreNotices(grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]) error {
 	return status.Error(codes.Unimplemented, "method RestoreNotices not implemented")
+}
+func (UnimplementedNoticeServiceServer) VerifyNotices(grpc.ClientStreamingServer[VerifyNoticesRequest, VerifyNoticesResponse]) error {
+	return status.Error(codes.Unimplemented, "method VerifyNotices not implemented")
 }
 func (UnimplementedNoticeServiceServer) mustEmbedUnimplementedNoticeServiceServer() {}
 func (UnimplementedNoticeServiceServer) testEmbeddedByValue()                       {}
@@ -220,6 +251,13 @@ func _NoticeService_RestoreNotices_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NoticeService_RestoreNoticesServer = grpc.ClientStreamingServer[RestoreNoticesRequest, RestoreNoticesResponse]
 
+func _NoticeService_VerifyNotices_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(NoticeServiceServer).VerifyNotices(&grpc.GenericServerStream[VerifyNoticesRequest, VerifyNoticesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NoticeService_VerifyNoticesServer = grpc.ClientStreamingServer[VerifyNoticesRequest, VerifyNoticesResponse]
+
 // NoticeService_ServiceDesc is the grpc.ServiceDesc for NoticeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +284,11 @@ var NoticeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "RestoreNotices",
 			Handler:       _NoticeService_RestoreNotices_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "VerifyNotices",
+			Handler:       _NoticeService_VerifyNotices_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -33,6 +33,10 @@ const (
 	// VerifyFailed: a loaded version did not match its count or digest; it
 	// was aborted. Upload again.
 	VerifyFailed = "VERIFY_FAILED"
+	// StageLeaseExpired: the upload lost its stage lease (impactd could not
+	// renew it in time, e.g. the store was unreachable); the version is left
+	// to be collected. Upload again.
+	StageLeaseExpired = "STAGE_LEASE_EXPIRED"
 	// VersionRetained: the version is visible or pinned and is kept.
 	VersionRetained = "VERSION_RETAINED"
 	// Conflict: a compare-and-set lost for another reason; retry.

@@ -29,7 +29,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -82,6 +81,8 @@ type Store struct {
 	closing    chan struct{} // closed by Close
 	closeOnce  sync.Once
 	writerDone chan struct{} // closed when the claim writer returned
+
+	leases leases // live stages of this process (lease.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -133,17 +134,7 @@ func (s *Store) recover() error {
 		}
 		for _, id := range incidents {
 			ib := root.Bucket(id)
-			var staging []uint64
-			err := ib.Bucket(bucketVersions).ForEach(func(k, v []byte) error {
-				doc, err := decodeVersion(v)
-				if err != nil {
-					return err
-				}
-				if doc.State == store.StateStaging {
-					staging = append(staging, binary.BigEndian.Uint64(k))
-				}
-				return nil
-			})
+			staging, err := stagingVersions(ib)
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,8 @@ type stager struct {
 	version  uint64
 	buf      []store.Entry
 	done     bool // committed or aborted through this stager
+	ref      leaseRef
+	lease    *store.LeaseKeeper // renewed until Commit or Abort
 }
 
 // stageFlush is how many buffered entries a stager writes per transaction
@@ -55,6 +57,9 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 func (st *stager) usable(ctx context.Context, op string) error {
 	if st.done {
 		return fmt.Errorf("embedded: %s %s v%d: already committed or aborted: %w", op, st.incident, st.version, store.ErrNotStaged)
+	}
+	if err := st.lease.Check(); err != nil {
+		return fmt.Errorf("embedded: %s %s v%d: %w", op, st.incident, st.version, err)
 	}
 	select {
 	case <-st.s.closing:
@@ -129,6 +134,8 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	})
 	if errors.Is(err, store.ErrVerify) {
 		st.done = true
+		st.lease.Stop()
+		defer st.s.leases.release(st.ref)
 		if aerr := st.abort(ctx); aerr != nil {
 			return store.VersionInfo{}, errors.Join(err, aerr)
 		}
@@ -143,6 +150,9 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		if err != nil {
 			return err
 		}
+		if !st.s.leases.live(st.ref) {
+			return fmt.Errorf("embedded: commit %s v%d: %w", st.incident, st.version, store.ErrLeaseExpired)
+		}
 		doc.State = store.StateStaged
 		doc.Digest = want
 		doc.Counts = counts
@@ -154,6 +164,8 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	})
 	if err == nil {
 		st.done = true
+		st.lease.Stop()
+		st.s.leases.release(st.ref)
 	}
 	return info, err
 }
@@ -176,6 +188,7 @@ func (st *stager) staging(tx *bolt.Tx) (*bolt.Bucket, versionDoc, error) {
 // is a no-op for a version already committed or aborted.
 func (st *stager) Abort(ctx context.Context) error {
 	st.buf = nil
+	st.lease.Stop()
 	if st.done {
 		return nil
 	}
@@ -183,6 +196,7 @@ func (st *stager) Abort(ctx context.Context) error {
 		return err
 	}
 	st.done = true
+	st.s.leases.release(st.ref)
 	return nil
 }
 

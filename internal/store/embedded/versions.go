@@ -83,7 +83,9 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	if err != nil {
 		return nil, err
 	}
-	return &stager{s: s, incident: req.Incident, version: ver}, nil
+	ref := leaseRef{req.Incident, ver}
+	return &stager{s: s, incident: req.Incident, version: ver, ref: ref,
+		lease: s.startLease(ctx, ref, store.StageLease(req.Lease))}, nil
 }
 
 // Versions lists an incident's versions, oldest first.

@@ -10,7 +10,8 @@
 //
 //	p incidents                      set of incident ids
 //	p{i:<i>}:head                    hash: visible, latest, pinbits
-//	p{i:<i>}:versions                hash: <v> info, <v>:state, <v>:pub, <v>:bits, <v>:prev
+//	p{i:<i>}:versions                hash: <v> info, <v>:state, <v>:pub, <v>:bits, <v>:prev,
+//	                                 <v>:lease, <v>:abortedat (stage leases, see lease.go)
 //	p{i:<i>}:manifest:<v>            string: the version's manifest
 //	p{r:<i>:<v>:<bucket>}            hash: 16-byte key -> store.AppendRecord bytes
 //	p{p:<i>:<bucket>}                hash: 16-byte key -> store.AppendPin bytes

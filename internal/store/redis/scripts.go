@@ -9,38 +9,45 @@ const (
 )
 
 // stageScript allocates the next version of an incident, creating the
-// incident on first use. KEYS: head, versions. ARGV: info, default pinbits.
-var stageScript = redis.NewScript(`
+// incident on first use, with a lease of ARGV[3] ms on the server's clock.
+// KEYS: head, versions. ARGV: info, default pinbits, lease ms.
+var stageScript = redis.NewScript(luaNow + `
 local n = redis.call('HINCRBY', KEYS[1], 'latest', 1)
 redis.call('HSETNX', KEYS[1], 'pinbits', ARGV[2])
 redis.call('HSETNX', KEYS[1], 'visible', 0)
-redis.call('HSET', KEYS[2], n, ARGV[1], n .. ':state', 1)
+redis.call('HSET', KEYS[2], n, ARGV[1], n .. ':state', 1, n .. ':lease', string.format('%.0f', now + tonumber(ARGV[3])))
 return n
 `)
 
 // setBitsScript records a staging version's bucket count before its first
-// records are written. KEYS: versions. ARGV: version, bits.
-var setBitsScript = redis.NewScript(`
+// records are written, if its lease is live. KEYS: versions. ARGV:
+// version, bits.
+var setBitsScript = redis.NewScript(luaNow + `
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '1' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':lease') or '0') < now then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1] .. ':bits', ARGV[2])
 return 1
 `)
 
-// commitScript marks a verified staging version staged.
+// commitScript marks a verified staging version staged, if its lease is
+// live: 1 if committed, 0 if not staging, 2 if the lease expired.
 // KEYS: versions, manifest. ARGV: version, info, manifest.
-var commitScript = redis.NewScript(`
+var commitScript = redis.NewScript(luaNow + `
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '1' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':lease') or '0') < now then return 2 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':state', 2)
+redis.call('HDEL', KEYS[1], ARGV[1] .. ':lease')
 return 1
 `)
 
-// abortScript marks a staging version aborted; 0 if it is not staging or
+// abortScript marks a staging version aborted (its loader's own Abort); 0 if it is not staging or
 // aborted (a committed version is left alone). KEYS: versions. ARGV: version.
 var abortScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], ARGV[1] .. ':state')
 if st == '1' then
   redis.call('HSET', KEYS[1], ARGV[1] .. ':state', 4)
+  redis.call('HDEL', KEYS[1], ARGV[1] .. ':lease')
   return 1
 end
 if st == '4' then return 1 end
@@ -172,7 +179,7 @@ return 1
 var finishDeleteScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '5' then return 0 end
 local v = ARGV[1]
-redis.call('HDEL', KEYS[1], v, v .. ':state', v .. ':pub', v .. ':bits', v .. ':prev')
+redis.call('HDEL', KEYS[1], v, v .. ':state', v .. ':pub', v .. ':bits', v .. ':prev', v .. ':lease', v .. ':abortedat')
 redis.call('DEL', KEYS[2])
 return 1
 `)

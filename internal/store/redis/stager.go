@@ -43,6 +43,16 @@ type stager struct {
 	written    uint64
 	committed  bool
 	aborted    bool
+	// lease is renewed in the background until Commit or Abort.
+	lease *store.LeaseKeeper
+}
+
+// leaseErr is the stager's error once its lease is lost.
+func (st *stager) leaseErr() error {
+	if err := st.lease.Check(); err != nil {
+		return fmt.Errorf("version %d: %w", st.v, err)
+	}
+	return nil
 }
 
 func (st *stager) Version() uint64 { return st.v }
@@ -54,6 +64,9 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 	}
 	if st.committed || st.aborted {
 		return fmt.Errorf("version %d is committed or aborted: %w", st.v, store.ErrNotStaged)
+	}
+	if err := st.leaseErr(); err != nil {
+		return err
 	}
 	for i := range entries {
 		if s := entries[i].Record.Status; s != store.Affected && s != store.UnderReview {
@@ -121,7 +134,11 @@ func (st *stager) chooseBits(ctx context.Context, final bool) error {
 	if err != nil {
 		return err
 	}
-	if ok != int64(1) {
+	switch ok {
+	case int64(1):
+	case int64(2):
+		return fmt.Errorf("version %d: %w", st.v, store.ErrLeaseExpired)
+	default:
 		return fmt.Errorf("version %d is no longer staging: %w", st.v, store.ErrNotStaged)
 	}
 	st.bits = int(bits)
@@ -158,6 +175,11 @@ func (st *stager) flush(ctx context.Context, final bool) error {
 func (st *stager) write(ctx context.Context, buf []store.Entry) error {
 	if len(buf) == 0 {
 		return nil
+	}
+	// A loader that lost its lease writes nothing more: a collector may be
+	// deleting the version's records.
+	if err := st.leaseErr(); err != nil {
+		return err
 	}
 	bits := uint8(st.bits)
 	nb := 1 << bits
@@ -273,6 +295,9 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	if st.committed || st.aborted {
 		return store.VersionInfo{}, fmt.Errorf("version %d is committed or aborted: %w", st.v, store.ErrNotStaged)
 	}
+	if err := st.leaseErr(); err != nil {
+		return store.VersionInfo{}, err
+	}
 	if err := st.wait(); err != nil {
 		return store.VersionInfo{}, err
 	}
@@ -318,16 +343,24 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	if ok != int64(1) {
+	switch ok {
+	case int64(1):
+	case int64(2):
+		return store.VersionInfo{}, fmt.Errorf("version %d: %w", st.v, store.ErrLeaseExpired)
+	default:
 		return store.VersionInfo{}, fmt.Errorf("version %d is no longer staging: %w", st.v, store.ErrNotStaged)
 	}
 	st.committed = true
+	st.lease.Stop()
 	return decodeInfo(st.inc, st.v, string(ib), "2", "")
 }
 
 // writeSentinels writes the sentinel of every bucket that received no
 // record.
 func (st *stager) writeSentinels(ctx context.Context, bits uint8) error {
+	if err := st.leaseErr(); err != nil {
+		return err
+	}
 	p := st.s.c.Pipeline()
 	for b := uint32(0); b < 1<<bits; b++ {
 		if st.sentineled[b/64]&(1<<(b%64)) == 0 {
@@ -349,6 +382,7 @@ func (st *stager) Abort(ctx context.Context) error {
 	if st.committed {
 		return nil
 	}
+	st.lease.Stop()
 	_ = st.wait() // the version goes anyway
 	st.buf, st.writing, st.aborted = nil, nil, true
 	return st.s.abort(ctx, st.inc, st.v)
@@ -366,7 +400,13 @@ func (s *Store) abort(ctx context.Context, inc string, v uint64) error {
 	if err != nil || !set {
 		return err
 	}
-	return s.unlinkRecords(ctx, inc, v, bits)
+	// Interrupted here, the version stays aborted with its bucket count:
+	// CollectStages finishes the job.
+	if err := s.unlinkRecords(ctx, inc, v, bits); err != nil {
+		return err
+	}
+	_, err = s.clearAborted(ctx, inc, v, collectGrace)
+	return err
 }
 
 // unlinkRecords deletes every bucket of a version.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -85,7 +86,9 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	if err := s.c.SAdd(ctx, s.incidentsKey(), req.Incident).Err(); err != nil {
 		return nil, unavailable(err)
 	}
-	n, err := s.runScript(ctx, stageScript, []string{s.headKey(req.Incident), s.versionsKey(req.Incident)}, b, s.pinBits)
+	lease := store.StageLease(req.Lease)
+	sent := time.Now()
+	n, err := s.runScript(ctx, stageScript, []string{s.headKey(req.Incident), s.versionsKey(req.Incident)}, b, s.pinBits, lease.Milliseconds())
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +96,11 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	if !ok || v <= 0 {
 		return nil, fmt.Errorf("%w: unexpected version allocation reply", store.ErrUnavailable)
 	}
-	return &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1}, nil
+	st := &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1}
+	st.lease = store.StartLease(ctx, lease, sent, func(ctx context.Context) (bool, error) {
+		return s.renewLease(ctx, req.Incident, uint64(v), lease)
+	})
+	return st, nil
 }
 
 // Versions lists every version of an incident, oldest first.

@@ -34,13 +34,17 @@
 //     make that claim fail (both back off, neither wins: safe);
 //   - audit events are numbered 1, 2, 3... per store; ListAudit of an
 //     unknown incident is empty, and limit 0 means store.MaxAuditPage;
+//   - a stage's lease is renewed while the context given to Stage lives;
+//     once it lapsed, Put and Commit fail with ErrLeaseExpired (an
+//     ErrNotStaged) and CollectStages aborts the version (listed aborted,
+//     number not reused); a stage whose loader renews is never collected;
 //   - a tombstone applies to incidents created after it too, and Tombstone
 //     counts the pins it removed (0 the second time).
 //
 // RunConformance is the registry of the checks; each lives in the file of
 // its role: versions.go (stage, load, scan, list), publish.go (the visible
 // version), ledger.go (read view, pins, claims), retention.go, audit.go,
-// erasure.go, lifecycle.go (canceled contexts, a closed store).
+// erasure.go, lease.go (stage leases and their collection), lifecycle.go (canceled contexts, a closed store).
 package storetest
 
 import (
@@ -89,6 +93,9 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TombstoneRacingClaims", testTombstoneRacingClaims},
 		{"Fences", testFences},
 		{"PublishRequests", testPublishRequests},
+		{"LeaseLapsedCollected", testLeaseLapsedCollected},
+		{"LiveStageKept", testLiveStageKept},
+		{"CommitAfterLeaseLoss", testCommitAfterLeaseLoss},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}
