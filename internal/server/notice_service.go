@@ -17,7 +17,7 @@ import (
 type noticeService struct {
 	impactv1.UnimplementedNoticeServiceServer
 	status  *status.Service    // the claim decision
-	notices *notice.Service    // stats, restore, wave bookkeeping
+	notices *notice.Service    // stats, restore, verify, wave bookkeeping
 	metrics *telemetry.Metrics // nil: none
 }
 

@@ -6,7 +6,7 @@ import (
 	"io"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
-	"github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/notice"
 )
 
 // maxVerifyProblems is how many missing or older lines one VerifyNotices
@@ -32,22 +32,22 @@ func (s *noticeService) VerifyNotices(stream impactv1.NoticeService_VerifyNotice
 		if err != nil {
 			return err
 		}
-		res, pinned, err := s.status.Verify(ctx, req.GetIncidentId(), req.GetSubjectId(), uint64(req.GetVersion()), req.GetNoticeId())
+		res, pinned, err := s.notices.Verify(ctx, req.GetIncidentId(), req.GetSubjectId(), uint64(req.GetVersion()), req.GetNoticeId())
 		if err != nil {
 			return fmt.Errorf("record %d: %w", line, err)
 		}
 		var problem impactv1.VerifyOutcome
 		switch res {
-		case status.VerifyOK:
+		case notice.VerifyOK:
 			out.Ok++
-		case status.VerifyNewer:
+		case notice.VerifyNewer:
 			out.Newer++
-		case status.VerifyErased:
+		case notice.VerifyErased:
 			out.Erased++
-		case status.VerifyMissing:
+		case notice.VerifyMissing:
 			out.Missing++
 			problem = impactv1.VerifyOutcome_VERIFY_OUTCOME_MISSING
-		case status.VerifyOlder:
+		case notice.VerifyOlder:
 			out.Older++
 			problem = impactv1.VerifyOutcome_VERIFY_OUTCOME_OLDER
 		}

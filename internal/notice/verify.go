@@ -1,8 +1,10 @@
-package status
+package notice
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/impact-health/impact/internal/status"
 )
 
 // VerifyOutcome says how the ledger compares with one outbox line.
@@ -27,13 +29,13 @@ const (
 // if none). It reads and never writes: a missing or older pin is what
 // Restore puts back.
 func (s *Service) Verify(ctx context.Context, incident string, subjectID string, version uint64, noticeID string) (VerifyOutcome, uint64, error) {
-	if subjectID == "" || len(subjectID) > MaxSubjectIDBytes {
-		return 0, 0, fmt.Errorf("%w: subject id must be 1 to %d bytes", ErrInvalidArgument, MaxSubjectIDBytes)
+	if err := status.CheckSubject(subjectID); err != nil {
+		return 0, 0, err
 	}
 	if version == 0 || noticeID == "" {
-		return 0, 0, fmt.Errorf("%w: version and notice id are required", ErrInvalidArgument)
+		return 0, 0, fmt.Errorf("%w: version and notice id are required", status.ErrInvalidArgument)
 	}
-	view, err := s.read(ctx, incident, s.keyer.SubjectKey(subjectID), nil)
+	view, err := status.ReadView(ctx, s.st, incident, s.keyer.SubjectKey(subjectID), nil)
 	if err != nil {
 		return 0, 0, err
 	}
