@@ -173,3 +173,24 @@ func TestCheckWritesTheVisualization(t *testing.T) {
 		t.Fatalf("violation text does not show the offending claim:\n%s", s)
 	}
 }
+
+func TestLostPinsComparesTheNewestAcknowledgedPin(t *testing.T) {
+	h := []Op{
+		claim(0, 0, 1, "SEND", 1, "AFFECTED", "n1"),
+		claim(0, 2, 3, "SEND", 2, "UNDER_REVIEW", "n2"),
+		lostClaim(0, 4, 5), // unacknowledged: may be lost
+		func() Op { o := claim(0, 6, 7, "NONE", 3, NotAffected, ""); o.Subject = "bob"; return o }(),
+	}
+	if got := AckedPins(h)["alice"]; got.Pinned != 2 || got.NoticeID != "n2" {
+		t.Fatalf("newest acknowledged pin %v", got)
+	}
+	if lost := LostPins(h, map[string]uint32{"alice": 2}); len(lost) != 0 {
+		t.Fatalf("nothing lost, got %v", lost)
+	}
+	if lost := LostPins(h, map[string]uint32{"alice": 1}); len(lost) != 1 || lost[0].Pinned != 2 {
+		t.Fatalf("pin v2 lost, got %v", lost)
+	}
+	if lost := LostPins(h, map[string]uint32{}); len(lost) != 1 {
+		t.Fatalf("a NONE is no pin; want only alice lost, got %v", lost)
+	}
+}
