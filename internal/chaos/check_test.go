@@ -190,7 +190,10 @@ func TestLostPinsComparesTheNewestAcknowledgedPin(t *testing.T) {
 	if lost := LostPins(h, map[string]uint32{"alice": 1}); len(lost) != 1 || lost[0].Pinned != 2 {
 		t.Fatalf("pin v2 lost, got %v", lost)
 	}
-	if lost := LostPins(h, map[string]uint32{}); len(lost) != 1 {
+	if lost := LostPins(h, map[string]uint32{"alice": 0, "bob": 0}); len(lost) != 1 {
 		t.Fatalf("a NONE is no pin; want only alice lost, got %v", lost)
+	}
+	if lost := LostPins(h, map[string]uint32{"bob": 0}); len(lost) != 0 {
+		t.Fatalf("alice was not read: nothing to compare, got %v", lost)
 	}
 }

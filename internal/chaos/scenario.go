@@ -20,16 +20,19 @@ type Bounds struct {
 	Pause    time.Duration // between one worker's calls
 	Phase    time.Duration // load between two faults
 	Faults   int           // faults injected per scenario
+	// Upload is how long an upload of the roster lasts where a scenario
+	// kills impactd inside one (impactd's --upload-read-rate).
+	Upload time.Duration
 }
 
 // ShortBounds is the run inside `make test`.
 func ShortBounds() Bounds {
-	return Bounds{Subjects: 24, Fillers: 2000, Readers: 4, Claimers: 2, Pause: 2 * time.Millisecond, Phase: 700 * time.Millisecond, Faults: 1}
+	return Bounds{Subjects: 24, Fillers: 2000, Readers: 4, Claimers: 2, Pause: 2 * time.Millisecond, Phase: 500 * time.Millisecond, Faults: 1, Upload: 600 * time.Millisecond}
 }
 
 // LongBounds is the run of `make chaos`.
 func LongBounds() Bounds {
-	return Bounds{Subjects: 200, Fillers: 100000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3}
+	return Bounds{Subjects: 200, Fillers: 100000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3, Upload: 2 * time.Second}
 }
 
 // Figures are one scenario's results.
@@ -42,8 +45,9 @@ type Figures struct {
 	// Lost counts acknowledged pins that the ledger no longer held after
 	// the faults; Restored those of them that the wave files put back.
 	Lost, Restored int
-	// Recovery is the longest time from a fault's end (process restarted,
-	// master promoted, proxy healed) to the next answer.
+	// Recovery is the longest time from a fault's end (a killed process
+	// started again, a master promoted, the proxy healed) to the next
+	// answer.
 	Recovery   time.Duration
 	Violations []Violation
 	Note       string

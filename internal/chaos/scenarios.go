@@ -15,6 +15,8 @@ const recoverTimeout = 45 * time.Second
 // for them.
 func Scenarios() []Scenario {
 	return []Scenario{
+		{Name: "impactd-sigkill/embedded", Run: impactdKill("embedded")},
+		{Name: "impactd-sigkill/redis", Run: impactdKill("redis")},
 		{Name: "redis-sigkill-under-claims", Run: redisKill},
 	}
 }
@@ -90,13 +92,15 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 			if err := sleep(ctx, b.Phase/2); err != nil {
 				return f, err
 			}
+			}
+		start := time.Now()
+		if !forgetPins {
 			srv.Restart()
 		}
-		rec, err := w.WaitAnswer(ctx, a, recoverTimeout)
-		if err != nil {
+		if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
 			return f, err
 		}
-		f.Recovery = max(f.Recovery, rec)
+		f.Recovery = max(f.Recovery, time.Since(start))
 		if _, err := lostPins(ctx, w, a, &f, cut, false); err != nil {
 			return f, err
 		}

@@ -106,7 +106,9 @@ func (w *World) Roster(g int) ([]byte, map[string]string) {
 		}
 	}
 	for i := 0; i < w.Fillers; i++ {
-		fmt.Fprintf(&b, "chaos-fill-%07d,affected,uploads,GP-NL-002\n", i)
+		s := fmt.Sprintf("chaos-fill-%07d", i)
+		fmt.Fprintf(&b, "%s,affected,uploads,GP-NL-002\n", s)
+		truth[s] = "AFFECTED"
 	}
 	return b.Bytes(), truth
 }
@@ -279,16 +281,21 @@ func pause(ctx context.Context, d time.Duration) {
 }
 
 // WaitAnswer reads through d until an answer comes (recorded, as a probe)
-// or timeout passes, and returns how long it took.
-func (w *World) WaitAnswer(ctx context.Context, d *Impactd, timeout time.Duration) (time.Duration, error) {
+// or timeout passes, and returns how long it took and the answer. The
+// answer's version is the visible one: the harness learns it from there
+// after a publish whose outcome it does not know.
+func (w *World) WaitAnswer(ctx context.Context, d *Impactd, timeout time.Duration) (time.Duration, Op, error) {
 	start := time.Now()
 	for {
 		op := w.Read(ctx, clientProbe, d, w.Subjects[0], 0)
 		if op.Outcome == OK {
-			return time.Since(start), nil
+			w.mu.Lock()
+			w.visible = max(w.visible, op.Version)
+			w.mu.Unlock()
+			return time.Since(start), op, nil
 		}
 		if time.Since(start) > timeout {
-			return 0, fmt.Errorf("%s: no answer within %s (last: %s): %w", d.Name, timeout, op.Code, errTimeout)
+			return 0, op, fmt.Errorf("%s: no answer within %s (last: %s): %w", d.Name, timeout, op.Code, errTimeout)
 		}
 		pause(ctx, 20*time.Millisecond)
 	}
@@ -327,12 +334,12 @@ func AckedPins(h []Op) map[string]Op {
 	return out
 }
 
-// LostPins lists the acknowledged claims whose pin the final reads no
-// longer show (the final pin is older).
+// LostPins lists the acknowledged claims whose pin the final reads (of
+// the subjects in final) no longer show: the final pin is older.
 func LostPins(h []Op, final map[string]uint32) []Op {
 	var lost []Op
 	for s, op := range AckedPins(h) {
-		if final[s] < op.Pinned {
+		if got, read := final[s]; read && got < op.Pinned {
 			lost = append(lost, op)
 		}
 	}

@@ -1,0 +1,137 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// impactdKill: impactd is SIGKILLed during an upload, during a publish,
+// and during a claim wave run with impactctl, under claims and reads, and
+// restarted on the same data (the embedded store's directory, or Redis).
+// After each restart the old or the new version is visible, never a
+// mix; no raw roster copy is left at rest; every acknowledged pin is
+// kept; the re-run wave sends no notice twice.
+func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (Figures, error) {
+	return func(ctx context.Context, e *Env, b Bounds) (Figures, error) {
+		var f Figures
+		flags := []string{"--store", "embedded"}
+		if storeName == "redis" {
+			srv, err := e.StartRedis()
+			if err != nil {
+				return f, err
+			}
+			flags = RedisFlags(srv.Addr())
+		}
+		// The roster's size sets the upload rate; the world (its tokens need
+		// the dev keys impactd makes) comes after the start.
+		roster, _ := (&World{Subjects: make([]string, b.Subjects), Fillers: b.Fillers}).Roster(0)
+		rate := max(16<<10, int(float64(len(roster))/b.Upload.Seconds()))
+		flags = append(flags, "--upload-read-rate", fmt.Sprint(rate))
+		a, err := e.StartImpactd(ctx, "A", flags...)
+		if err != nil {
+			return f, err
+		}
+		w, err := NewWorld(e, b.Subjects, b.Fillers)
+		if err != nil {
+			return f, err
+		}
+		if _, err := w.StageAndPublish(ctx, a); err != nil {
+			return f, err
+		}
+		lctx, stop := context.WithCancel(ctx)
+		wait := w.Drive(lctx, Load{Readers: b.Readers, Claimers: b.Claimers, Replicas: []*Impactd{a}, Pause: b.Pause})
+		defer func() { stop(); wait() }()
+		restart := func(cut time.Duration) error {
+			start := time.Now()
+			if err := a.Restart(ctx); err != nil {
+				return err
+			}
+			if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+				return err
+			}
+			f.Recovery = max(f.Recovery, time.Since(start))
+			_, err = lostPins(ctx, w, a, &f, cut, false)
+			return err
+		}
+		uploadDir := filepath.Join(e.Dir, a.Name+"-uploads")
+
+		for i := 0; i < b.Faults; i++ {
+			// During an upload.
+			if err := sleep(ctx, b.Phase); err != nil {
+				return f, err
+			}
+			cut := w.Rec.Now()
+			staged := make(chan error, 1)
+			go func() { _, err := w.Stage(ctx, a); staged <- err }()
+			if err := sleep(ctx, b.Upload*2/5); err != nil {
+				return f, err
+			}
+			a.Kill()
+			f.Faults++
+			if err := <-staged; err == nil {
+				f.Note = appendNote(f.Note, "an upload finished before its kill")
+			}
+			if err := restart(cut); err != nil {
+				return f, err
+			}
+			if left, _ := filepath.Glob(filepath.Join(uploadDir, "roster-*")); len(left) > 0 {
+				f.Violations = append(f.Violations, Violation{Rule: "raw-at-rest",
+					Detail: fmt.Sprintf("%d roster spool files with raw subject ids left in the upload directory after the restart", len(left))})
+			}
+
+			// During the publish flip.
+			v, err := w.Stage(ctx, a)
+			if err != nil {
+				return f, err
+			}
+			cut = w.Rec.Now()
+			published := make(chan Op, 1)
+			go func() { published <- w.Publish(ctx, a, v) }()
+			if err := sleep(ctx, time.Duration(i)*time.Millisecond); err != nil {
+				return f, err
+			}
+			a.Kill()
+			f.Faults++
+			<-published
+			if err := restart(cut); err != nil {
+				return f, err
+			}
+			if w.Visible() != v {
+				// The flip did not happen: publish again, as the operator would.
+				if op := w.Publish(ctx, a, v); op.Outcome != OK {
+					return f, fmt.Errorf("publish v%d after the restart: %s", v, op.Code)
+				}
+			}
+		}
+
+		// During a claim wave (after a publish, so that claims are due).
+		if _, err := w.StageAndPublish(ctx, a); err != nil {
+			return f, err
+		}
+		cut := w.Rec.Now()
+		mid, err := w.killedWave(ctx, e, a, b.Fillers, b.Phase, &f)
+		if err != nil {
+			return f, err
+		}
+		if mid {
+			f.Faults++
+			if _, err := lostPins(ctx, w, a, &f, cut, false); err != nil {
+				return f, err
+			}
+		} else {
+			f.Note = appendNote(f.Note, "the wave finished before its kill")
+		}
+		if err := sleep(ctx, b.Phase); err != nil {
+			return f, err
+		}
+		stop()
+		wait()
+		if _, err := lostPins(ctx, w, a, &f, w.Rec.Now(), false); err != nil {
+			return f, err
+		}
+		w.check(e, &f)
+		return f, nil
+	}
+}
