@@ -92,7 +92,7 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 			if err := sleep(ctx, b.Phase/2); err != nil {
 				return f, err
 			}
-			}
+		}
 		start := time.Now()
 		if !forgetPins {
 			srv.Restart()
