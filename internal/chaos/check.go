@@ -458,3 +458,25 @@ func checkSessions(in Input) []Violation {
 	}
 	return out
 }
+
+// Segment is the part of history h that was called in [from, to): an
+// operation still running at to is cut there, a claim or publish as one
+// whose outcome is unknown, a read left out. A scenario that loses state
+// on purpose (a failover) checks the history before the loss and the one
+// after the repair as two segments.
+func Segment(h []Op, from, to time.Duration) []Op {
+	var out []Op
+	for _, op := range h {
+		if op.Call < from || op.Call >= to {
+			continue
+		}
+		if op.Return >= to {
+			if op.Kind == KindRead {
+				continue
+			}
+			op.Outcome, op.Code = Unknown, "cut"
+		}
+		out = append(out, op)
+	}
+	return out
+}

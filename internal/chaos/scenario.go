@@ -27,12 +27,12 @@ type Bounds struct {
 
 // ShortBounds is the run inside `make test`.
 func ShortBounds() Bounds {
-	return Bounds{Subjects: 24, Fillers: 2000, Readers: 4, Claimers: 2, Pause: 2 * time.Millisecond, Phase: 500 * time.Millisecond, Faults: 1, Upload: 600 * time.Millisecond}
+	return Bounds{Subjects: 24, Fillers: 1200, Readers: 4, Claimers: 2, Pause: 2 * time.Millisecond, Phase: 500 * time.Millisecond, Faults: 1, Upload: 600 * time.Millisecond}
 }
 
 // LongBounds is the run of `make chaos`.
 func LongBounds() Bounds {
-	return Bounds{Subjects: 200, Fillers: 100000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3, Upload: 2 * time.Second}
+	return Bounds{Subjects: 200, Fillers: 30000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3, Upload: 2 * time.Second}
 }
 
 // Figures are one scenario's results.
@@ -71,6 +71,8 @@ func (f Figures) Line() string {
 type Scenario struct {
 	Name string
 	Run  func(ctx context.Context, e *Env, b Bounds) (Figures, error)
+	// NoFault: the scenario is a race under load, not a fault.
+	NoFault bool
 }
 
 // Options are what RunAll needs besides the scenarios.

@@ -105,10 +105,17 @@ func (w *World) Roster(g int) ([]byte, map[string]string) {
 			truth[s] = "UNDER_REVIEW"
 		}
 	}
+	// Fillers alternate between affected and under review: every wave's
+	// claims are due.
 	for i := 0; i < w.Fillers; i++ {
 		s := fmt.Sprintf("chaos-fill-%07d", i)
-		fmt.Fprintf(&b, "%s,affected,uploads,GP-NL-002\n", s)
-		truth[s] = "AFFECTED"
+		if g%2 == 0 {
+			fmt.Fprintf(&b, "%s,affected,uploads,GP-NL-002\n", s)
+			truth[s] = "AFFECTED"
+		} else {
+			fmt.Fprintf(&b, "%s,under_review,referrals,GP-RF-102\n", s)
+			truth[s] = "UNDER_REVIEW"
+		}
 	}
 	return b.Bytes(), truth
 }
@@ -141,8 +148,13 @@ func (w *World) Stage(ctx context.Context, d *Impactd) (uint32, error) {
 // Publish records a publish of v through d, expecting the visible version
 // the harness last saw.
 func (w *World) Publish(ctx context.Context, d *Impactd, v uint32) Op {
+	return w.PublishAs(ctx, clientPublisher, d, v)
+}
+
+// PublishAs is Publish recorded as client's.
+func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32) Op {
 	expect := w.Visible()
-	op := Op{Client: clientPublisher, Replica: d.Name, Kind: KindPublish, Publish: v, Expect: expect, Call: w.Rec.Now()}
+	op := Op{Client: client, Replica: d.Name, Kind: KindPublish, Publish: v, Expect: expect, Call: w.Rec.Now()}
 	cctx, cancel := w.ctx(ctx)
 	_, err := testclient.Publish(cctx, impactv1.NewSnapshotServiceClient(d.Admin), Incident, v, expect)
 	cancel()
@@ -151,7 +163,7 @@ func (w *World) Publish(ctx context.Context, d *Impactd, v uint32) Op {
 	w.Rec.Add(op)
 	if op.Outcome == OK {
 		w.mu.Lock()
-		w.visible = v
+		w.visible = max(w.visible, v)
 		w.mu.Unlock()
 	}
 	return op
@@ -304,17 +316,31 @@ func (w *World) WaitAnswer(ctx context.Context, d *Impactd, timeout time.Duratio
 // FinalPins reads every subject through d (recorded) and returns the pin
 // each answer names, retrying a subject until it is answered (bounded).
 func (w *World) FinalPins(ctx context.Context, d *Impactd) (map[string]uint32, error) {
-	out := map[string]uint32{}
+	answers, err := w.Sweep(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint32, len(answers))
+	for s, op := range answers {
+		out[s] = op.Pinned
+	}
+	return out, nil
+}
+
+// Sweep reads every subject through d (recorded) and returns each answer,
+// retrying a subject until it is answered (bounded).
+func (w *World) Sweep(ctx context.Context, d *Impactd) (map[string]Op, error) {
+	out := map[string]Op{}
 	for _, s := range w.Subjects {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			op := w.Read(ctx, clientFinal, d, s, 0)
 			if op.Outcome == OK {
-				out[s] = op.Pinned
+				out[s] = op
 				break
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				return nil, fmt.Errorf("final read of %s through %s: %s", s, d.Name, op.Code)
+				return nil, fmt.Errorf("read of %s through %s: %s", s, d.Name, op.Code)
 			}
 			pause(ctx, 50*time.Millisecond)
 		}

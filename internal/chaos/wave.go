@@ -140,6 +140,15 @@ func (w *World) killedWave(ctx context.Context, e *Env, d *Impactd, rows int, ki
 		return true, err
 	}
 	w.recordWave(final, call2, w.Rec.Now())
+	checkRerun(kept, final, f)
+	f.Note = appendNote(f.Note, fmt.Sprintf("wave: %d notices kept at the kill, %d after the re-run", len(kept), len(final)))
+	return true, nil
+}
+
+// checkRerun: a re-run wave's outbox holds each subject once, and a
+// subject whose notice was acknowledged before the interruption (kept)
+// keeps that notice id: nobody gets a second email.
+func checkRerun(kept, final []waveLine, f *Figures) {
 	ids := map[string]string{}
 	for _, l := range final {
 		if prev, ok := ids[l.SubjectID]; ok {
@@ -154,8 +163,6 @@ func (w *World) killedWave(ctx context.Context, e *Env, d *Impactd, rows int, ki
 				Detail: fmt.Sprintf("%s: notice %s acknowledged before the kill, the re-run sent %s", l.SubjectID, l.NoticeID, got)})
 		}
 	}
-	f.Note = appendNote(f.Note, fmt.Sprintf("wave: %d notices kept at the kill, %d after the re-run", len(kept), len(final)))
-	return true, nil
 }
 
 func appendNote(note, s string) string {
