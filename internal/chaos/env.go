@@ -27,6 +27,7 @@ type Env struct {
 
 	mu       sync.Mutex
 	cleanups []func()
+	logs     []string // every impactd's log file
 }
 
 // NewEnv makes a scenario environment in a fresh directory under parent.

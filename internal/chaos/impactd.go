@@ -50,6 +50,9 @@ func (e *Env) StartImpactd(ctx context.Context, name string, extra ...string) (*
 		"--rate-subject", "off", "--rate-ip", "off",
 		"--request-timeout", e.RequestTimeout.String(),
 	}, extra...)
+	e.mu.Lock()
+	e.logs = append(e.logs, filepath.Join(e.Dir, name+".log"))
+	e.mu.Unlock()
 	if err := d.start(ctx); err != nil {
 		return nil, err
 	}

@@ -112,6 +112,9 @@ func RunScenario(ctx context.Context, s Scenario, o Options) (res Result) {
 		}
 	}()
 	f, err := s.Run(ctx, e, o.Bounds)
+	if err == nil {
+		e.checkLogs(&f)
+	}
 	f.Scenario = s.Name
 	res.Figures, res.Err = f, err
 	return res
