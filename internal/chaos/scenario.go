@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -181,4 +182,59 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
+}
+
+// loaded is a scenario's running system: its replicas, its world with the
+// first version published, and the load running through the replicas.
+type loaded struct {
+	w        *World
+	replicas []*Impactd
+	stopLoad func()
+}
+
+// stop ends the load and waits for every worker; calling it again does
+// nothing.
+func (l *loaded) stop() { l.stopLoad() }
+
+// startLoaded starts one impactd per name with flags, makes the world
+// (fillers extra roster rows), publishes its first version and starts
+// load (its Replicas are the started ones).
+func startLoaded(ctx context.Context, e *Env, b Bounds, fillers int, load Load, flags []string, names ...string) (*loaded, error) {
+	l := &loaded{}
+	for _, name := range names {
+		d, err := e.StartImpactd(ctx, name, flags...)
+		if err != nil {
+			return nil, err
+		}
+		l.replicas = append(l.replicas, d)
+	}
+	w, err := NewWorld(e, b.Subjects, fillers)
+	if err != nil {
+		return nil, err
+	}
+	l.w = w
+	if _, err := w.StageAndPublish(ctx, l.replicas[0]); err != nil {
+		return nil, err
+	}
+	load.Replicas = l.replicas
+	lctx, cancel := context.WithCancel(ctx)
+	wait := w.Drive(lctx, load)
+	var once sync.Once
+	l.stopLoad = func() { once.Do(func() { cancel(); wait() }) }
+	e.cleanup(l.stop)
+	return l, nil
+}
+
+// finish runs the load one more phase, stops it, sweeps every subject
+// for acknowledged pins lost, and checks the whole history.
+func (l *loaded) finish(ctx context.Context, e *Env, b Bounds, f *Figures) error {
+	if err := sleep(ctx, b.Phase); err != nil {
+		return err
+	}
+	l.stop()
+	if _, err := lostPins(ctx, l.w, l.replicas[0], f, l.w.Rec.Now(), false); err != nil {
+		return err
+	}
+	l.w.check(e, f)
+	return nil
 }

@@ -22,20 +22,11 @@ func failover(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if err != nil {
 		return f, err
 	}
-	a, err := e.StartImpactd(ctx, "A", set.Flags()...)
+	l, err := startLoaded(ctx, e, b, b.Fillers, Load{Readers: b.Readers, Pause: b.Pause}, set.Flags(), "A")
 	if err != nil {
 		return f, err
 	}
-	w, err := NewWorld(e, b.Subjects, b.Fillers)
-	if err != nil {
-		return f, err
-	}
-	if _, err := w.StageAndPublish(ctx, a); err != nil {
-		return f, err
-	}
-	lctx, stop := context.WithCancel(ctx)
-	wait := w.Drive(lctx, Load{Readers: b.Readers, Replicas: []*Impactd{a}, Pause: b.Pause})
-	defer func() { stop(); wait() }()
+	w, a := l.w, l.replicas[0]
 
 	roster := filepath.Join(e.Dir, "wave.csv")
 	if err := w.waveRoster(roster, b.Fillers); err != nil {
@@ -150,8 +141,7 @@ func failover(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if err := sleep(ctx, b.Phase); err != nil {
 		return f, err
 	}
-	stop()
-	wait()
+	l.stop()
 
 	// The history before the kill, and after the repair from the pins the
 	// sweep read.

@@ -24,25 +24,16 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 			}
 			flags = RedisFlags(srv.Addr())
 		}
-		// The roster's size sets the upload rate; the world (its tokens need
-		// the dev keys impactd makes) comes after the start.
+		// The roster's size sets the upload rate (the world, whose tokens
+		// need the dev keys impactd makes, comes after the start).
 		roster, _ := (&World{Subjects: make([]string, b.Subjects), Fillers: b.Fillers}).Roster(0)
 		rate := max(16<<10, int(float64(len(roster))/b.Upload.Seconds()))
 		flags = append(flags, "--upload-read-rate", fmt.Sprint(rate))
-		a, err := e.StartImpactd(ctx, "A", flags...)
+		l, err := startLoaded(ctx, e, b, b.Fillers, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause}, flags, "A")
 		if err != nil {
 			return f, err
 		}
-		w, err := NewWorld(e, b.Subjects, b.Fillers)
-		if err != nil {
-			return f, err
-		}
-		if _, err := w.StageAndPublish(ctx, a); err != nil {
-			return f, err
-		}
-		lctx, stop := context.WithCancel(ctx)
-		wait := w.Drive(lctx, Load{Readers: b.Readers, Claimers: b.Claimers, Replicas: []*Impactd{a}, Pause: b.Pause})
-		defer func() { stop(); wait() }()
+		w, a := l.w, l.replicas[0]
 		restart := func(cut time.Duration) error {
 			start := time.Now()
 			if err := a.Restart(ctx); err != nil {
@@ -123,15 +114,9 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 		} else {
 			f.Note = appendNote(f.Note, "the wave finished before its kill")
 		}
-		if err := sleep(ctx, b.Phase); err != nil {
+		if err := l.finish(ctx, e, b, &f); err != nil {
 			return f, err
 		}
-		stop()
-		wait()
-		if _, err := lostPins(ctx, w, a, &f, w.Rec.Now(), false); err != nil {
-			return f, err
-		}
-		w.check(e, &f)
 		return f, nil
 	}
 }

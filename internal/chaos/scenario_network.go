@@ -23,20 +23,11 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 		return f, err
 	}
 	e.cleanup(px.Close)
-	a, err := e.StartImpactd(ctx, "A", RedisFlags(px.Addr())...)
+	l, err := startLoaded(ctx, e, b, b.Fillers, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause}, RedisFlags(px.Addr()), "A")
 	if err != nil {
 		return f, err
 	}
-	w, err := NewWorld(e, b.Subjects, b.Fillers)
-	if err != nil {
-		return f, err
-	}
-	if _, err := w.StageAndPublish(ctx, a); err != nil {
-		return f, err
-	}
-	lctx, stop := context.WithCancel(ctx)
-	wait := w.Drive(lctx, Load{Readers: b.Readers, Claimers: b.Claimers, Replicas: []*Impactd{a}, Pause: b.Pause})
-	defer func() { stop(); wait() }()
+	w, a := l.w, l.replicas[0]
 	for i := 0; i < b.Faults; i++ {
 		if err := sleep(ctx, b.Phase); err != nil {
 			return f, err
@@ -65,15 +56,9 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 			return f, err
 		}
 	}
-	if err := sleep(ctx, b.Phase); err != nil {
+	if err := l.finish(ctx, e, b, &f); err != nil {
 		return f, err
 	}
-	stop()
-	wait()
-	if _, err := lostPins(ctx, w, a, &f, w.Rec.Now(), false); err != nil {
-		return f, err
-	}
-	w.check(e, &f)
 	var slowest time.Duration
 	unavailable := 0
 	for _, op := range w.Rec.History() {
@@ -100,25 +85,11 @@ func replicasRace(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if err != nil {
 		return f, err
 	}
-	a, err := e.StartImpactd(ctx, "A", RedisFlags(srv.Addr())...)
+	l, err := startLoaded(ctx, e, b, b.Fillers/10, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause}, RedisFlags(srv.Addr()), "A", "B")
 	if err != nil {
 		return f, err
 	}
-	bb, err := e.StartImpactd(ctx, "B", RedisFlags(srv.Addr())...)
-	if err != nil {
-		return f, err
-	}
-	w, err := NewWorld(e, b.Subjects, b.Fillers/10)
-	if err != nil {
-		return f, err
-	}
-	if _, err := w.StageAndPublish(ctx, a); err != nil {
-		return f, err
-	}
-	replicas := []*Impactd{a, bb}
-	lctx, stop := context.WithCancel(ctx)
-	wait := w.Drive(lctx, Load{Readers: b.Readers, Claimers: b.Claimers, Replicas: replicas, Pause: b.Pause})
-	defer func() { stop(); wait() }()
+	w, a, replicas := l.w, l.replicas[0], l.replicas
 	end := time.Now().Add(time.Duration(b.Faults+1) * 2 * b.Phase)
 	type tally struct{ ok, refused int }
 	results := make(chan tally, 2)
@@ -149,8 +120,7 @@ func replicasRace(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if total.ok == 0 {
 		return f, fmt.Errorf("no publish succeeded")
 	}
-	stop()
-	wait()
+	l.stop()
 	if _, err := lostPins(ctx, w, a, &f, w.Rec.Now(), false); err != nil {
 		return f, err
 	}

@@ -70,20 +70,11 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 	if err != nil {
 		return f, err
 	}
-	a, err := e.StartImpactd(ctx, "A", RedisFlags(srv.Addr())...)
+	l, err := startLoaded(ctx, e, b, b.Fillers, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause}, RedisFlags(srv.Addr()), "A")
 	if err != nil {
 		return f, err
 	}
-	w, err := NewWorld(e, b.Subjects, b.Fillers)
-	if err != nil {
-		return f, err
-	}
-	if _, err := w.StageAndPublish(ctx, a); err != nil {
-		return f, err
-	}
-	lctx, stop := context.WithCancel(ctx)
-	wait := w.Drive(lctx, Load{Readers: b.Readers, Claimers: b.Claimers, Replicas: []*Impactd{a}, Pause: b.Pause})
-	defer func() { stop(); wait() }()
+	w, a := l.w, l.replicas[0]
 	for i := 0; i < b.Faults; i++ {
 		if err := sleep(ctx, b.Phase); err != nil {
 			return f, err
@@ -119,15 +110,9 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 			return f, err
 		}
 	}
-	if err := sleep(ctx, b.Phase); err != nil {
+	if err := l.finish(ctx, e, b, &f); err != nil {
 		return f, err
 	}
-	stop()
-	wait()
-	if _, err := lostPins(ctx, w, a, &f, w.Rec.Now(), false); err != nil {
-		return f, err
-	}
-	w.check(e, &f)
 	f.Note = "appendfsync always; impactd not restarted"
 	return f, nil
 }
