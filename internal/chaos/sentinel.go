@@ -22,23 +22,49 @@ type SentinelSet struct {
 	Sentinel        *Proc
 	SentinelAddr    string
 	Name            string
+	link            *Proxy // the replication link, when it lags
+}
+
+// KillMaster SIGKILLs the master, with the replication link cut at the
+// same instant (a zone lost: what the link still held never arrives).
+func (s *SentinelSet) KillMaster() {
+	if s.link != nil {
+		s.link.Close()
+	}
+	s.Master.Kill()
 }
 
 // StartSentinelSet starts the master and its replica (both appendonly
 // yes, appendfsync always: only replication is asynchronous), waits until
-// the replica is in sync, then starts the Sentinel.
-func (e *Env) StartSentinelSet(ctx context.Context) (*SentinelSet, error) {
+// the replica is in sync, then starts the Sentinel. With lag > 0 the
+// replica reaches the master through a Proxy that delays the replication
+// stream by lag (a link between zones), so that it runs behind.
+func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*SentinelSet, error) {
 	s := &SentinelSet{Name: "chaos"}
 	var err error
 	if s.Master, err = e.StartRedis(); err != nil {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(s.Master.Addr())
-	if s.Replica, err = e.StartRedis(redisserver.Config("replicaof " + host + " " + port)); err != nil {
+	link := s.Master.Addr()
+	var px *Proxy
+	if lag > 0 {
+		if px, err = StartProxy(s.Master.Addr()); err != nil {
+			return nil, err
+		}
+		e.cleanup(px.Close)
+		link = px.Addr()
+	}
+	lhost, lport, _ := net.SplitHostPort(link)
+	if s.Replica, err = e.StartRedis(redisserver.Config("replicaof " + lhost + " " + lport)); err != nil {
 		return nil, err
 	}
 	if err := waitInfo(ctx, s.Replica.Addr(), "master_link_status:up"); err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
+	}
+	if px != nil {
+		px.SetLatency(lag, lag)
+		s.link = px
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, err
@@ -117,4 +143,41 @@ func waitInfo(ctx context.Context, addr, want string) error {
 			return err
 		}
 	}
+}
+
+// WaitCaughtUp waits until the replica has applied everything the master
+// has written so far (bounded).
+func (s *SentinelSet) WaitCaughtUp(ctx context.Context, timeout time.Duration) error {
+	m := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
+	r := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
+	defer func() { _ = m.Close(); _ = r.Close() }()
+	deadline := time.Now().Add(timeout)
+	for {
+		want, err1 := infoInt(ctx, m, "master_repl_offset")
+		got, err2 := infoInt(ctx, r, "slave_repl_offset")
+		if err1 == nil && err2 == nil && got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replica at offset %d, master at %d after %s: %w", got, want, timeout, errTimeout)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func infoInt(ctx context.Context, c *redis.Client, field string) (int64, error) {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			var n int64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in INFO replication", field)
 }
