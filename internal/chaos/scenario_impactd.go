@@ -117,6 +117,13 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 		if err := l.finish(ctx, e, b, &f); err != nil {
 			return f, err
 		}
+		// Versions whose upload a kill interrupted: the embedded store aborts
+		// them when it opens; on Redis they stay staging (with their partial
+		// records) until a stage lease lets anyone abort them. Counted, not
+		// yet a violation: once the lease exists, require 0 after its expiry.
+		if n, err := w.Staging(ctx, a); err == nil {
+			f.Note = appendNote(f.Note, fmt.Sprintf("%d interrupted versions still staging", n))
+		}
 		return f, nil
 	}
 }
