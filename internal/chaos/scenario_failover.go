@@ -97,6 +97,7 @@ func failover(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	}
 	w.recordWave(kept, call, w.Rec.Now())
 	if interrupted {
+		w.recordCut(kept, call, w.Rec.Now())
 		f.Note = appendNote(f.Note, fmt.Sprintf("wave 1 interrupted, %d notices kept", len(kept)))
 	}
 	if !interrupted && waveErr != nil {

@@ -72,6 +72,22 @@ func (w *World) recordWave(lines []waveLine, call, ret time.Duration) {
 	}
 }
 
+// recordCut records, for a wave that was cut short, a claim of unknown
+// outcome for each of the harness's subjects that its kept outbox does
+// not hold: impactd may have pinned it and only the answer was lost.
+func (w *World) recordCut(kept []waveLine, call, ret time.Duration) {
+	have := map[string]bool{}
+	for _, l := range kept {
+		have[l.SubjectID] = true
+	}
+	for _, s := range w.Subjects {
+		if !have[s] {
+			w.Rec.Add(Op{Client: clientWave, Replica: "impactctl", Kind: KindClaim, Subject: s, Call: call, Return: ret,
+				Outcome: Unknown, Code: "cut"})
+		}
+	}
+}
+
 // killedWave runs a claim wave with impactctl through d, SIGKILLs d
 // killAfter into it, restarts d, and re-runs the same command (same wave
 // id). The notices the first run acknowledged (kept in the outbox's .tmp)
@@ -126,6 +142,7 @@ func (w *World) killedWave(ctx context.Context, e *Env, d *Impactd, rows int, ki
 			Detail: fmt.Sprintf("impactctl's message for a wave cut by impactd's death: %q", strings.TrimSpace(msg))})
 	}
 	w.recordWave(kept, call1, ret1)
+	w.recordCut(kept, call1, ret1)
 	start := time.Now()
 	if err := d.Restart(ctx); err != nil {
 		return true, err
