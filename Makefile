@@ -8,7 +8,7 @@ DATA  ?= $(CURDIR)/.impact-dev
 # Time budget of `make test` (CI has 90 minutes; keep this well under 15).
 TEST_TIMEOUT ?= 12m
 
-.PHONY: help build run test test-short generate generate-check lint bench load fuzz clean
+.PHONY: help build run test test-short generate generate-check lint bench load chaos fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -89,6 +89,11 @@ load: build ## load harness: impactd (Redis store, JWT on) vs minimal grpc-go an
 	@[ -x $(BIN)/ghz ] || GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION) || \
 		echo "ghz $(GHZ_VERSION) could not be installed: no ghz comparison" >&2
 	$(BIN)/impact-load --impactd $(BIN)/impactd --ghz $$([ -x $(BIN)/ghz ] && echo $(BIN)/ghz || echo off) $(LOAD_ARGS)
+
+CHAOS_ARGS ?=
+
+chaos: build ## fault harness: every scenario at full length, histories checked with Porcupine; CHAOS_ARGS="--only redis" for one
+	$(BIN)/impact-chaos --impactd $(BIN)/impactd --impactctl $(BIN)/impactctl $(CHAOS_ARGS)
 
 clean: ## remove build output and the dev data directory
 	rm -rf $(BIN) $(DATA)
