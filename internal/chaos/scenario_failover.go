@@ -2,9 +2,13 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -115,14 +119,17 @@ func failover(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	f.Note = appendNote(f.Note, fmt.Sprintf("replication link +%s; serving %s after the master's kill", replicationLag, f.Recovery.Round(time.Millisecond)))
 
 	// Compare the wave files with the ledger: every pin they hold that the
-	// ledger no longer has, or has older, was lost in the failover.
-	// (`impactctl notice verify --file ...` does this comparison once it
-	// exists; run it here and require that it names the same pins.)
+	// ledger no longer has, or has older, was lost in the failover. The
+	// operator's tool, `impactctl notice verify`, must name the same
+	// subjects.
 	lost, err := w.lostAgainstWaves(ctx, a, files)
 	if err != nil {
 		return f, err
 	}
 	f.Lost = len(lost)
+	if err := w.verifyNamesLost(ctx, e, a, files, lost, &f); err != nil {
+		return f, err
+	}
 	if b, err := w.Impactctl(ctx, e, a, append([]string{"notice", "restore"}, fileFlags(files)...)...); err != nil {
 		return f, fmt.Errorf("notice restore: %v\n%s", err, b)
 	}
@@ -208,4 +215,59 @@ func (w *World) lostAgainstWaves(ctx context.Context, d *Impactd, files []string
 		}
 	}
 	return lost, nil
+}
+
+// verifyNamesLost runs `impactctl --json notice verify` over the wave files
+// and records a violation unless the subjects of the lines it reports
+// (missing or older pins) are exactly lost. Verify changes nothing; it
+// exits 1 when it reports a line.
+func (w *World) verifyNamesLost(ctx context.Context, e *Env, d *Impactd, files []string, lost []waveLine, f *Figures) error {
+	args := append([]string{"--addr", d.AdminAddr(), "--token", w.admin, "--json", "notice", "verify", "--incident", Incident}, fileFlags(files)...)
+	cmd := exec.CommandContext(ctx, e.ImpactctlBin, args...) // #nosec G204 -- the harness's own binary
+	cmd.Env = cleanEnv()
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
+		return fmt.Errorf("notice verify: %v\n%s", err, out)
+	}
+	var rep struct {
+		Missing, Older uint32
+		Truncated      bool
+		Problems       []struct {
+			File string `json:"file"`
+			Line int    `json:"line"`
+		} `json:"problems"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return fmt.Errorf("notice verify --json: %v\n%s", err, out)
+	}
+	lines := map[string][]waveLine{}
+	var named []string
+	for _, p := range rep.Problems {
+		if _, ok := lines[p.File]; !ok {
+			ls, err := readWave(p.File)
+			if err != nil {
+				return err
+			}
+			lines[p.File] = ls
+		}
+		if p.Line < 1 || p.Line > len(lines[p.File]) {
+			return fmt.Errorf("notice verify names line %d of %s, which has %d", p.Line, p.File, len(lines[p.File]))
+		}
+		if s := lines[p.File][p.Line-1].SubjectID; !slices.Contains(named, s) {
+			named = append(named, s)
+		}
+	}
+	var want []string
+	for _, l := range lost {
+		want = append(want, l.SubjectID)
+	}
+	slices.Sort(named)
+	slices.Sort(want)
+	if rep.Truncated || !slices.Equal(named, want) {
+		f.Violations = append(f.Violations, Violation{Rule: "verify-differs",
+			Detail: fmt.Sprintf("notice verify reports %d subjects (truncated %v), the ledger comparison %d", len(named), rep.Truncated, len(want))})
+	}
+	f.Note = appendNote(f.Note, fmt.Sprintf("notice verify named all %d", len(named)))
+	return nil
 }
