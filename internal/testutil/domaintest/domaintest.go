@@ -63,10 +63,10 @@ func New(t testing.TB) *Fixture {
 	cat := snapshot.NewCatalog(st, 16)
 	rec := audit.New(st)
 	return &Fixture{
-		Store:     st,
-		Keyer:     keyer,
-		Catalog:   cat,
-		Audit:     rec,
+		Store:   st,
+		Keyer:   keyer,
+		Catalog: cat,
+		Audit:   rec,
 		// No fence grace after a publish: the restore tests re-create pins
 		// at the old version right after one (the grace would refuse them
 		// for its duration; that refusal is tested in package snapshot).
