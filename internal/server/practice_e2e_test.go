@@ -614,3 +614,30 @@ func TestPracticeLargeRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// checkPracticeRoutes calls the practice routes of both REST listeners,
+// answers and errors, validating each against the listener's document
+// (TestRESTMatchesOpenAPI).
+func checkPracticeRoutes(t *testing.T, e *env, patient, ops *servedDoc) {
+	t.Helper()
+	inc := "/v1/incidents/" + demo.IncidentID
+	tok := e.PracticeToken(t, "dr", "GP-01")
+	for _, c := range []struct {
+		d                       *servedDoc
+		method, path, tok, body string
+		want                    int
+	}{
+		{patient, "GET", inc + "/practice", tok, "", 200},
+		{patient, "GET", "/v1/incidents/unknown-incident/practice", tok, "", 404},
+		{patient, "GET", inc + "/practice", "", "", 401},
+		{patient, "POST", inc + "/practice/patients:check", tok, `{"subject_ids":["` + sid(8) + `","nobody"]}`, 200},
+		{patient, "POST", inc + "/practice/patients:check", tok, `{"subject_ids":["a","a"]}`, 400},
+		{patient, "POST", inc + "/practice/patients:check", e.Token(t, sid(8)), `{"subject_ids":["a"]}`, 403},
+		{ops, "GET", inc + "/practices/stats", e.adminTk, "", 200},
+		{ops, "GET", "/v1/incidents/BAD_ID/practices/stats", e.adminTk, "", 400},
+	} {
+		if code, _, b := c.d.check(t, e, c.method, c.path, c.tok, c.body); code != c.want {
+			t.Fatalf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, code, b, c.want)
+		}
+	}
+}
