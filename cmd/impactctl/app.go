@@ -109,7 +109,8 @@ A first run on one machine:
 	pf.StringVar(&a.dataDir, "data-dir", a.env("IMPACT_DATA_DIR", defaultDataDir), "impactd --dev data directory, for dev tokens (env IMPACT_DATA_DIR)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
 
-	root.AddCommand(a.snapshotCommand(), a.noticeCommand(), a.subjectCommand(), a.auditCommand(), a.devCommand(), a.demoCommand())
+	root.AddCommand(a.snapshotCommand(), a.noticeCommand(), a.subjectCommand(), a.auditCommand(), a.devCommand(), a.demoCommand(),
+		a.practiceCommand()) // practice.go
 	return root
 }
 

@@ -21,9 +21,11 @@ func (a *app) auditCommand() *cobra.Command {
 		Use:   "audit [--incident ID] [--limit N] [--after SEQ]",
 		Short: "Show the audit trail: who uploaded, published, rolled back, collected, claimed, erased, and when (impact.admin)",
 		Long: `Audit prints the audit trail, oldest first: every ops action (upload,
-publish, rollback, gc, claim_wave, restore, erase) with its number, time, actor (the
-operator's token subject), incident, version, digest, outcome and a short
-detail. Erasures name no subject. --limit shows the newest N events (0: all);
+publish, rollback, gc, claim_wave, restore, erase) and every practice call
+(practice_impact, practice_check: the practice and how many ids were checked
+and found) with its number, time, actor (the operator's, or the practice
+user's, token subject), incident, version, digest, outcome and a short
+detail. Erasures and practice checks name no subject. --limit shows the newest N events (0: all);
 --after shows only events numbered after SEQ.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {

@@ -56,6 +56,7 @@ func parseConfig(args []string, stderr io.Writer) (*app.Config, error) {
 	fs.StringVar(&c.PepperFile, "pepper-file", c.PepperFile, "file with the secret pepper of subject keys (>= 32 bytes)")
 
 	addSecurityFlags(fs, &c)
+	addPracticeFlags(fs, &c) // practice.go
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

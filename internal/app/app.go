@@ -19,6 +19,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -47,6 +48,11 @@ type Options struct {
 	// is then required (see server.Deps).
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
+	// PracticeLimiter, when set, replaces the limiter
+	// Config.RatePracticeIDs would build (RateKeys is then required);
+	// PracticeOptions configure the practice view.
+	PracticeLimiter ratelimit.WeightedLimiter
+	PracticeOptions []practice.Option
 }
 
 // App is one wired server: its listeners are bound, Run serves them.
@@ -63,6 +69,7 @@ type App struct {
 	Audit     *audit.Recorder
 	Erasure   *erasure.Service
 	Notices   *notice.Service
+	Practice  *practice.Service
 	Server    *server.Server
 
 	log       *slog.Logger
@@ -140,6 +147,18 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate),
 		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL))
+	a.Practice = newPractice(a.Store, a.Catalog, a.Status, a.Keyer, a.Audit, opts.PracticeOptions...) // practice.go
+	practiceLimit := opts.PracticeLimiter
+	if rateKeys == nil {
+		rateKeys = opts.RateKeys // a practice limiter's keys, the patient limits off
+	}
+	if practiceLimit == nil {
+		var closeLimiter func()
+		if practiceLimit, rateKeys, closeLimiter, err = newPracticeLimiter(&cfg, pepper, rateKeys); err != nil {
+			return nil, err
+		}
+		a.onClose(closeLimiter)
+	}
 	page := opts.Web
 	if page == nil {
 		page = cfg.WebPage()
@@ -160,6 +179,9 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		SubjectLimiter: subjectLimit,
 		AddrLimiter:    addrLimit,
 		RateKeys:       rateKeys,
+
+		Practice:        a.Practice,
+		PracticeLimiter: practiceLimit,
 	})
 	if err != nil {
 		return nil, err

@@ -79,6 +79,9 @@ type Config struct {
 	// RateSubject and RateIP limit the patient listener per token subject
 	// and per client address (IPv6 per /64); zero is off.
 	RateSubject, RateIP ratelimit.Limit
+	// RatePracticeIDs limits the subject ids each practice checks
+	// (practice.go); zero is off.
+	RatePracticeIDs ratelimit.Limit
 	// CatalogSize bounds the per-version cache; zero: DefaultCatalogSize.
 	CatalogSize int
 
@@ -105,6 +108,8 @@ func DefaultConfig() Config {
 
 		PublishApprovals: 1,
 		ApprovalTTL:      snapshot.DefaultApprovalTTL,
+
+		RatePracticeIDs: DefaultRatePracticeIDs,
 	}
 }
 
@@ -140,6 +145,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--approval-ttl must be positive, not %s", c.ApprovalTTL)
 	}
 	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.validatePractice(); err != nil { // practice.go
 		return err
 	}
 	switch c.Log.Level {

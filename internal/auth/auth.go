@@ -36,6 +36,9 @@ type Principal struct {
 	Subject string
 	// Scopes are the space-separated values of the token's `scope` claim.
 	Scopes []string
+	// Practice is the token's `practice_id` claim, set only on tokens with
+	// the impact.practice scope (see ScopePractice).
+	Practice string
 }
 
 // HasScope reports whether the principal was granted scope s.
@@ -71,6 +74,7 @@ const (
 	reasonClaims       reason = "invalid_claims"
 	reasonMissingClaim reason = "missing_claim"
 	reasonSubject      reason = "missing_subject"
+	reasonPractice     reason = "invalid_practice"
 )
 
 // authError is what the Verifier returns: its text is always
@@ -86,7 +90,7 @@ var authErrors = func() map[reason]*authError {
 	for _, r := range []reason{reasonMissing, reasonScheme, reasonOversize, reasonMalformed, reasonJWE,
 		reasonAlg, reasonNoKID, reasonUnknownKey, reasonKeyMismatch, reasonCrit, reasonSignature,
 		reasonExpired, reasonNotYetValid, reasonIssuedFuture, reasonIssuer, reasonAudience,
-		reasonClaims, reasonMissingClaim, reasonSubject} {
+		reasonClaims, reasonMissingClaim, reasonSubject, reasonPractice} {
 		m[r] = &authError{reason: r}
 	}
 	return m

@@ -10,12 +10,13 @@ import (
 // cacheEntry is one verified token. The token itself is never held: the
 // cache is keyed by its SHA-256.
 type cacheEntry struct {
-	hash    [32]byte
-	subject string
-	scopes  []string
-	exp     time.Time        // the token's exp: the entry is dead from then on
-	kid     string           // the key that verified it ...
-	key     crypto.PublicKey // ... and its value, rechecked on every hit
+	hash     [32]byte
+	subject  string
+	scopes   []string
+	practice string
+	exp      time.Time        // the token's exp: the entry is dead from then on
+	kid      string           // the key that verified it ...
+	key      crypto.PublicKey // ... and its value, rechecked on every hit
 }
 
 // tokenCache is a bounded LRU of verified tokens. A zero-capacity cache

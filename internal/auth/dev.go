@@ -131,6 +131,11 @@ func EnsureDevKeys(dataDir string) (DevFiles, error) {
 // if missing): iss DevIssuer, aud DevAudience, the given sub and scopes,
 // iat and nbf now, exp now+ttl (DefaultDevTokenTTL when ttl is 0).
 func MintDevToken(dataDir, sub string, scopes []string, ttl time.Duration) (string, error) {
+	return mintDev(dataDir, sub, scopes, ttl, nil)
+}
+
+// mintDev is MintDevToken with extra claims.
+func mintDev(dataDir, sub string, scopes []string, ttl time.Duration, extra map[string]any) (string, error) {
 	if sub == "" {
 		return "", errors.New("dev token: subject is empty")
 	}
@@ -168,6 +173,9 @@ func MintDevToken(dataDir, sub string, scopes []string, ttl time.Duration) (stri
 	}
 	if len(scopes) > 0 {
 		c["scope"] = strings.Join(scopes, " ")
+	}
+	for k, v := range extra {
+		c[k] = v
 	}
 	return MintToken(key, kid, "ES256", c)
 }

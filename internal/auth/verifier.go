@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -179,6 +180,9 @@ func (v *Verifier) Close() { v.src.close() }
 type claims struct {
 	jwt.RegisteredClaims
 	Scope string `json:"scope,omitempty"`
+	// PracticeID is kept raw so that a claim of the wrong type is refused
+	// like any bad token, not by the JSON decoder's message.
+	PracticeID json.RawMessage `json:"practice_id,omitempty"`
 }
 
 // Authenticate verifies the value of an Authorization header: "Bearer"
@@ -224,7 +228,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	now := v.now()
 	if e, ok := v.cache.get(hash, now); ok {
 		if v.keyStillValid(ctx, e) {
-			return Principal{Subject: e.subject, Scopes: slices.Clone(e.scopes)}, nil
+			return Principal{Subject: e.subject, Scopes: slices.Clone(e.scopes), Practice: e.practice}, nil
 		}
 		v.cache.remove(hash)
 	}
@@ -246,16 +250,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		return Principal{}, fail(reasonSubject)
 	}
 	p := Principal{Subject: c.Subject, Scopes: strings.Fields(c.Scope)}
+	if p.Practice, err = practiceOf(p, c.PracticeID); err != nil {
+		return Principal{}, err
+	}
 	// exp is required, so c.ExpiresAt is set. A token inside the leeway
 	// past its exp is accepted but not cached.
 	if exp := c.ExpiresAt.Time; now.Before(exp) {
 		v.cache.put(&cacheEntry{
-			hash:    hash,
-			subject: p.Subject,
-			scopes:  slices.Clone(p.Scopes),
-			exp:     exp,
-			kid:     usedKID,
-			key:     usedKey,
+			hash:     hash,
+			subject:  p.Subject,
+			scopes:   slices.Clone(p.Scopes),
+			practice: p.Practice,
+			exp:      exp,
+			kid:      usedKID,
+			key:      usedKey,
 		})
 	}
 	return p, nil

@@ -68,25 +68,9 @@ func NewLocal(limit Limit, opts ...LocalOption) (*Local, error) {
 	return l, nil
 }
 
-// Allow implements Limiter; it never fails.
-func (l *Local) Allow(_ context.Context, key string) (bool, time.Duration, error) {
-	now := l.now()
-	sh := &l.shards[maphash.String(l.seed, key)%localShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	tat, ok := sh.tat[key]
-	if !ok || tat < now {
-		tat = now
-	}
-	next := tat + l.interval
-	if allowAt := next - l.window; allowAt > now {
-		return false, time.Duration(allowAt - now), nil
-	}
-	if !ok && len(sh.tat) >= l.maxShard {
-		sh.evict(now)
-	}
-	sh.tat[key] = next
-	return true, 0, nil
+// Allow implements Limiter (one event: AllowN of 1); it never fails.
+func (l *Local) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
+	return l.AllowN(ctx, key, 1)
 }
 
 // evict makes room for one key in O(1): among a few keys sampled from a

@@ -39,17 +39,8 @@ func NewRedis(client redis.UniversalClient, prefix string, limit Limit) (*Redis,
 	}, nil
 }
 
-// Allow implements Limiter. A Redis error is returned as is: the caller
-// decides whether to fail open.
+// Allow implements Limiter (one event: AllowN of 1). A Redis error is
+// returned as is: the caller decides whether to fail open.
 func (r *Redis) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	res, err := r.lim.Allow(ctx, r.prefix+key, r.limit)
-	if err != nil {
-		return false, 0, err
-	}
-	if res.Allowed > 0 {
-		return true, 0, nil
-	}
-	return false, res.RetryAfter, nil
+	return r.AllowN(ctx, key, 1)
 }

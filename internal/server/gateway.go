@@ -55,7 +55,9 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 	if admin {
 		target = dialTarget(s.adminLis)
 	}
-	opts := append([]grpc.DialOption{s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin))}, gatewayCallMarks()...)
+	opts := append([]grpc.DialOption{s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin)),
+		// A practice's check of 10,000 ids answers up to a few MB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32 << 20))}, gatewayCallMarks()...)
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway dial %s: %w", target, err)
@@ -68,8 +70,14 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		if err == nil {
 			err = impactv1.RegisterSubjectServiceHandler(ctx, gw, conn)
 		}
+		if err == nil && s.deps.Practice != nil {
+			err = impactv1.RegisterPracticeStatsServiceHandler(ctx, gw, conn)
+		}
 	} else {
 		err = impactv1.RegisterStatusServiceHandler(ctx, gw, conn)
+		if err == nil && s.deps.Practice != nil {
+			err = impactv1.RegisterPracticeServiceHandler(ctx, gw, conn)
+		}
 	}
 	if err != nil {
 		_ = conn.Close()

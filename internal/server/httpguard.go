@@ -23,9 +23,12 @@ const DefaultMaxBodyBytes = 64 << 10
 // h: the body size limit, HSTS when the listener serves TLS, and CORS on the
 // patient listener.
 func (s *Server) wrapHTTP(h http.Handler, admin bool) http.Handler {
-	limit := s.cfg.MaxBodyBytes
 	next := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := s.cfg.MaxBodyBytes
+		if !admin && strings.HasSuffix(r.URL.Path, "/practice/patients:check") {
+			limit = max(limit, MaxPracticeBodyBytes) // a batch of ids
+		}
 		if r.ContentLength > limit {
 			writeStatus(w, http.StatusRequestEntityTooLarge,
 				status.New(codes.InvalidArgument, fmt.Sprintf("request body larger than %d bytes", limit)))

@@ -33,8 +33,9 @@ func principalFrom(ctx context.Context) (auth.Principal, bool) {
 // policy says what a method needs: nothing (health, reflection), a patient
 // token, or a token with a scope.
 type policy struct {
-	open  bool   // no token needed
-	scope string // required scope, if any
+	open    bool   // no token needed
+	scope   string // required scope, if any
+	patient bool   // patients only: practice tokens are refused
 }
 
 // policyFor returns the access rule of a full method name. Unknown methods of
@@ -46,7 +47,11 @@ func policyFor(fullMethod string) (policy, bool) {
 		strings.HasPrefix(fullMethod, "/grpc.reflection."):
 		return policy{open: true}, true
 	case strings.HasPrefix(fullMethod, "/impact.v1.StatusService/"):
-		return policy{}, true
+		return policy{patient: true}, true
+	case strings.HasPrefix(fullMethod, "/impact.v1.PracticeService/"):
+		return policy{scope: auth.ScopePractice}, true
+	case strings.HasPrefix(fullMethod, "/impact.v1.PracticeStatsService/"):
+		return policy{scope: auth.ScopeAdmin}, true
 	case strings.HasPrefix(fullMethod, "/impact.v1.SnapshotService/"):
 		return policy{scope: auth.ScopeAdmin}, true
 	case strings.HasPrefix(fullMethod, "/impact.v1.NoticeService/"):
@@ -76,7 +81,7 @@ func authorize(ctx context.Context, authn Authenticator, fullMethod string) (con
 	if err != nil {
 		return nil, err
 	}
-	if pol.scope != "" && !p.HasScope(pol.scope) {
+	if pol.scope != "" && !p.HasScope(pol.scope) || pol.patient && p.IsPractice() {
 		return nil, errPermissionDenied
 	}
 	return context.WithValue(ctx, principalKey{}, p), nil

@@ -30,8 +30,8 @@ type docRoute struct {
 // patientServices and opsServices are the gRPC services (OpenAPI tags)
 // each REST listener serves: its document lists these and nothing else.
 var (
-	patientServices = []string{"StatusService"}
-	opsServices     = []string{"SnapshotService", "NoticeService", "SubjectService"}
+	patientServices = []string{"StatusService", "PracticeService"}
+	opsServices     = []string{"SnapshotService", "NoticeService", "SubjectService", "PracticeStatsService"}
 )
 
 // buildAPIDoc derives a listener's document from the generated merged

@@ -433,6 +433,8 @@ func TestRESTMatchesOpenAPI(t *testing.T) {
 		}
 	}
 
+	checkPracticeRoutes(t, e, patient, ops) // practice_e2e_test.go
+
 	// Every operation of both documents was answered and refused at least
 	// once, and validated both times.
 	for _, d := range []*servedDoc{patient, ops} {

@@ -35,6 +35,7 @@ import (
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/status"
@@ -153,6 +154,11 @@ type Deps struct {
 	// required when either limiter is set.
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
+	// Practice, when set, serves PracticeService on the patient listeners
+	// and PracticeStatsService on the ops listeners; PracticeLimiter limits
+	// the ids each practice checks (needs RateKeys; nil: no limit).
+	Practice        *practice.Service
+	PracticeLimiter ratelimit.WeightedLimiter
 }
 
 // Server owns the four listeners.
@@ -222,12 +228,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 	s.public, s.publicHealth = s.grpcServer(false)
 	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
+	if deps.Practice != nil {
+		impactv1.RegisterPracticeServiceServer(s.public, &practiceService{practice: deps.Practice, limit: deps.PracticeLimiter, guard: s.guard})
+	}
 	s.admin, s.adminHealth = s.grpcServer(true)
 	impactv1.RegisterSnapshotServiceServer(s.admin, &snapshotService{
 		snapshots: deps.Snapshots, catalog: deps.Catalog, audit: deps.Audit, metrics: deps.Telemetry.Metrics(), uploadDir: cfg.UploadDir, maxUpload: cfg.MaxUploadBytes,
 	})
 	impactv1.RegisterNoticeServiceServer(s.admin, &noticeService{status: deps.Status, notices: deps.Notices, metrics: deps.Telemetry.Metrics()})
 	impactv1.RegisterSubjectServiceServer(s.admin, &subjectService{erasure: deps.Erasure})
+	if deps.Practice != nil {
+		impactv1.RegisterPracticeStatsServiceServer(s.admin, &practiceStatsService{practice: deps.Practice})
+	}
 	s.setServing(false)
 	if deps.Telemetry != nil {
 		if s.stopObserve, err = s.observe(); err != nil {
@@ -286,8 +298,9 @@ func (s *Server) Addrs() Addrs {
 	}
 }
 
-var publicServices = []string{"", impactv1.StatusService_ServiceDesc.ServiceName}
-var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceName, impactv1.NoticeService_ServiceDesc.ServiceName, impactv1.SubjectService_ServiceDesc.ServiceName}
+var publicServices = []string{"", impactv1.StatusService_ServiceDesc.ServiceName, impactv1.PracticeService_ServiceDesc.ServiceName}
+var adminServices = []string{"", impactv1.SnapshotService_ServiceDesc.ServiceName, impactv1.NoticeService_ServiceDesc.ServiceName, impactv1.SubjectService_ServiceDesc.ServiceName,
+	impactv1.PracticeStatsService_ServiceDesc.ServiceName}
 
 // setServing flips grpc.health.v1 and /readyz together.
 func (s *Server) setServing(ok bool) {

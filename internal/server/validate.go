@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/snapshot"
 	"github.com/impact-health/impact/internal/status"
 	"github.com/impact-health/impact/internal/store"
@@ -125,6 +126,17 @@ var (
 		return ""
 	}
 
+	// subjectIDs: a practice's batch of ids (practice.IDsProblem: count,
+	// and empty, over-long or repeated ids by position, never by value).
+	subjectIDs rule = func(m protoreflect.Message, fd protoreflect.FieldDescriptor) string {
+		l := m.Get(fd).List()
+		ids := make([]string, l.Len())
+		for i := range ids {
+			ids[i] = l.Get(i).String()
+		}
+		return practice.IDsProblem(ids)
+	}
+
 	// nested: a message field whose own fields are checked when it is set.
 	nested rule = anything
 )
@@ -179,6 +191,14 @@ var fieldRules = map[protoreflect.FullName]rule{
 	"impact.v1.ListAuditEventsRequest.incident_id":               optionalIncidentID,
 	"impact.v1.ListAuditEventsRequest.after_seq":                 anything,
 	"impact.v1.ListAuditEventsRequest.page_size":                 auditPageSize, // 0: the default
+
+	// PracticeService (impact.practice) and PracticeStatsService (impact.admin).
+	"impact.v1.GetPracticeImpactRequest.incident_id":   incidentID,
+	"impact.v1.CheckPatientsRequest.incident_id":       incidentID,
+	"impact.v1.CheckPatientsRequest.subject_ids":       subjectIDs,
+	"impact.v1.CheckPatientsStreamRequest.incident_id": incidentID,
+	"impact.v1.CheckPatientsStreamRequest.subject_ids": subjectIDs,
+	"impact.v1.GetPracticeStatsRequest.incident_id":    incidentID,
 
 	// SubjectService (impact.admin).
 	"impact.v1.EraseSubjectRequest.subject_id": subjectID,

@@ -9,18 +9,19 @@ import (
 
 // erasedFilter drops the entries of tombstoned subjects (closed accounts,
 // erasure.Service.Erase) from the batches a load hands to a stager, and
-// digests and counts what it keeps, so that the version is committed with
-// the digest of its actual content. It never learns a subject id: it sees
-// keys only.
+// digests and counts what it keeps (in total and per practice), so that
+// the version is committed with the digest and counts of its actual
+// content. It never learns a subject id: it sees keys only.
 type erasedFilter struct {
-	st      store.Erasure
-	kept    *store.Digester
-	dropped uint64
-	keys    []store.Key
+	st          store.Erasure
+	kept        *store.Digester
+	perPractice *store.PracticeCounter
+	dropped     uint64
+	keys        []store.Key
 }
 
-func newErasedFilter(st store.Erasure, practices []string) *erasedFilter {
-	return &erasedFilter{st: st, kept: store.NewDigester(practices)}
+func newErasedFilter(st store.Erasure, practices []string, cohorts int) *erasedFilter {
+	return &erasedFilter{st: st, kept: store.NewDigester(practices), perPractice: store.NewPracticeCounter(len(practices), cohorts)}
 }
 
 // put asks the store which of batch's subjects are tombstoned (one call
@@ -45,6 +46,9 @@ func (f *erasedFilter) put(ctx context.Context, stager store.Stager, batch []sto
 			continue
 		}
 		if err := f.kept.Add(e); err != nil {
+			return err
+		}
+		if err := f.perPractice.Add(e.Record); err != nil {
 			return err
 		}
 		batch[n] = e

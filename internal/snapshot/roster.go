@@ -403,11 +403,9 @@ func (rp *rowParser) practice(row int, f []byte, rec *store.Record) string {
 		rp.errs.add(row, "practice_id", fmt.Sprintf("must be at most %d bytes", MaxPracticeIDBytes))
 		return ""
 	}
-	for _, c := range f {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			rp.errs.add(row, "practice_id", "must match [A-Za-z0-9._-]")
-			return ""
-		}
+	if !IsPracticeID(string(f)) {
+		rp.errs.add(row, "practice_id", "must match [A-Za-z0-9._-]")
+		return ""
 	}
 	if i, ok := rp.practiceOf[string(f)]; ok {
 		rec.Practice = i

@@ -185,7 +185,7 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 		batch := make([]store.Entry, 0, s.batchSize)
 		// Subjects whose accounts were closed are dropped; the version's
 		// digest and count are those of what is kept.
-		kept := newErasedFilter(s.st, first.Practices)
+		kept := newErasedFilter(s.st, first.Practices, len(spec.Cohorts))
 		flush := func() error {
 			err := kept.put(ctx, stager, batch)
 			batch = batch[:0]
@@ -208,7 +208,8 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 			return store.VersionInfo{}, fmt.Errorf("%w: the roster changed between validation and load", store.ErrVerify)
 		}
 		*dropped = kept.dropped
-		m := store.Manifest{Spec: spec.Canonical(), Cohorts: len(spec.Cohorts), Practices: second.Practices}
+		m := store.Manifest{Spec: spec.Canonical(), Cohorts: len(spec.Cohorts), Practices: second.Practices,
+			PracticeCounts: kept.perPractice.Counts()}
 		info, err := stager.Commit(ctx, m, kept.kept.Sum(m.Spec), kept.kept.Count())
 		if err != nil {
 			return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", req.Incident, stager.Version(), err)
@@ -389,7 +390,7 @@ func (s *Service) rollback(ctx context.Context, req RollbackRequest, publish boo
 // the digest and count are then those of what was copied).
 func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.Stager) (store.VersionInfo, error) {
 	batch := make([]store.Entry, 0, s.batchSize)
-	kept := newErasedFilter(s.st, src.Manifest.Practices)
+	kept := newErasedFilter(s.st, src.Manifest.Practices, src.Manifest.Cohorts)
 	err := s.st.Scan(ctx, src.Info.Incident, src.Info.Version, func(e store.Entry) error {
 		batch = append(batch, e)
 		if len(batch) < cap(batch) {
@@ -410,7 +411,9 @@ func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.St
 		// Closed accounts are not copied back.
 		digest, count = kept.kept.Sum(src.Manifest.Spec), kept.kept.Count()
 	}
-	info, err := stager.Commit(ctx, src.Manifest, digest, count)
+	m := src.Manifest
+	m.PracticeCounts = kept.perPractice.Counts() // of what was copied
+	info, err := stager.Commit(ctx, m, digest, count)
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("commit %s v%d: %w", src.Info.Incident, stager.Version(), err)
 	}

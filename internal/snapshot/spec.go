@@ -34,6 +34,8 @@ const (
 	MaxContactBytes = 256
 	// MaxDataCategories caps the data categories of one cohort.
 	MaxDataCategories = 64
+	// MaxGuidanceBytes caps a cohort's practice_guidance line.
+	MaxGuidanceBytes = 512
 )
 
 // Notice is the text of one notice: an email subject line and body, shown
@@ -54,6 +56,11 @@ type Cohort struct {
 	// SupportContact is shown to this cohort's members only.
 	SupportContact string `yaml:"support_contact" json:"support_contact"`
 	Notice         Notice `yaml:"notice" json:"notice"`
+	// PracticeGuidance is an optional line for the practices of this
+	// cohort's patients (what was taken, where to refer callers). Absent
+	// from the canonical form when empty, so that specs without it keep
+	// their digests.
+	PracticeGuidance string `yaml:"practice_guidance,omitempty" json:"practice_guidance,omitempty"`
 }
 
 // Incident identifies one breach.
@@ -77,6 +84,10 @@ type Spec struct {
 	Cohorts           []Cohort `yaml:"cohorts" json:"cohorts"`
 	UnderReviewNotice Notice   `yaml:"under_review_notice" json:"under_review_notice"`
 	NotAffectedNotice Notice   `yaml:"not_affected_notice" json:"not_affected_notice"`
+	// PracticeNotice is the optional information pack for practices (how
+	// to answer patients who call). Absent from the canonical form when
+	// not given.
+	PracticeNotice *Notice `yaml:"practice_notice,omitempty" json:"practice_notice,omitempty"`
 }
 
 // ParseSpec parses an incident spec in YAML, or JSON (JSON is YAML), at most
@@ -166,6 +177,7 @@ func (s *Spec) normalise() {
 	for i, c := range s.Cohorts {
 		c.Title = lf(c.Title)
 		c.SupportContact = lf(c.SupportContact)
+		c.PracticeGuidance = lf(c.PracticeGuidance)
 		c.Notice = c.Notice.normalise()
 		cats := make([]string, len(c.DataCategories))
 		copy(cats, c.DataCategories)
@@ -175,6 +187,10 @@ func (s *Spec) normalise() {
 	s.Cohorts = cohorts
 	s.UnderReviewNotice = s.UnderReviewNotice.normalise()
 	s.NotAffectedNotice = s.NotAffectedNotice.normalise()
+	if s.PracticeNotice != nil {
+		n := s.PracticeNotice.normalise()
+		s.PracticeNotice = &n
+	}
 }
 
 func (n Notice) normalise() Notice {
@@ -231,9 +247,13 @@ func (s *Spec) Validate() error {
 			cats[dc] = true
 		}
 		checkNotice(p+".notice", c.Notice, bad)
+		checkLine(p+".practice_guidance", c.PracticeGuidance, MaxGuidanceBytes, false, bad)
 	}
 	checkNotice("under_review_notice", s.UnderReviewNotice, bad)
 	checkNotice("not_affected_notice", s.NotAffectedNotice, bad)
+	if s.PracticeNotice != nil {
+		checkNotice("practice_notice", *s.PracticeNotice, bad)
+	}
 	return l.err(InputSpec)
 }
 

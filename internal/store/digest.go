@@ -108,8 +108,17 @@ func Verify(m Manifest, want Digest, wantCount uint64, scan func(fn func(Entry) 
 	d := NewDigester(m.Practices)
 	var counts Counts
 	counts.PerCohort = make([][2]uint64, m.Cohorts)
+	var pc *PracticeCounter
+	if m.PracticeCounts != nil {
+		pc = NewPracticeCounter(len(m.Practices), m.Cohorts)
+	}
 	err := scan(func(e Entry) error {
 		counts.Add(e.Record, m.Cohorts)
+		if pc != nil {
+			if err := pc.Add(e.Record); err != nil {
+				return err
+			}
+		}
 		return d.Add(e)
 	})
 	if err != nil {
@@ -120,6 +129,9 @@ func Verify(m Manifest, want Digest, wantCount uint64, scan func(fn func(Entry) 
 	}
 	if got := d.Sum(m.Spec); got != want {
 		return Counts{}, fmt.Errorf("%w: stored content digest %s, expected %s", ErrVerify, got, want)
+	}
+	if err := verifyPracticeCounts(m, pc); err != nil {
+		return Counts{}, err
 	}
 	return counts, nil
 }

@@ -71,6 +71,7 @@ type Store interface {
 	Fences
 	PublishRequests
 	Pinger
+	LedgerBatch // practice.go
 
 	// Close releases the engine's resources.
 	Close() error

@@ -106,6 +106,10 @@ type Manifest struct {
 	Spec      []byte
 	Cohorts   int // number of cohorts in Spec
 	Practices []string
+	// PracticeCounts, indexed like Practices, are computed by the loader
+	// and verified by Commit against the stored records (nil: not
+	// computed, as for versions staged before they existed).
+	PracticeCounts []PracticeCount `json:",omitempty"`
 }
 
 // VersionInfo describes one version of an incident.

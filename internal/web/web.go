@@ -69,6 +69,7 @@ func Handler(opts Options) http.Handler {
 	add([]string{"/", "/index.html"}, "index.html", "text/html; charset=utf-8", index)
 	add([]string{"/app.js"}, "app.js", "text/javascript; charset=utf-8", mustRead("app.js"))
 	add([]string{"/style.css"}, "style.css", "text/css; charset=utf-8", mustRead("style.css"))
+	addPracticePage(add, mode) // practice.go
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, ok := assets[r.URL.Path]

@@ -43,6 +43,8 @@ type manifestJSON struct {
 	Spec      []byte   `json:"spec"`
 	Cohorts   int      `json:"cohorts"`
 	Practices []string `json:"practices"`
+	// PracticeCounts: see store.Manifest.
+	PracticeCounts []store.PracticeCount `json:"practice_counts,omitempty"`
 }
 
 func unixNano(t time.Time) int64 {

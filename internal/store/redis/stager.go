@@ -335,7 +335,7 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	mb, err := json.Marshal(manifestJSON{Spec: m.Spec, Cohorts: m.Cohorts, Practices: m.Practices})
+	mb, err := json.Marshal(manifestJSON{Spec: m.Spec, Cohorts: m.Cohorts, Practices: m.Practices, PracticeCounts: m.PracticeCounts})
 	if err != nil {
 		return store.VersionInfo{}, err
 	}

@@ -173,7 +173,7 @@ func (s *Store) Version(ctx context.Context, incident string, version uint64) (s
 		if err := json.Unmarshal(b, &mj); err != nil {
 			return vi, m, fmt.Errorf("%w: corrupt manifest", store.ErrUnavailable)
 		}
-		m = store.Manifest{Spec: mj.Spec, Cohorts: mj.Cohorts, Practices: mj.Practices}
+		m = store.Manifest{Spec: mj.Spec, Cohorts: mj.Cohorts, Practices: mj.Practices, PracticeCounts: mj.PracticeCounts}
 	}
 	return vi, m, nil
 }

@@ -96,6 +96,8 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseLapsedCollected", testLeaseLapsedCollected},
 		{"LiveStageKept", testLiveStageKept},
 		{"CommitAfterLeaseLoss", testCommitAfterLeaseLoss},
+		{"ReadMany", testReadMany},
+		{"PracticeCounts", testPracticeCounts},
 		{"CanceledContext", testCanceledContext},
 		{"ClosedStore", testClosedStore},
 	}

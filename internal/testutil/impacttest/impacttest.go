@@ -18,6 +18,7 @@ import (
 
 	"github.com/impact-health/impact/internal/app"
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -47,6 +48,11 @@ type Options struct {
 	// rate limits (app.Options); nil means no limit.
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
+	// PracticeLimiter limits the ids each practice checks (needs
+	// RateKeys); nil means no limit. PracticeOptions configure the
+	// practice view (app.Options).
+	PracticeLimiter ratelimit.WeightedLimiter
+	PracticeOptions []practice.Option
 	// Logger is the server's logger. When nil, the server logs JSON to
 	// LogWriter (with trace ids, as impactd does), or nowhere when
 	// LogWriter is nil too.
@@ -73,6 +79,7 @@ type Env struct {
 	Catalog   *snapshot.Catalog
 	Status    *istatus.Service
 	Snapshots *snapshot.Service
+	Practice  *practice.Service
 }
 
 // Config is the app configuration Start gives a server with opts in dir:
@@ -96,7 +103,7 @@ func Config(dir string, opts Options) app.Config {
 		cfg.Server.MaxBodyBytes = server.DefaultMaxBodyBytes
 	}
 	cfg.Store, cfg.DataDir, cfg.Dev = app.StoreEmbedded, dir, true
-	cfg.RateSubject, cfg.RateIP = ratelimit.Limit{}, ratelimit.Limit{}
+	cfg.RateSubject, cfg.RateIP, cfg.RatePracticeIDs = ratelimit.Limit{}, ratelimit.Limit{}, ratelimit.Limit{}
 	if opts.PublishApprovals > 0 {
 		cfg.PublishApprovals = opts.PublishApprovals
 	}
@@ -124,6 +131,7 @@ func Start(t testing.TB, opts Options) *Env {
 	a, err := app.New(ctx, Config(dir, opts), app.Options{
 		Logger: logger, Telemetry: opts.Telemetry, Web: opts.Web,
 		SubjectLimiter: opts.SubjectLimiter, AddrLimiter: opts.AddrLimiter, RateKeys: opts.RateKeys,
+		PracticeLimiter: opts.PracticeLimiter, PracticeOptions: opts.PracticeOptions,
 	})
 	if err != nil {
 		cancel()
@@ -131,7 +139,7 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	e := &Env{
 		Dir: dir, App: a, Store: a.Store, Server: a.Server, Addrs: a.Addrs(),
-		Keyer: a.Keyer, Catalog: a.Catalog, Status: a.Status, Snapshots: a.Snapshots,
+		Keyer: a.Keyer, Catalog: a.Catalog, Status: a.Status, Snapshots: a.Snapshots, Practice: a.Practice,
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -176,4 +184,15 @@ func WriteFile(t testing.TB, dir, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// PracticeToken mints a dev practice token (one hour): user sub of
+// practice, with the impact.practice scope and the practice_id claim.
+func (e *Env) PracticeToken(t testing.TB, sub, practice string) string {
+	t.Helper()
+	tok, err := auth.MintDevPracticeToken(e.Dir, sub, practice, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
