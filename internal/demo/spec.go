@@ -128,6 +128,14 @@ not_affected_notice:
     Based on our investigation, your health information was not taken in the Health Documents breach in December 2025: we have checked your records and they were not involved.
 
     Be careful with unexpected calls, texts or emails that mention the breach. We will never ask for your password or for payment.
+correction_notice:
+  subject: "Correction: your health information was not affected by the Health Documents breach"
+  body: |
+    Kia ora,
+
+    We wrote to you before that your health information might have been affected by the Health Documents breach in December 2025. We have finished checking our records: your health information was not taken. This replaces our earlier message, and we are sorry for any worry it caused.
+
+    Be careful with unexpected calls, texts or emails that mention the breach. We will never ask for your password or for payment.
 `
 
 // WriteSpec writes the demo incident spec (YAML) to w.

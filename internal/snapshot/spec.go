@@ -88,6 +88,12 @@ type Spec struct {
 	// to answer patients who call). Absent from the canonical form when
 	// not given.
 	PracticeNotice *Notice `yaml:"practice_notice,omitempty" json:"practice_notice,omitempty"`
+	// CorrectionNotice is the optional notice of a subject told before that
+	// it was affected or under review and now not affected (a correction:
+	// the only way a not-affected subject is ever notified). Without it a
+	// correction is told NotAffectedNotice, the text of subjects never
+	// contacted. Absent from the canonical form when not given.
+	CorrectionNotice *Notice `yaml:"correction_notice,omitempty" json:"correction_notice,omitempty"`
 }
 
 // ParseSpec parses an incident spec in YAML, or JSON (JSON is YAML), at most
@@ -191,6 +197,10 @@ func (s *Spec) normalise() {
 		n := s.PracticeNotice.normalise()
 		s.PracticeNotice = &n
 	}
+	if s.CorrectionNotice != nil {
+		n := s.CorrectionNotice.normalise()
+		s.CorrectionNotice = &n
+	}
 }
 
 func (n Notice) normalise() Notice {
@@ -253,6 +263,9 @@ func (s *Spec) Validate() error {
 	checkNotice("not_affected_notice", s.NotAffectedNotice, bad)
 	if s.PracticeNotice != nil {
 		checkNotice("practice_notice", *s.PracticeNotice, bad)
+	}
+	if s.CorrectionNotice != nil {
+		checkNotice("correction_notice", *s.CorrectionNotice, bad)
 	}
 	return l.err(InputSpec)
 }

@@ -388,6 +388,12 @@ func Render(spec *snapshot.Spec, r store.Record, version uint64, noticeID string
 		n = Notice{Subject: spec.UnderReviewNotice.Subject, Body: spec.UnderReviewNotice.Body}
 	default:
 		n = Notice{Subject: spec.NotAffectedNotice.Subject, Body: spec.NotAffectedNotice.Body}
+		if c := spec.CorrectionNotice; c != nil && noticeID != "" {
+			// A notified not-affected record is a correction (a subject
+			// never notified is due nothing): it gets the spec's words
+			// for those told otherwise before.
+			n = Notice{Subject: c.Subject, Body: c.Body}
+		}
 	}
 	if noticeID != "" {
 		n.Body = fmt.Sprintf("%s\n\nReference: notice %s, snapshot version %d.", trimNewlines(n.Body), noticeID, version)

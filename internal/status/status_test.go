@@ -288,3 +288,31 @@ func TestConcurrentClaimsRacingPublish(t *testing.T) {
 		}
 	}
 }
+
+// A correction (a notified subject now not affected: the only way a
+// not-affected record is ever pinned) is told the spec's correction_notice;
+// a subject never contacted is told not_affected_notice; without a
+// correction_notice a correction falls back to not_affected_notice.
+func TestRenderCorrectionNotice(t *testing.T) {
+	withCorrection, err := snapshot.ParseSpec([]byte(domaintest.Spec + `
+correction_notice: {subject: We got it wrong, body: We told you before that you might be affected. You were not.}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := snapshot.ParseSpec([]byte(domaintest.Spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAffected := store.Record{Status: store.NotAffected}
+	if _, n := status.Render(withCorrection, notAffected, 2, "v2-NOTICE"); n.Subject != "We got it wrong" ||
+		!strings.HasPrefix(n.Body, "We told you before") || !strings.Contains(n.Body, "v2-NOTICE") {
+		t.Errorf("a correction is told %+v, want the correction notice with its footer", n)
+	}
+	if _, n := status.Render(withCorrection, notAffected, 2, ""); n.Subject != without.NotAffectedNotice.Subject {
+		t.Errorf("a subject never contacted is told %q, want the not-affected notice", n.Subject)
+	}
+	if _, n := status.Render(without, notAffected, 2, "v2-NOTICE"); n.Subject != without.NotAffectedNotice.Subject {
+		t.Errorf("without a correction notice a correction is told %q, want the not-affected notice", n.Subject)
+	}
+}

@@ -430,9 +430,12 @@ func TestPatientPageInChromium(t *testing.T) {
 			t.Run("not affected, corrected after an email", func(t *testing.T) {
 				p, v := look(t, "corrected", corrected)
 				c := claims[corrected]
-				if v.Headline != "You are not affected" || v.Support != "" || v.Pending != "" ||
-					!strings.Contains(v.Correction, "We wrote to you before that you might be affected") ||
-					!strings.Contains(v.Correction, "This replaces our earlier message") ||
+				// The words for those told otherwise before are the spec's
+				// correction notice, as the email said them.
+				if v.Headline != "You are not affected" || v.Support != "" || v.Pending != "" || v.Correction != "" ||
+					!strings.HasPrefix(v.Subject, "Correction: ") ||
+					!strings.Contains(v.Body, "We wrote to you before that your health information might have been affected") ||
+					!strings.Contains(v.Body, "This replaces our earlier message") ||
 					v.Subject != c.Notice.Subject || v.Body != pageBody(c) || v.Reference != ref(c.NoticeID, v2) {
 					t.Fatalf("corrected patient sees %+v", v)
 				}

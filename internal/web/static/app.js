@@ -137,16 +137,9 @@
       card.appendChild(supportLine(n.support_contact));
     }
 
-    if (status === "NOT_AFFECTED" && notified && !pending) {
-      // Only a correction sends a "not affected" notice: this patient was
-      // told before that they might be affected.
-      var corr = el("div", "correction");
-      corr.setAttribute("role", "note");
-      corr.appendChild(el("p", "", "We wrote to you before that you might be affected. We have finished checking " +
-        "our records: your health information was not affected. This replaces our earlier message, and we are " +
-        "sorry for any worry it caused."));
-      card.appendChild(corr);
-    }
+    // A correction (notified, now not affected) needs no words of the
+    // page's own: its notice is the spec's correction notice, the text the
+    // email said, shown below like every notice.
 
     var cohorts = a.cohorts || [];
     if (cohorts.length > 0) {
