@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/freeaddr"
 )
 
 // The addresses the runbook is written for: those of `make run`
@@ -258,18 +259,9 @@ func cleanEnv() []string {
 // freePorts returns n distinct free loopback addresses.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var addrs []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		_ = l.Close()
+	addrs, err := freeaddr.Loopback(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/impact-health/impact/internal/testutil/freeaddr"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 )
 
@@ -69,7 +70,7 @@ func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*Sentine
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, err
 	}
-	addrs, err := freeAddrs(1)
+	addrs, err := freeaddr.Loopback(1)
 	if err != nil {
 		return nil, err
 	}

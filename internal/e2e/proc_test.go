@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/freeaddr"
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
@@ -94,7 +94,7 @@ func startImpactds(t *testing.T, dataDir string, names []string, extra ...string
 }
 
 func launch(t *testing.T, name, dataDir string, extra []string) (*impactd, error) {
-	ports, err := freePorts(4)
+	ports, err := freeaddr.Loopback(4)
 	if err != nil {
 		return nil, err
 	}
@@ -315,26 +315,6 @@ func (p *impactd) waitReadiness(ready bool, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// freePorts returns n distinct loopback addresses nobody listens on now.
-func freePorts(n int) ([]string, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	out := make([]string, 0, n)
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }
 
 func tail(s string, n int) string {

@@ -1,0 +1,33 @@
+package freeaddr
+
+import (
+	"net"
+	"testing"
+)
+
+func TestLoopbackDistinctAndFree(t *testing.T) {
+	addrs, err := Loopback(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 8 {
+		t.Fatalf("got %d addresses, want 8", len(addrs))
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("address %s handed out twice", a)
+		}
+		seen[a] = true
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host != "127.0.0.1" || port == "6379" {
+			t.Fatalf("address %q: want 127.0.0.1 and a port other than 6379 (%v)", a, err)
+		}
+		// The listeners were closed: each address can be bound again.
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("address %s is not free after Loopback returned: %v", a, err)
+		}
+		_ = l.Close()
+	}
+}
