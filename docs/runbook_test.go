@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/impact-health/impact/internal/testutil/freeaddr"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // The addresses the runbook is written for: those of `make run`
@@ -259,7 +259,7 @@ func cleanEnv() []string {
 // freePorts returns n distinct free loopback addresses.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	addrs, err := freeaddr.Loopback(n)
+	addrs, err := testproc.FreeAddrs(n)
 	if err != nil {
 		t.Fatal(err)
 	}

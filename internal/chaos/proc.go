@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -80,19 +79,6 @@ func (p *Proc) LogTail() string {
 		b = b[len(b)-3000:]
 	}
 	return string(b)
-}
-
-// cleanEnv is the harness's environment without IMPACT_* and OTEL_*
-// settings, so that an operator's shell does not change the processes
-// under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // errTimeout: a bounded wait ran out.

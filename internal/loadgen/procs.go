@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/impact-health/impact/internal/testutil/freeaddr"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // proc is a child process the harness owns; stop ends it.
@@ -90,7 +90,7 @@ func startRedis(ctx context.Context, bin, dir, fsync string) (*proc, string, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", err
 	}
-	addrs, err := freeaddr.Loopback(1)
+	addrs, err := testproc.FreeAddrs(1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -178,7 +178,7 @@ type impactdProc struct {
 // patient rate limits off (all load comes from one address), and waits
 // until /readyz says ready.
 func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logLevel string, extra []string) (*impactdProc, error) {
-	addrs, err := freeaddr.Loopback(4)
+	addrs, err := testproc.FreeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
@@ -188,13 +188,7 @@ func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logL
 		"--grpc-addr", p.grpc, "--http-addr", p.http, "--admin-grpc-addr", p.adminGRPC, "--admin-http-addr", p.adminHTTP,
 		"--rate-subject", "off", "--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
-			env = append(env, kv)
-		}
-	}
-	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), env, bin, append(args, extra...)...); err != nil {
+	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), testproc.CleanEnv(), bin, append(args, extra...)...); err != nil {
 		return nil, err
 	}
 	if err := waitHTTP(ctx, p.proc, "http://"+p.http+"/readyz", 60*time.Second); err != nil {
