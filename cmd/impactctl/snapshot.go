@@ -207,27 +207,16 @@ refused unless --accept-corrections is at least their number, counted when
 the publish runs; 'impactctl snapshot diff' says what that number is.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			exp, err := a.expected(cmd, incident, expect)
-			if err != nil {
-				return err
-			}
-			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
-				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.PublishSnapshotResponse, error) {
-					resp, err := c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{
+			return publishVisible(a, cmd, incident, version, expect,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (*impactv1.PublishSnapshotResponse, error) {
+					return c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{
 						IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
 					})
-					if err != nil {
-						return nil, correctionsRefused(err, incident, version, exp, "re-run")
-					}
-					return resp, nil
 				},
-				func(resp *impactv1.PublishSnapshotResponse) error {
-					if p := resp.GetPending(); p != nil {
-						return renderPending(a.stdout, p)
-					}
+				func(*impactv1.PublishRequest) string { return "" },
+				func(resp *impactv1.PublishSnapshotResponse) string {
 					s := resp.GetSnapshot()
-					fmt.Fprintf(a.stdout, "published %s v%d (visible was %s)\n", s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
-					return renderSnapshotInfo(a.stdout, s)
+					return fmt.Sprintf("published %s v%d (visible was %s)\n", s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
 				})
 		}),
 	}
@@ -253,29 +242,19 @@ refused, like publish, when it would correct more already-notified patients
 than --accept-corrections ('impactctl snapshot diff --version N' counts them).`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			exp, err := a.expected(cmd, incident, expect)
-			if err != nil {
-				return err
-			}
-			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
-				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.RollbackSnapshotResponse, error) {
-					resp, err := c.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{
+			return publishVisible(a, cmd, incident, to, expect,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (*impactv1.RollbackSnapshotResponse, error) {
+					return c.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{
 						IncidentId: incident, ToVersion: to, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
 					})
-					if err != nil {
-						return nil, correctionsRefused(err, incident, to, exp, "re-run")
-					}
-					return resp, nil
 				},
-				func(resp *impactv1.RollbackSnapshotResponse) error {
-					if p := resp.GetPending(); p != nil {
-						fmt.Fprintf(a.stdout, "staged the content of v%d as v%d; ", to, p.GetVersion())
-						return renderPending(a.stdout, p)
-					}
+				func(p *impactv1.PublishRequest) string {
+					return fmt.Sprintf("staged the content of v%d as v%d; ", to, p.GetVersion())
+				},
+				func(resp *impactv1.RollbackSnapshotResponse) string {
 					s := resp.GetSnapshot()
-					fmt.Fprintf(a.stdout, "rolled back %s to the content of v%d: published as v%d (visible was %s)\n",
+					return fmt.Sprintf("rolled back %s to the content of v%d: published as v%d (visible was %s)\n",
 						s.GetIncidentId(), to, s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
-					return renderSnapshotInfo(a.stdout, s)
 				})
 		}),
 	}
@@ -286,6 +265,45 @@ than --accept-corrections ('impactctl snapshot diff --version N' counts them).`,
 	f.Uint32Var(&accept, "accept-corrections", 0, "how many already-notified patients the rollback may correct (see snapshot diff)")
 	markRequired(cmd, "incident", "to")
 	return cmd
+}
+
+// publishAnswer is what a publish or a rollback answers: the version made
+// visible, or the request still waiting for approvals.
+type publishAnswer interface {
+	proto.Message
+	GetPending() *impactv1.PublishRequest
+	GetSnapshot() *impactv1.SnapshotInfo
+	GetPreviousVisibleVersion() uint32
+}
+
+// publishVisible runs a publish or a rollback of version: the
+// compare-and-set call on the visible version expected (--expect, else the
+// one visible now), a refusal for uncounted corrections explained; then,
+// unless --json, the pending request after pendingLead's words, or done's
+// line and the version now visible.
+func publishVisible[R publishAnswer](a *app, cmd *cobra.Command, incident string, version, expect uint32,
+	call func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (R, error),
+	pendingLead func(*impactv1.PublishRequest) string, done func(R) string) error {
+	exp, err := a.expected(cmd, incident, expect)
+	if err != nil {
+		return err
+	}
+	return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+		func(ctx context.Context, c impactv1.SnapshotServiceClient) (R, error) {
+			resp, err := call(ctx, c, exp)
+			if err != nil {
+				return resp, correctionsRefused(err, incident, version, exp, "re-run")
+			}
+			return resp, nil
+		},
+		func(resp R) error {
+			if p := resp.GetPending(); p != nil {
+				fmt.Fprint(a.stdout, pendingLead(p))
+				return renderPending(a.stdout, p)
+			}
+			fmt.Fprint(a.stdout, done(resp))
+			return renderSnapshotInfo(a.stdout, resp.GetSnapshot())
+		})
 }
 
 // expected returns the visible version a publish or rollback expects:
