@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/impact-health/impact/internal/testutil/testclient"
 	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
@@ -165,7 +165,7 @@ func TestRunbook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var serverOut lockedBuffer
+	var serverOut testclient.LogBuffer
 	server.Stderr = &serverOut
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestRunbook(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		signalled := false
 		for sc.Scan() {
-			serverOut.WriteString(sc.Text() + "\n")
+			_, _ = serverOut.Write([]byte(sc.Text() + "\n"))
 			if !signalled && strings.HasPrefix(sc.Text(), "Impact is running") {
 				signalled = true
 				close(ready)
@@ -289,27 +289,4 @@ func impactdLog(dir string) string {
 		s = "..." + s[len(s)-4000:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) WriteString(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
