@@ -2,12 +2,11 @@ package docs
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
+
+	"github.com/impact-health/impact/internal/testutil/testbin"
 )
 
 // binDir holds impactd and impactctl, built once for the test binary.
@@ -17,37 +16,13 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// run builds cmd/impactd and cmd/impactctl as `make build` does (no race
+// detector: these tests check the documentation, and a plain build starts
+// faster), then runs the tests.
 func run(m *testing.M) int {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "impact-docs-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "docs:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if err := buildBinaries(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "docs:", err)
-		return 1
-	}
-	binDir = dir
-	return m.Run()
-}
-
-// buildBinaries builds cmd/impactd and cmd/impactctl into dir, as `make
-// build` does (no race detector: these tests check the documentation, and a
-// plain build starts faster).
-func buildBinaries(dir string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	args := []string{"build", "-o", dir + string(filepath.Separator),
-		"github.com/impact-health/impact/cmd/impactd", "github.com/impact-health/impact/cmd/impactctl"}
-	cmd := exec.Command(goBin, args...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %v: %v\n%s", args, err, b)
-	}
-	return nil
+	return testbin.Run(m, "docs", false, func(dir string) { binDir = dir },
+		"github.com/impact-health/impact/cmd/impactd", "github.com/impact-health/impact/cmd/impactctl")
 }
 
 // repoRoot is the repository root: the parent of this package's directory.

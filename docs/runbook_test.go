@@ -6,16 +6,17 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/testclient"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // The addresses the runbook is written for: those of `make run`
@@ -164,7 +165,7 @@ func TestRunbook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var serverOut lockedBuffer
+	var serverOut testclient.LogBuffer
 	server.Stderr = &serverOut
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestRunbook(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		signalled := false
 		for sc.Scan() {
-			serverOut.WriteString(sc.Text() + "\n")
+			_, _ = serverOut.Write([]byte(sc.Text() + "\n"))
 			if !signalled && strings.HasPrefix(sc.Text(), "Impact is running") {
 				signalled = true
 				close(ready)
@@ -258,18 +259,9 @@ func cleanEnv() []string {
 // freePorts returns n distinct free loopback addresses.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var addrs []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		_ = l.Close()
+	addrs, err := testproc.FreeAddrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
 }
@@ -297,27 +289,4 @@ func impactdLog(dir string) string {
 		s = "..." + s[len(s)-4000:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) WriteString(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

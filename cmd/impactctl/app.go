@@ -231,6 +231,29 @@ func (a *app) notices() (impactv1.NoticeServiceClient, error) {
 	return impactv1.NewNoticeServiceClient(conn), nil
 }
 
+// callAndRender runs the one unary call of a command: it dials impactd
+// (newClient wraps the connection in the service's client), makes the call
+// with the token and the --timeout deadline, then prints the answer as
+// protojson under --json, else through render. A failed call's error is
+// returned as call returned it.
+func callAndRender[C any, R proto.Message](a *app, cmd *cobra.Command, newClient func(grpc.ClientConnInterface) C,
+	call func(context.Context, C) (R, error), render func(R) error) error {
+	conn, err := a.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.callCtx(cmd.Context())
+	defer cancel()
+	resp, err := call(ctx, newClient(conn))
+	if err != nil {
+		return err
+	}
+	if a.jsonOut {
+		return a.printProto(resp)
+	}
+	return render(resp)
+}
+
 // callCtx returns the context of one unary call: the token and the
 // --timeout deadline.
 func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -19,6 +20,19 @@ func renderPending(w io.Writer, r *impactv1.PublishRequest) error {
 	return err
 }
 
+// renderApproved says what an approval did: published the version, or
+// recorded the approval of a request that needs more.
+func renderApproved(w io.Writer, resp *impactv1.ApprovePublishResponse) error {
+	if s := resp.GetSnapshot(); s != nil {
+		fmt.Fprintf(w, "approved and published %s v%d (visible was %s; requested by %s, approved by %s)\n",
+			s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()),
+			resp.GetRequest().GetRequestedBy(), strings.Join(resp.GetRequest().GetApprovedBy(), ", "))
+		return renderSnapshotInfo(w, s)
+	}
+	fmt.Fprintf(w, "approved; ")
+	return renderPending(w, resp.GetRequest())
+}
+
 func (a *app) approveCommand() *cobra.Command {
 	var incident string
 	var version uint32
@@ -33,27 +47,15 @@ accepted). A request lapses when the visible version moves or when it
 expires (impactd --approval-ttl); 'impactctl snapshot requests' lists them.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.ApprovePublish(ctx, &impactv1.ApprovePublishRequest{IncidentId: incident, Version: version})
-			if err != nil {
-				return correctionsRefused(err, incident, version, 0, "request the publish again")
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			if s := resp.GetSnapshot(); s != nil {
-				fmt.Fprintf(a.stdout, "approved and published %s v%d (visible was %s; requested by %s, approved by %s)\n",
-					s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()),
-					resp.GetRequest().GetRequestedBy(), strings.Join(resp.GetRequest().GetApprovedBy(), ", "))
-				return renderSnapshotInfo(a.stdout, s)
-			}
-			fmt.Fprintf(a.stdout, "approved; ")
-			return renderPending(a.stdout, resp.GetRequest())
+			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.ApprovePublishResponse, error) {
+					resp, err := c.ApprovePublish(ctx, &impactv1.ApprovePublishRequest{IncidentId: incident, Version: version})
+					if err != nil {
+						return nil, correctionsRefused(err, incident, version, 0, "request the publish again")
+					}
+					return resp, nil
+				},
+				func(resp *impactv1.ApprovePublishResponse) error { return renderApproved(a.stdout, resp) })
 		}),
 	}
 	f := cmd.Flags()
@@ -70,39 +72,35 @@ func (a *app) requestsCommand() *cobra.Command {
 		Short: "List the publish requests waiting for approval",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.ListPublishRequests(ctx, &impactv1.ListPublishRequestsRequest{IncidentId: incident})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			if len(resp.GetRequests()) == 0 {
-				_, err := fmt.Fprintln(a.stdout, "no publish requests")
-				return err
-			}
-			tw := newTable(a.stdout)
-			fmt.Fprintln(tw, "VERSION\tOVER\tCORRECTIONS\tREQUESTED BY\tAT\tAPPROVED BY\tNEEDED\tSTATE\tEXPIRES")
-			for _, r := range resp.GetRequests() {
-				approved := strings.Join(r.GetApprovedBy(), ",")
-				if approved == "" {
-					approved = "-"
-				}
-				state := strings.ToLower(r.GetState().String())
-				fmt.Fprintf(tw, "v%d\tv%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.GetVersion(), r.GetExpectedVisibleVersion(), num(r.GetAcceptCorrections()),
-					r.GetRequestedBy(), timestamp(r.GetRequestedAt()), approved, r.GetApprovalsRequired()-1, state, timestamp(r.GetExpiresAt()))
-			}
-			return tw.Flush()
+			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.ListPublishRequestsResponse, error) {
+					return c.ListPublishRequests(ctx, &impactv1.ListPublishRequestsRequest{IncidentId: incident})
+				},
+				func(resp *impactv1.ListPublishRequestsResponse) error { return renderRequests(a.stdout, resp) })
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&incident, "incident", "", "incident id (required)")
 	markRequired(cmd, "incident")
 	return cmd
+}
+
+// renderRequests lists the publish requests as a table.
+func renderRequests(w io.Writer, resp *impactv1.ListPublishRequestsResponse) error {
+	if len(resp.GetRequests()) == 0 {
+		_, err := fmt.Fprintln(w, "no publish requests")
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "VERSION\tOVER\tCORRECTIONS\tREQUESTED BY\tAT\tAPPROVED BY\tNEEDED\tSTATE\tEXPIRES")
+	for _, r := range resp.GetRequests() {
+		approved := strings.Join(r.GetApprovedBy(), ",")
+		if approved == "" {
+			approved = "-"
+		}
+		state := strings.ToLower(r.GetState().String())
+		fmt.Fprintf(tw, "v%d\tv%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.GetVersion(), r.GetExpectedVisibleVersion(), num(r.GetAcceptCorrections()),
+			r.GetRequestedBy(), timestamp(r.GetRequestedAt()), approved, r.GetApprovalsRequired()-1, state, timestamp(r.GetExpiresAt()))
+	}
+	return tw.Flush()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -23,20 +24,11 @@ notice was rendered from is never removed: the app keeps answering from it.
 Removed version numbers are never used again.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: incident, KeepLast: keep})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			return renderGC(a.stdout, resp)
+			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.GcSnapshotsResponse, error) {
+					return c.GcSnapshots(ctx, &impactv1.GcSnapshotsRequest{IncidentId: incident, KeepLast: keep})
+				},
+				func(resp *impactv1.GcSnapshotsResponse) error { return renderGC(a.stdout, resp) })
 		}),
 	}
 	f := cmd.Flags()

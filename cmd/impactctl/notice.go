@@ -223,20 +223,11 @@ func (a *app) statsCommand() *cobra.Command {
 		Short: "Show, per cohort, how many members were notified at their current status",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.notices()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.GetNoticeStats(ctx, &impactv1.GetNoticeStatsRequest{IncidentId: incident})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			return renderStats(a.stdout, resp)
+			return callAndRender(a, cmd, impactv1.NewNoticeServiceClient,
+				func(ctx context.Context, c impactv1.NoticeServiceClient) (*impactv1.GetNoticeStatsResponse, error) {
+					return c.GetNoticeStats(ctx, &impactv1.GetNoticeStatsRequest{IncidentId: incident})
+				},
+				func(resp *impactv1.GetNoticeStatsResponse) error { return renderStats(a.stdout, resp) })
 		}),
 	}
 	cmd.Flags().StringVar(&incident, "incident", "", "incident id (required)")

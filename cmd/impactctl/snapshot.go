@@ -151,20 +151,11 @@ func (a *app) listCommand() *cobra.Command {
 		Short: "List an incident's versions, newest first",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: incident})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			return renderSnapshotList(a.stdout, incident, resp)
+			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.ListSnapshotsResponse, error) {
+					return c.ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: incident})
+				},
+				func(resp *impactv1.ListSnapshotsResponse) error { return renderSnapshotList(a.stdout, incident, resp) })
 		}),
 	}
 	cmd.Flags().StringVar(&incident, "incident", "", "incident id (required)")
@@ -180,23 +171,16 @@ func (a *app) diffCommand() *cobra.Command {
 		Short: "Compare two versions: subjects added, removed, changed, per cohort",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: incident, Version: version, Against: against})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			if err := renderNotifiedChanges(a.stdout, resp); err != nil {
-				return err
-			}
-			return renderDiff(a.stdout, resp)
+			return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient) (*impactv1.DiffSnapshotsResponse, error) {
+					return c.DiffSnapshots(ctx, &impactv1.DiffSnapshotsRequest{IncidentId: incident, Version: version, Against: against})
+				},
+				func(resp *impactv1.DiffSnapshotsResponse) error {
+					if err := renderNotifiedChanges(a.stdout, resp); err != nil {
+						return err
+					}
+					return renderDiff(a.stdout, resp)
+				})
 		}),
 	}
 	f := cmd.Flags()
@@ -223,31 +207,17 @@ refused unless --accept-corrections is at least their number, counted when
 the publish runs; 'impactctl snapshot diff' says what that number is.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			exp, err := a.expected(cmd, c, incident, expect)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{
-				IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
-			})
-			if err != nil {
-				return correctionsRefused(err, incident, version, exp, "re-run")
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			if p := resp.GetPending(); p != nil {
-				return renderPending(a.stdout, p)
-			}
-			s := resp.GetSnapshot()
-			fmt.Fprintf(a.stdout, "published %s v%d (visible was %s)\n", s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
-			return renderSnapshotInfo(a.stdout, s)
+			return publishVisible(a, cmd, incident, version, expect,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (*impactv1.PublishSnapshotResponse, error) {
+					return c.PublishSnapshot(ctx, &impactv1.PublishSnapshotRequest{
+						IncidentId: incident, Version: version, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
+					})
+				},
+				func(*impactv1.PublishRequest) string { return "" },
+				func(resp *impactv1.PublishSnapshotResponse) string {
+					s := resp.GetSnapshot()
+					return fmt.Sprintf("published %s v%d (visible was %s)\n", s.GetIncidentId(), s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
+				})
 		}),
 	}
 	f := cmd.Flags()
@@ -272,33 +242,20 @@ refused, like publish, when it would correct more already-notified patients
 than --accept-corrections ('impactctl snapshot diff --version N' counts them).`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.snapshots()
-			if err != nil {
-				return err
-			}
-			exp, err := a.expected(cmd, c, incident, expect)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := c.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{
-				IncidentId: incident, ToVersion: to, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
-			})
-			if err != nil {
-				return correctionsRefused(err, incident, to, exp, "re-run")
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			if p := resp.GetPending(); p != nil {
-				fmt.Fprintf(a.stdout, "staged the content of v%d as v%d; ", to, p.GetVersion())
-				return renderPending(a.stdout, p)
-			}
-			s := resp.GetSnapshot()
-			fmt.Fprintf(a.stdout, "rolled back %s to the content of v%d: published as v%d (visible was %s)\n",
-				s.GetIncidentId(), to, s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
-			return renderSnapshotInfo(a.stdout, s)
+			return publishVisible(a, cmd, incident, to, expect,
+				func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (*impactv1.RollbackSnapshotResponse, error) {
+					return c.RollbackSnapshot(ctx, &impactv1.RollbackSnapshotRequest{
+						IncidentId: incident, ToVersion: to, ExpectedVisibleVersion: proto.Uint32(exp), AcceptCorrections: accept,
+					})
+				},
+				func(p *impactv1.PublishRequest) string {
+					return fmt.Sprintf("staged the content of v%d as v%d; ", to, p.GetVersion())
+				},
+				func(resp *impactv1.RollbackSnapshotResponse) string {
+					s := resp.GetSnapshot()
+					return fmt.Sprintf("rolled back %s to the content of v%d: published as v%d (visible was %s)\n",
+						s.GetIncidentId(), to, s.GetVersion(), versionName(resp.GetPreviousVisibleVersion()))
+				})
 		}),
 	}
 	f := cmd.Flags()
@@ -310,11 +267,54 @@ than --accept-corrections ('impactctl snapshot diff --version N' counts them).`,
 	return cmd
 }
 
+// publishAnswer is what a publish or a rollback answers: the version made
+// visible, or the request still waiting for approvals.
+type publishAnswer interface {
+	proto.Message
+	GetPending() *impactv1.PublishRequest
+	GetSnapshot() *impactv1.SnapshotInfo
+	GetPreviousVisibleVersion() uint32
+}
+
+// publishVisible runs a publish or a rollback of version: the
+// compare-and-set call on the visible version expected (--expect, else the
+// one visible now), a refusal for uncounted corrections explained; then,
+// unless --json, the pending request after pendingLead's words, or done's
+// line and the version now visible.
+func publishVisible[R publishAnswer](a *app, cmd *cobra.Command, incident string, version, expect uint32,
+	call func(ctx context.Context, c impactv1.SnapshotServiceClient, exp uint32) (R, error),
+	pendingLead func(*impactv1.PublishRequest) string, done func(R) string) error {
+	exp, err := a.expected(cmd, incident, expect)
+	if err != nil {
+		return err
+	}
+	return callAndRender(a, cmd, impactv1.NewSnapshotServiceClient,
+		func(ctx context.Context, c impactv1.SnapshotServiceClient) (R, error) {
+			resp, err := call(ctx, c, exp)
+			if err != nil {
+				return resp, correctionsRefused(err, incident, version, exp, "re-run")
+			}
+			return resp, nil
+		},
+		func(resp R) error {
+			if p := resp.GetPending(); p != nil {
+				fmt.Fprint(a.stdout, pendingLead(p))
+				return renderPending(a.stdout, p)
+			}
+			fmt.Fprint(a.stdout, done(resp))
+			return renderSnapshotInfo(a.stdout, resp.GetSnapshot())
+		})
+}
+
 // expected returns the visible version a publish or rollback expects:
 // --expect when given, else the one ListSnapshots reports now.
-func (a *app) expected(cmd *cobra.Command, c impactv1.SnapshotServiceClient, incident string, expect uint32) (uint32, error) {
+func (a *app) expected(cmd *cobra.Command, incident string, expect uint32) (uint32, error) {
 	if cmd.Flags().Changed("expect") {
 		return expect, nil
+	}
+	c, err := a.snapshots()
+	if err != nil {
+		return 0, err
 	}
 	ctx, cancel := a.callCtx(cmd.Context())
 	defer cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -30,21 +31,14 @@ uploads drop the subject's rows. Versions already loaded keep their records
 until 'snapshot gc' removes them. Erasing twice is harmless.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
-			conn, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.callCtx(cmd.Context())
-			defer cancel()
-			resp, err := impactv1.NewSubjectServiceClient(conn).EraseSubject(ctx, &impactv1.EraseSubjectRequest{SubjectId: subject})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printProto(resp)
-			}
-			_, err = fmt.Fprintf(a.stdout, "account closed: %d notification pins removed; later snapshots drop the subject\n", resp.GetPinsRemoved())
-			return err
+			return callAndRender(a, cmd, impactv1.NewSubjectServiceClient,
+				func(ctx context.Context, c impactv1.SubjectServiceClient) (*impactv1.EraseSubjectResponse, error) {
+					return c.EraseSubject(ctx, &impactv1.EraseSubjectRequest{SubjectId: subject})
+				},
+				func(resp *impactv1.EraseSubjectResponse) error {
+					_, err := fmt.Fprintf(a.stdout, "account closed: %d notification pins removed; later snapshots drop the subject\n", resp.GetPinsRemoved())
+					return err
+				})
 		}),
 	}
 	cmd.Flags().StringVar(&subject, "subject", "", "the subject_id of the closed account (required)")

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	impactapp "github.com/impact-health/impact/internal/app"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/testutil/impacttest"
@@ -23,24 +22,7 @@ import (
 func startOnRedis(t *testing.T) (*impactd, *redisserver.Server) {
 	t.Helper()
 	srv := redisserver.Start(t, redisserver.AppendOnly(true), redisserver.AppendFsync("always"))
-	dir := t.TempDir()
-	cfg := impacttest.Config(dir, impacttest.Options{})
-	cfg.Store, cfg.Redis.URL = impactapp.StoreRedis, "redis://"+srv.Addr()+"/0"
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := impactapp.New(ctx, cfg, impactapp.Options{})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server run: %v", err)
-		}
-	})
-	e := &impacttest.Env{Dir: dir, App: a, Store: a.Store, Server: a.Server, Addrs: a.Addrs(), Keyer: a.Keyer}
+	e := impacttest.Start(t, impacttest.Options{RedisURL: "redis://" + srv.Addr() + "/0"})
 	e.WaitReady(t)
 	return &impactd{Env: e, addr: e.Addrs.AdminGRPC, token: e.Token(t, "ops-alice", auth.ScopeAdmin, auth.ScopeNotify)}, srv
 }

@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/impact-health/impact/internal/testutil/redisserver"
+	"github.com/impact-health/impact/internal/testutil/testbin"
 )
 
 // bins are impactd and impactctl, built once for the test binary (without
@@ -24,31 +24,9 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "impact-chaos-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		for _, name := range []string{"impactd", "impactctl"} {
-			out := filepath.Join(dir, name)
-			if b, err := exec.Command(goBin(), "build", "-o", out, "github.com/impact-health/impact/cmd/"+name).CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "chaos: go build %s: %v\n%s", name, err, b)
-				return 1
-			}
-		}
+	os.Exit(testbin.Run(m, "chaos", false, func(dir string) {
 		bins = Binaries{Impactd: filepath.Join(dir, "impactd"), Impactctl: filepath.Join(dir, "impactctl")}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-func goBin() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	}, "github.com/impact-health/impact/cmd/impactd", "github.com/impact-health/impact/cmd/impactctl"))
 }
 
 // TestScenarios runs every scenario of `make chaos` with the short bounds

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // readyTimeout bounds how long impactd may take to answer /readyz 200.
@@ -37,7 +39,7 @@ type Impactd struct {
 // in the Env's shared key directory (every replica and the harness mint
 // tokens from the same keys), and waits until it is ready.
 func (e *Env) StartImpactd(ctx context.Context, name string, extra ...string) (*Impactd, error) {
-	addrs, err := freeAddrs(4)
+	addrs, err := testproc.FreeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +78,7 @@ func (e *Env) StartImpactd(ctx context.Context, name string, extra ...string) (*
 func (d *Impactd) AdminAddr() string { return d.admin }
 
 func (d *Impactd) start(ctx context.Context) error {
-	p, err := StartProc(d.Name, filepath.Join(d.env.Dir, d.Name+".log"), d.env.ImpactdBin, cleanEnv(), d.args...)
+	p, err := StartProc(d.Name, filepath.Join(d.env.Dir, d.Name+".log"), d.env.ImpactdBin, testproc.CleanEnv(), d.args...)
 	if err != nil {
 		return err
 	}

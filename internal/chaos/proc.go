@@ -3,10 +3,8 @@ package chaos
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -81,43 +79,6 @@ func (p *Proc) LogTail() string {
 		b = b[len(b)-3000:]
 	}
 	return string(b)
-}
-
-// freeAddrs returns n distinct loopback addresses nobody listens on now
-// (never 6379, where the machine may run its own Redis).
-func freeAddrs(n int) ([]string, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	out := make([]string, 0, n)
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		if l.Addr().(*net.TCPAddr).Port == 6379 {
-			continue
-		}
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
-}
-
-// cleanEnv is the harness's environment without IMPACT_* and OTEL_*
-// settings, so that an operator's shell does not change the processes
-// under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // errTimeout: a bounded wait ran out.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // replicationLag delays the replication stream (a link between zones), so
@@ -224,7 +226,7 @@ func (w *World) lostAgainstWaves(ctx context.Context, d *Impactd, files []string
 func (w *World) verifyNamesLost(ctx context.Context, e *Env, d *Impactd, files []string, lost []waveLine, f *Figures) error {
 	args := append([]string{"--addr", d.AdminAddr(), "--token", w.admin, "--json", "notice", "verify", "--incident", Incident}, fileFlags(files)...)
 	cmd := exec.CommandContext(ctx, e.ImpactctlBin, args...) // #nosec G204 -- the harness's own binary
-	cmd.Env = cleanEnv()
+	cmd.Env = testproc.CleanEnv()
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {

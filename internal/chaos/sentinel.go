@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/impact-health/impact/internal/testutil/redisserver"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // SentinelSet is a master, one replica and one Sentinel (quorum 1) that
@@ -69,7 +70,7 @@ func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*Sentine
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, err
 	}
-	addrs, err := freeAddrs(1)
+	addrs, err := testproc.FreeAddrs(1)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*Sentine
 	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if s.Sentinel, err = StartProc("sentinel", filepath.Join(dir, "sentinel.log"), "redis-server", cleanEnv(), conf, "--sentinel"); err != nil {
+	if s.Sentinel, err = StartProc("sentinel", filepath.Join(dir, "sentinel.log"), "redis-server", testproc.CleanEnv(), conf, "--sentinel"); err != nil {
 		return nil, err
 	}
 	e.cleanup(s.Sentinel.Stop)

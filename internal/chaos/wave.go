@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // waveLine is what the harness reads of a line of a wave outbox (the file
@@ -45,7 +47,7 @@ func readWave(path string) ([]waveLine, error) {
 func (w *World) Impactctl(ctx context.Context, e *Env, d *Impactd, args ...string) ([]byte, error) {
 	args = append([]string{"--addr", d.AdminAddr(), "--token", w.admin}, args...)
 	cmd := exec.CommandContext(ctx, e.ImpactctlBin, args...) // #nosec G204 -- the harness's own binary
-	cmd.Env = cleanEnv()
+	cmd.Env = testproc.CleanEnv()
 	return cmd.CombinedOutput()
 }
 

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -23,6 +21,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
 	"github.com/impact-health/impact/internal/testutil/testclient"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // startTimeout bounds how long impactd may take to become ready (a -race
@@ -94,7 +93,7 @@ func startImpactds(t *testing.T, dataDir string, names []string, extra ...string
 }
 
 func launch(t *testing.T, name, dataDir string, extra []string) (*impactd, error) {
-	ports, err := freePorts(4)
+	ports, err := testproc.FreeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +108,7 @@ func launch(t *testing.T, name, dataDir string, extra []string) (*impactd, error
 		"--shutdown-timeout", "2s",
 	}
 	p.cmd = exec.Command(impactdBin, append(args, extra...)...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = testproc.CleanEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	setProcAttr(p.cmd)
 	if err := p.cmd.Start(); err != nil {
@@ -123,18 +122,6 @@ func launch(t *testing.T, name, dataDir string, extra []string) (*impactd, error
 		}
 	})
 	return p, nil
-}
-
-// cleanEnv is the test's environment without IMPACT_* settings, so that a
-// developer's shell does not change the processes under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // stop sends SIGTERM and waits for the process (SIGKILL after 10 s).
@@ -315,26 +302,6 @@ func (p *impactd) waitReadiness(ready bool, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// freePorts returns n distinct loopback addresses nobody listens on now.
-func freePorts(n int) ([]string, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	out := make([]string, 0, n)
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }
 
 func tail(s string, n int) string {

@@ -42,6 +42,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // Config is the harness's settings (one flag each).
@@ -642,7 +643,7 @@ func (h *harness) startMinimal(ctx context.Context) error {
 	if err := os.WriteFile(file, raw, 0o600); err != nil {
 		return err
 	}
-	addrs, err := freeAddrs(2)
+	addrs, err := testproc.FreeAddrs(2)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/testproc"
 )
 
 // proc is a child process the harness owns; stop ends it.
@@ -81,29 +83,6 @@ func (p *proc) logTail() string {
 	return string(b)
 }
 
-// freeAddrs returns n distinct loopback addresses nobody listens on now.
-func freeAddrs(n int) ([]string, error) {
-	out := make([]string, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		if l.Addr().(*net.TCPAddr).Port == 6379 {
-			continue // never near a Redis the machine runs
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
-}
-
 // startRedis starts a redis-server with appendonly yes and the given
 // appendfsync policy ("always" keeps every acknowledged write), its data in
 // dir.
@@ -111,7 +90,7 @@ func startRedis(ctx context.Context, bin, dir, fsync string) (*proc, string, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", err
 	}
-	addrs, err := freeAddrs(1)
+	addrs, err := testproc.FreeAddrs(1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -199,7 +178,7 @@ type impactdProc struct {
 // patient rate limits off (all load comes from one address), and waits
 // until /readyz says ready.
 func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logLevel string, extra []string) (*impactdProc, error) {
-	addrs, err := freeAddrs(4)
+	addrs, err := testproc.FreeAddrs(4)
 	if err != nil {
 		return nil, err
 	}
@@ -209,13 +188,7 @@ func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logL
 		"--grpc-addr", p.grpc, "--http-addr", p.http, "--admin-grpc-addr", p.adminGRPC, "--admin-http-addr", p.adminHTTP,
 		"--rate-subject", "off", "--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "IMPACT_") && !strings.HasPrefix(kv, "OTEL_") {
-			env = append(env, kv)
-		}
-	}
-	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), env, bin, append(args, extra...)...); err != nil {
+	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), testproc.CleanEnv(), bin, append(args, extra...)...); err != nil {
 		return nil, err
 	}
 	if err := waitHTTP(ctx, p.proc, "http://"+p.http+"/readyz", 60*time.Second); err != nil {

@@ -1,42 +1,24 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	redisstore "github.com/impact-health/impact/internal/store/redis"
+	"github.com/impact-health/impact/internal/testutil/testclient"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // While Redis is unreachable go-redis logs dial failures; they must reach
 // the structured log as JSON records, not as plain text beside it.
 func TestGoRedisLogsThroughSlog(t *testing.T) {
-	var buf syncBuffer
+	var buf testclient.LogBuffer
 	redisstore.SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
 	t.Cleanup(func() { redisstore.SetLogger(slog.New(slog.DiscardHandler)) })
 

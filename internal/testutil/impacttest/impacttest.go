@@ -61,6 +61,9 @@ type Options struct {
 	// PublishApprovals and ApprovalTTL are app.Config's (0: its defaults).
 	PublishApprovals int
 	ApprovalTTL      time.Duration
+	// RedisURL, when set, is the Redis store the server uses instead of
+	// the embedded one in Env.Dir.
+	RedisURL string
 }
 
 // Env is one running server and the parts a test reaches past the
@@ -83,8 +86,8 @@ type Env struct {
 }
 
 // Config is the app configuration Start gives a server with opts in dir:
-// impactd's defaults, --dev keys in dir, the embedded store, and no rate
-// limit unless opts sets limiters.
+// impactd's defaults, --dev keys in dir, the embedded store (or
+// opts.RedisURL's), and no rate limit unless opts sets limiters.
 func Config(dir string, opts Options) app.Config {
 	cfg := app.DefaultConfig()
 	cfg.Server = opts.Config
@@ -103,6 +106,9 @@ func Config(dir string, opts Options) app.Config {
 		cfg.Server.MaxBodyBytes = server.DefaultMaxBodyBytes
 	}
 	cfg.Store, cfg.DataDir, cfg.Dev = app.StoreEmbedded, dir, true
+	if opts.RedisURL != "" {
+		cfg.Store, cfg.Redis.URL = app.StoreRedis, opts.RedisURL
+	}
 	cfg.RateSubject, cfg.RateIP, cfg.RatePracticeIDs = ratelimit.Limit{}, ratelimit.Limit{}, ratelimit.Limit{}
 	if opts.PublishApprovals > 0 {
 		cfg.PublishApprovals = opts.PublishApprovals

@@ -152,18 +152,8 @@ func newServer(dir string, opts []Option) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		lines := []string{
-			"port " + strconv.Itoa(port),
-			"bind 127.0.0.1",
-			"dir " + dir,
-			"logfile " + filepath.Join(dir, "redis.log"),
-			`save ""`,
-			"appendonly " + yesNo(c.appendOnly),
-			"appendfsync " + c.appendFsync,
-		}
-		lines = append(lines, c.extra...)
-		conf := filepath.Join(dir, "redis.conf")
-		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		conf, err := writeConf(dir, port, append([]string{"appendonly " + yesNo(c.appendOnly), "appendfsync " + c.appendFsync}, c.extra...)...)
+		if err != nil {
 			return nil, err
 		}
 		s := &Server{dir: dir, conf: conf, port: port}
@@ -312,6 +302,24 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	return c
 }
 
+// writeConf writes dir/redis.conf: a server on 127.0.0.1:port with its
+// data and log in dir and no RDB snapshots, then the lines of extra. It
+// returns the file's path.
+func writeConf(dir string, port int, extra ...string) (string, error) {
+	lines := append([]string{
+		"port " + strconv.Itoa(port),
+		"bind 127.0.0.1",
+		"dir " + dir,
+		"logfile " + filepath.Join(dir, "redis.log"),
+		`save ""`,
+	}, extra...)
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return conf, nil
+}
+
 func startClusterNode(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
@@ -321,19 +329,8 @@ func startClusterNode(t testing.TB) *Server {
 		if err != nil {
 			t.Fatalf("redisserver: %v", err)
 		}
-		lines := []string{
-			"port " + strconv.Itoa(port),
-			"bind 127.0.0.1",
-			"dir " + dir,
-			"logfile " + filepath.Join(dir, "redis.log"),
-			`save ""`,
-			"appendonly no",
-			"cluster-enabled yes",
-			"cluster-config-file nodes.conf",
-			"cluster-node-timeout 5000",
-		}
-		conf := filepath.Join(dir, "redis.conf")
-		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		conf, err := writeConf(dir, port, "appendonly no", "cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 5000")
+		if err != nil {
 			t.Fatalf("redisserver: %v", err)
 		}
 		s := &Server{t: t, dir: dir, conf: conf, port: port}
