@@ -50,8 +50,9 @@ type asset struct {
 }
 
 // Handler returns the handler of the page: "/" (and "/index.html"),
-// "/app.js" and "/style.css"; every other path is 404 and every method but
-// GET and HEAD is 405.
+// "/app.js", "/common.js" (helpers both pages share) and "/style.css", and
+// the practice page under "/practice/"; every other path is 404 and every
+// method but GET and HEAD is 405.
 func Handler(opts Options) http.Handler {
 	mode := "portal"
 	if opts.Dev {
@@ -68,6 +69,7 @@ func Handler(opts Options) http.Handler {
 	}
 	add([]string{"/", "/index.html"}, "index.html", "text/html; charset=utf-8", index)
 	add([]string{"/app.js"}, "app.js", "text/javascript; charset=utf-8", mustRead("app.js"))
+	add([]string{"/common.js"}, "common.js", "text/javascript; charset=utf-8", mustRead("common.js"))
 	add([]string{"/style.css"}, "style.css", "text/css; charset=utf-8", mustRead("style.css"))
 	addPracticePage(add, mode) // practice.go
 

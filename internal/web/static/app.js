@@ -29,7 +29,6 @@
     NOT_AFFECTED: "not affected",
     UNDER_REVIEW: "still being checked"
   };
-  var ACRONYMS = { nhi: "NHI", gp: "GP", id: "ID", dob: "date of birth" };
 
   // Dates: the patient's language when the browser names one other than
   // (US) English, else New Zealand English; always New Zealand time, the
@@ -37,21 +36,9 @@
   var DEFAULT_LOCALE = "en-NZ";
   var TIME_ZONE = "Pacific/Auckland";
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
+  var el = ImpactPage.el; // common.js
 
-  // discharge_summary -> "Discharge summary", nhi_number -> "NHI number".
-  function readableCategory(c) {
-    var words = String(c).split(/[_\s]+/).filter(Boolean).map(function (w) {
-      return ACRONYMS[w.toLowerCase()] || w.toLowerCase();
-    });
-    var s = words.join(" ");
-    return s.charAt(0).toUpperCase() + s.slice(1);
-  }
+  var readableCategory = ImpactPage.readableCategory; // common.js
 
   function patientLocale() {
     var langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];

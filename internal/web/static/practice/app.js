@@ -34,22 +34,10 @@
   var downloadURL = "";
 
   var STATUS_WORDS = { AFFECTED: "Affected", NOT_AFFECTED: "Not affected", UNDER_REVIEW: "Under review" };
-  var ACRONYMS = { nhi: "NHI", gp: "GP", id: "ID", dob: "date of birth" };
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
+  var el = ImpactPage.el; // common.js
 
-  function readableCategory(c) {
-    var words = String(c).split(/[_\s]+/).filter(Boolean).map(function (w) {
-      return ACRONYMS[w.toLowerCase()] || w.toLowerCase();
-    });
-    var s = words.join(" ");
-    return s.charAt(0).toUpperCase() + s.slice(1);
-  }
+  var readableCategory = ImpactPage.readableCategory; // common.js
 
   function formatDate(ts) {
     var d = new Date(ts);
