@@ -62,32 +62,10 @@ func (s *Service) Stats(ctx context.Context, incident string) (Stats, error) {
 		}
 	}
 
-	var keys []store.Key
-	var pins []store.Pin
-	flush := func() error {
-		if len(keys) == 0 {
-			return nil
-		}
-		recs, err := s.st.Records(ctx, incident, head.Visible, keys)
-		if err != nil {
-			return err
-		}
-		for i, r := range recs {
-			st.count(pins[i], r)
-		}
-		keys, pins = keys[:0], pins[:0]
+	err = store.PinRecords(ctx, s.st, incident, head.Visible, statsBatch, func(_ store.Key, p store.Pin, r store.Record) error {
+		st.count(p, r)
 		return nil
-	}
-	err = s.st.Pins(ctx, incident, func(k store.Key, p store.Pin) error {
-		keys, pins = append(keys, k), append(pins, p)
-		if len(keys) == statsBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	}, nil)
 	if err != nil {
 		return Stats{}, status.Unavailable(err)
 	}

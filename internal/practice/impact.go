@@ -258,54 +258,31 @@ func (s *Service) tally(ctx context.Context, ver *snapshot.Version) (*tally, err
 		}
 		return names[i-1]
 	}
-	var keys []store.Key
-	var pins []store.Pin
-	flush := func() error {
-		if len(keys) == 0 {
-			return nil
-		}
-		recs, err := s.ledger.Records(ctx, incident, visible, keys)
-		if err != nil {
-			return err
-		}
-		for i, r := range recs {
-			p := pins[i]
-			switch {
-			case r.Status != store.NotAffected:
-				n := name(ver.Manifest.Practices, r.Practice)
-				if n == "" || p.Record.Status != r.Status {
-					continue
-				}
-				pt := of(n)
-				pt.notified++
-				for j := range pt.notifiedPerCohort {
-					if r.Cohorts&(1<<uint(j)) != 0 {
-						pt.notifiedPerCohort[j]++
-					}
-				}
-			case p.Record.Status != store.NotAffected && p.Record.Practice != 0:
-				pv, err := s.version(ctx, incident, p.Version)
-				if err != nil {
-					return err
-				}
-				if n := name(pv.Manifest.Practices, p.Record.Practice); n != "" {
-					of(n).correctionsDue++
+	err := store.PinRecords(ctx, s.ledger, incident, visible, tallyBatch, func(_ store.Key, p store.Pin, r store.Record) error {
+		switch {
+		case r.Status != store.NotAffected:
+			n := name(ver.Manifest.Practices, r.Practice)
+			if n == "" || p.Record.Status != r.Status {
+				return nil
+			}
+			pt := of(n)
+			pt.notified++
+			for j := range pt.notifiedPerCohort {
+				if r.Cohorts&(1<<uint(j)) != 0 {
+					pt.notifiedPerCohort[j]++
 				}
 			}
+		case p.Record.Status != store.NotAffected && p.Record.Practice != 0:
+			pv, err := s.version(ctx, incident, p.Version)
+			if err != nil {
+				return err
+			}
+			if n := name(pv.Manifest.Practices, p.Record.Practice); n != "" {
+				of(n).correctionsDue++
+			}
 		}
-		keys, pins = keys[:0], pins[:0]
 		return nil
-	}
-	err := s.ledger.Pins(ctx, incident, func(k store.Key, p store.Pin) error {
-		keys, pins = append(keys, k), append(pins, p)
-		if len(keys) == tallyBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	}, nil)
 	if err != nil {
 		return nil, unavailable(err)
 	}

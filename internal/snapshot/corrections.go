@@ -84,62 +84,36 @@ func (s *Service) countCorrections(ctx context.Context, content *Version, every 
 	pinnedIDs := make(map[uint64][]string)
 	perCohort := make(map[CohortChange]uint64)
 
-	var keys []store.Key
-	var pins []store.Pin
-	flush := func() error {
-		if len(keys) == 0 {
+	err := store.PinRecords(ctx, s.st, content.Info.Incident, content.Info.Version, correctionsBatch, func(_ store.Key, p store.Pin, r store.Record) error {
+		nc.Pinned++
+		if p.Record.Status == r.Status {
 			return nil
 		}
-		recs, err := s.st.Records(ctx, content.Info.Incident, content.Info.Version, keys)
-		if err != nil {
-			return err
+		nc.Total++
+		tr := [2]store.Status{p.Record.Status, r.Status}
+		nc.Transitions[tr]++
+		ids, ok := pinnedIDs[p.Version]
+		if !ok {
+			v, err := s.catalog.Get(ctx, content.Info.Incident, p.Version)
+			if err != nil {
+				return fmt.Errorf("pinned v%d: %w", p.Version, err)
+			}
+			ids = cohortsOf(v)
+			pinnedIDs[p.Version] = ids
 		}
-		for i, r := range recs {
-			p := pins[i]
-			nc.Pinned++
-			if p.Record.Status == r.Status {
-				continue
-			}
-			nc.Total++
-			tr := [2]store.Status{p.Record.Status, r.Status}
-			nc.Transitions[tr]++
-			ids, ok := pinnedIDs[p.Version]
-			if !ok {
-				v, err := s.catalog.Get(ctx, content.Info.Incident, p.Version)
-				if err != nil {
-					return fmt.Errorf("pinned v%d: %w", p.Version, err)
-				}
-				ids = cohortsOf(v)
-				pinnedIDs[p.Version] = ids
-			}
-			seen := make(map[string]bool, 2)
-			add := func(ids []string, set uint64) {
-				for j, id := range ids {
-					if set&(1<<uint(j)) != 0 && !seen[id] {
-						seen[id] = true
-						perCohort[CohortChange{Cohort: id, From: tr[0], To: tr[1]}]++
-					}
+		seen := make(map[string]bool, 2)
+		add := func(ids []string, set uint64) {
+			for j, id := range ids {
+				if set&(1<<uint(j)) != 0 && !seen[id] {
+					seen[id] = true
+					perCohort[CohortChange{Cohort: id, From: tr[0], To: tr[1]}]++
 				}
 			}
-			add(ids, p.Record.Cohorts)
-			add(targetIDs, r.Cohorts)
 		}
-		keys, pins = keys[:0], pins[:0]
-		if every != nil {
-			return every()
-		}
+		add(ids, p.Record.Cohorts)
+		add(targetIDs, r.Cohorts)
 		return nil
-	}
-	err := s.st.Pins(ctx, content.Info.Incident, func(k store.Key, p store.Pin) error {
-		keys, pins = append(keys, k), append(pins, p)
-		if len(keys) == correctionsBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	}, every)
 	if err != nil {
 		return nil, err
 	}

@@ -47,3 +47,50 @@ type Ledger interface {
 	// Pins calls fn for every pin of the incident, in no particular order.
 	Pins(ctx context.Context, incident string, fn func(Key, Pin) error) error
 }
+
+// PinReader is the part of Ledger that PinRecords reads.
+type PinReader interface {
+	Records(ctx context.Context, incident string, version uint64, keys []Key) ([]Record, error)
+	Pins(ctx context.Context, incident string, fn func(Key, Pin) error) error
+}
+
+// PinRecords calls fn for every pin of the incident together with the
+// subject's record at version (NotAffected when absent there), reading the
+// records batch keys at a time: one pass over the pins, never the roster.
+// afterBatch, when not nil, runs after each batch's calls (a caller that
+// must renew something while it counts). The first error stops the pass.
+func PinRecords(ctx context.Context, l PinReader, incident string, version uint64, batch int,
+	fn func(Key, Pin, Record) error, afterBatch func() error) error {
+	keys := make([]Key, 0, batch)
+	pins := make([]Pin, 0, batch)
+	flush := func() error {
+		if len(keys) == 0 {
+			return nil
+		}
+		recs, err := l.Records(ctx, incident, version, keys)
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			if err := fn(keys[i], pins[i], r); err != nil {
+				return err
+			}
+		}
+		keys, pins = keys[:0], pins[:0]
+		if afterBatch != nil {
+			return afterBatch()
+		}
+		return nil
+	}
+	err := l.Pins(ctx, incident, func(k Key, p Pin) error {
+		keys, pins = append(keys, k), append(pins, p)
+		if len(keys) == batch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
