@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/impact-health/impact/internal/testutil/netproxy"
 )
 
 // redisNetwork: impactd reaches Redis through the harness's proxy, which
@@ -18,7 +20,7 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if err != nil {
 		return f, err
 	}
-	px, err := StartProxy(srv.Addr())
+	px, err := netproxy.Start(srv.Addr())
 	if err != nil {
 		return f, err
 	}

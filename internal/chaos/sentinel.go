@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/impact-health/impact/internal/testutil/netproxy"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 	"github.com/impact-health/impact/internal/testutil/testproc"
 )
@@ -23,7 +24,7 @@ type SentinelSet struct {
 	Sentinel        *Proc
 	SentinelAddr    string
 	Name            string
-	link            *Proxy // the replication link, when it lags
+	link            *netproxy.Proxy // the replication link, when it lags
 }
 
 // KillMaster SIGKILLs the master, with the replication link cut at the
@@ -38,7 +39,7 @@ func (s *SentinelSet) KillMaster() {
 // StartSentinelSet starts the master and its replica (both appendonly
 // yes, appendfsync always: only replication is asynchronous), waits until
 // the replica is in sync, then starts the Sentinel. With lag > 0 the
-// replica reaches the master through a Proxy that delays the replication
+// replica reaches the master through a netproxy.Proxy that delays the replication
 // stream by lag (a link between zones), so that it runs behind.
 func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*SentinelSet, error) {
 	s := &SentinelSet{Name: "chaos"}
@@ -48,9 +49,9 @@ func (e *Env) StartSentinelSet(ctx context.Context, lag time.Duration) (*Sentine
 	}
 	host, port, _ := net.SplitHostPort(s.Master.Addr())
 	link := s.Master.Addr()
-	var px *Proxy
+	var px *netproxy.Proxy
 	if lag > 0 {
-		if px, err = StartProxy(s.Master.Addr()); err != nil {
+		if px, err = netproxy.Start(s.Master.Addr()); err != nil {
 			return nil, err
 		}
 		e.cleanup(px.Close)

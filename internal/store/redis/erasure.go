@@ -45,8 +45,8 @@ func (s *Store) Tombstone(ctx context.Context, key store.Key) (int, error) {
 	field := string(key[:])
 	tk := s.tombKey(key)
 	// With WithWait, the tombstone is on the replicas before any pin goes.
-	if _, err := s.withWait(ctx, tk, func(p redis.Pipeliner) { p.HSetNX(ctx, tk, field, time.Now().Unix()) }); err != nil {
-		return 0, unavailable(err)
+	if _, err := s.runScript(ctx, tombstoneScript, s.feedKeys(tk), s.feedArgs("", field, time.Now().Unix())...); err != nil {
+		return 0, err
 	}
 	ids, err := s.c.SMembers(ctx, s.incidentsKey()).Result()
 	if err != nil {

@@ -200,6 +200,7 @@ type Store struct {
 	waitTimeout  time.Duration
 	now          func() time.Time
 	stageBuffer  int
+	changeLog    int
 
 	// pinBitsCache: incident -> uint8 (immutable once the incident exists).
 	pinBitsCache sync.Map
@@ -241,6 +242,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		pinBits:     12,
 		now:         time.Now,
 		stageBuffer: DefaultStageBuffer,
+		changeLog:   DefaultChangeLog,
 		done:        make(chan struct{}),
 	}
 	for _, o := range opts {

@@ -42,6 +42,7 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	_, cluster := s.c.(*redis.ClusterClient)
 	if !cluster {
 		keys = append(keys, s.versionsKey(incident), s.headKey(incident), s.tombKey(key), s.fencesKey(incident))
+		keys = s.feedKeys(keys...)
 	}
 	field, ifield := string(key[:]), idemField(idem, key)
 	hasOld, oldID := "0", ""
@@ -49,7 +50,7 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 		hasOld, oldID = "1", old.NoticeID
 	}
 	pin := store.AppendPin(nil, next)
-	res, err := s.runScript(ctx, claimScript, keys, field, hasOld, oldID, pin, next.Version, ifield)
+	res, err := s.runScript(ctx, claimScript, keys, s.feedArgs(incident, field, hasOld, oldID, pin, next.Version, ifield)...)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func (s *Store) DeleteVersion(ctx context.Context, incident string, version uint
 			return err
 		}
 	}
-	if _, err := s.runScript(ctx, finishDeleteScript, []string{s.versionsKey(incident), s.manifestKey(incident, version)}, version); err != nil {
+	if _, err := s.runScript(ctx, finishDeleteScript, s.feedKeys(s.versionsKey(incident), s.manifestKey(incident, version)), s.feedArgs(incident, version)...); err != nil {
 		return err
 	}
 	s.bitsCache.Delete(versionRef{incident, version})

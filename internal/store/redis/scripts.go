@@ -31,13 +31,15 @@ return 1
 
 // commitScript marks a verified staging version staged, if its lease is
 // live: 1 if committed, 0 if not staging, 2 if the lease expired.
-// KEYS: versions, manifest. ARGV: version, info, manifest.
-var commitScript = redis.NewScript(luaNow + `
+// KEYS: versions, manifest (+ changes, seq). ARGV: version, info, manifest
+// (+ incident, change log length).
+var commitScript = redis.NewScript(luaNow + changeLua + `
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '1' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':lease') or '0') < now then return 2 end
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':state', 2)
 redis.call('HDEL', KEYS[1], ARGV[1] .. ':lease')
+if KEYS[4] then change(KEYS[3], KEYS[4], ARGV[5], '3', ARGV[4], '', ARGV[1]) end
 return 1
 `)
 
@@ -57,8 +59,9 @@ return 0
 // publishScript flips the visible version: the version must be staged or
 // published, the visible version must be ARGV[2] and lower than the
 // version. The pointer is written last. KEYS: head, versions.
-// ARGV: version, expected visible, publish info, channel, message.
-var publishScript = redis.NewScript(`
+// ARGV: version, expected visible, publish info, channel, message (+ KEYS
+// changes, seq; ARGV incident, change log length).
+var publishScript = redis.NewScript(changeLua + `
 local st = redis.call('HGET', KEYS[2], ARGV[1] .. ':state')
 if not st then return 'notfound' end
 if st ~= '2' and st ~= '3' then return 'notstaged' end
@@ -69,6 +72,7 @@ if st == '2' then
 end
 redis.call('HSET', KEYS[1], 'visible', ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+if KEYS[4] then change(KEYS[3], KEYS[4], ARGV[7], '2', ARGV[6], '', ARGV[1]) end
 return 'ok'
 `)
 
@@ -86,7 +90,7 @@ return 'ok'
 //
 // A pin is store.AppendPin: 0x01, uvarint version, status byte, uvarint
 // cohorts, uvarint practice, varint time, uvarint len, notice id.
-var claimScript = redis.NewScript(fenceLua + `
+var claimScript = redis.NewScript(fenceLua + changeLua + `
 local function uvarint(s, pos)
   local x, mul = 0, 1
   while true do
@@ -128,6 +132,7 @@ else
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[6], ARGV[4])
+if KEYS[8] then change(KEYS[7], KEYS[8], ARGV[8], '1', ARGV[7], ARGV[1], ARGV[4]) end
 return {'ok', cur}
 `)
 
@@ -175,12 +180,14 @@ return 1
 `)
 
 // finishDeleteScript removes a deleting version's metadata once its records
-// are gone. KEYS: versions, manifest. ARGV: version.
-var finishDeleteScript = redis.NewScript(`
+// are gone. KEYS: versions, manifest (+ changes, seq). ARGV: version (+
+// incident, change log length).
+var finishDeleteScript = redis.NewScript(changeLua + `
 if redis.call('HGET', KEYS[1], ARGV[1] .. ':state') ~= '5' then return 0 end
 local v = ARGV[1]
 redis.call('HDEL', KEYS[1], v, v .. ':state', v .. ':pub', v .. ':bits', v .. ':prev', v .. ':lease', v .. ':abortedat')
 redis.call('DEL', KEYS[2])
+if KEYS[4] then change(KEYS[3], KEYS[4], ARGV[3], '5', ARGV[2], '', ARGV[1]) end
 return 1
 `)
 

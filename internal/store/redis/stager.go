@@ -339,7 +339,7 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
-	ok, err := st.s.runScript(ctx, commitScript, []string{st.s.versionsKey(st.inc), st.s.manifestKey(st.inc, st.v)}, st.v, ib, mb)
+	ok, err := st.s.runScript(ctx, commitScript, st.s.feedKeys(st.s.versionsKey(st.inc), st.s.manifestKey(st.inc, st.v)), st.s.feedArgs(st.inc, st.v, ib, mb)...)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}

@@ -193,8 +193,8 @@ func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.Ve
 		return store.VersionInfo{}, err
 	}
 	msg := req.Incident + " " + strconv.FormatUint(req.Version, 10)
-	res, err := s.runScript(ctx, publishScript, []string{s.headKey(req.Incident), s.versionsKey(req.Incident)},
-		req.Version, req.ExpectVisible, pub, s.channel(), msg)
+	res, err := s.runScript(ctx, publishScript, s.feedKeys(s.headKey(req.Incident), s.versionsKey(req.Incident)),
+		s.feedArgs(req.Incident, req.Version, req.ExpectVisible, pub, s.channel(), msg)...)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}

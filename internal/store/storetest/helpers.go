@@ -273,3 +273,13 @@ func workerIdem(w int, n int64) store.IdemKey {
 	}
 	return k
 }
+
+// Manifest is the suite's small manifest, for engines' and decorators' own
+// tests.
+func Manifest(incident string, cohorts int) store.Manifest { return manifest(incident, cohorts) }
+
+// Entries returns n entries with distinct pseudo-random keys and records
+// valid for m.
+func Entries(seed uint64, n int, m store.Manifest) []store.Entry {
+	return newKeyGen(seed).entries(n, m)
+}

@@ -1,4 +1,8 @@
-package chaos
+// Package netproxy is a TCP proxy for tests and the fault harness: it sits
+// between a client (impactd) and a server (Redis) and injects faults:
+// latency, connection resets, and a freeze (bytes held, connections kept
+// open: a partition that TCP does not notice).
+package netproxy
 
 import (
 	"io"
@@ -9,20 +13,22 @@ import (
 )
 
 // Proxy is a TCP proxy between impactd and Redis that injects faults:
-// latency added to every chunk in each direction, and connection resets.
+// latency added to every chunk in each direction, connection resets, and
+// freezes.
 type Proxy struct {
 	l      net.Listener
 	target string
 
 	mu               sync.Mutex
+	thaw             chan struct{} // non-nil while frozen: closed on thaw
 	conns            map[*net.TCPConn]struct{}
 	latMin, latMax   time.Duration
 	resets, accepted int
 	closed           bool
 }
 
-// StartProxy listens on a free loopback port and forwards to target.
-func StartProxy(target string) (*Proxy, error) {
+// Start listens on a free loopback port and forwards to target.
+func Start(target string) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -41,6 +47,36 @@ func (p *Proxy) SetLatency(lo, hi time.Duration) {
 	p.mu.Lock()
 	p.latMin, p.latMax = lo, hi
 	p.mu.Unlock()
+}
+
+// Freeze holds every byte in both directions, on open and new connections,
+// until Thaw: to the client, the server stops answering without a reset.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	if p.thaw == nil {
+		p.thaw = make(chan struct{})
+	}
+	p.mu.Unlock()
+}
+
+// Thaw forwards again what Freeze held, and what follows.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	if p.thaw != nil {
+		close(p.thaw)
+		p.thaw = nil
+	}
+	p.mu.Unlock()
+}
+
+// held blocks while the proxy is frozen.
+func (p *Proxy) held() {
+	p.mu.Lock()
+	ch := p.thaw
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 func (p *Proxy) latency() time.Duration {
@@ -74,6 +110,7 @@ func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.Thaw()
 	_ = p.l.Close()
 	p.ResetAll()
 }
@@ -139,6 +176,7 @@ func (p *Proxy) pipe(dst, src *net.TCPConn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			p.held()
 			if d := p.latency(); d > 0 {
 				time.Sleep(d)
 			}
