@@ -28,6 +28,7 @@ import (
 	"github.com/impact-health/impact/internal/store/embedded"
 	"github.com/impact-health/impact/internal/store/instrumented"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
+	"github.com/impact-health/impact/internal/store/replica"
 	"github.com/impact-health/impact/internal/telemetry"
 	"github.com/impact-health/impact/internal/web"
 )
@@ -71,6 +72,9 @@ type App struct {
 	Notices   *notice.Service
 	Practice  *practice.Service
 	Server    *server.Server
+	// Replica answers reads from memory (nil: every read goes to the
+	// store); Run runs its protocol.
+	Replica *replica.Replica
 
 	log       *slog.Logger
 	closers   []func() // in the order they run
@@ -129,6 +133,13 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		return nil, err
 	}
 	a.onClose(func() { _ = st.Close() })
+	if a.Replica, err = newReplica(&cfg, st, log); err != nil {
+		return nil, err
+	}
+	if a.Replica != nil {
+		a.onClose(func() { _ = a.Replica.Close() })
+		st = a.Replica
+	}
 	subjectLimit, addrLimit, rateKeys := opts.SubjectLimiter, opts.AddrLimiter, opts.RateKeys
 	if subjectLimit == nil && addrLimit == nil {
 		var closeLimiters func()
@@ -219,6 +230,11 @@ func (a *App) Run(ctx context.Context) error {
 	reaped := make(chan struct{})
 	go func() { defer close(reaped); a.Snapshots.RunReaper(rctx, store.DefaultStageLease, a.log) }()
 	defer func() { stopReaper(); <-reaped }()
+	if a.Replica != nil {
+		left := make(chan struct{})
+		go func() { defer close(left); _ = a.Replica.Run(rctx) }()
+		defer func() { stopReaper(); <-left }()
+	}
 	return a.Server.Run(ctx)
 }
 
@@ -247,6 +263,24 @@ func (c *Config) WebPage() http.Handler {
 		return nil
 	}
 	return web.Handler(web.Options{Dev: c.Dev})
+}
+
+// newReplica decorates a Redis store that has a change stream with a
+// replica answering from memory, when cfg.MemoryReads is on.
+func newReplica(cfg *Config, st store.Store, log *slog.Logger) (*replica.Replica, error) {
+	eng, ok := st.(replica.Engine)
+	if !ok || !cfg.MemoryReads {
+		return nil, nil
+	}
+	if rs, ok := st.(*redisstore.Store); ok && !rs.HasFeed() {
+		log.Info("Redis Cluster: every read goes to Redis (no change stream across slots)")
+		return nil, nil
+	}
+	return replica.New(eng, replica.Config{
+		Lease:  cfg.ReplicaLease,
+		Margin: cfg.ReplicaLease / 10,
+		Log:    log.With("replica", "memory"),
+	})
 }
 
 func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
+	"github.com/impact-health/impact/internal/store/replica"
 )
 
 // Store engines of Config.Store.
@@ -56,6 +57,15 @@ type Config struct {
 	DataDir string
 	// Redis is the topology and durability policy of StoreRedis.
 	Redis redisstore.Config
+	// MemoryReads makes a Redis-backed replica answer patient reads from
+	// memory under a lease (package store/replica), on a standalone or
+	// Sentinel Redis; off, or on a Cluster, every read goes to Redis.
+	MemoryReads bool
+	// ReplicaLease is the lease of a replica that answers from memory: one
+	// cut off from Redis stops answering from memory within it, and a write
+	// waits at most about that long for a replica that vanished. Its
+	// safety margin is a tenth of it.
+	ReplicaLease time.Duration
 
 	// Auth verifies tokens (JWKS, issuer, audience).
 	Auth auth.Config
@@ -99,12 +109,14 @@ type LogConfig struct {
 // environment: every default in one place.
 func DefaultConfig() Config {
 	return Config{
-		Server:      server.DefaultConfig(),
-		Store:       StoreEmbedded,
-		RateSubject: DefaultRateSubject,
-		RateIP:      DefaultRateIP,
-		CatalogSize: DefaultCatalogSize,
-		Log:         LogConfig{Level: DefaultLogLevel, JSON: true},
+		Server:       server.DefaultConfig(),
+		Store:        StoreEmbedded,
+		RateSubject:  DefaultRateSubject,
+		RateIP:       DefaultRateIP,
+		CatalogSize:  DefaultCatalogSize,
+		MemoryReads:  true,
+		ReplicaLease: replica.DefaultLease,
+		Log:          LogConfig{Level: DefaultLogLevel, JSON: true},
 
 		PublishApprovals: 1,
 		ApprovalTTL:      snapshot.DefaultApprovalTTL,
@@ -146,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateSecurity(); err != nil {
 		return err
+	}
+	if c.ReplicaLease < 100*time.Millisecond {
+		return errors.New("--replica-lease must be at least 100ms")
 	}
 	if err := c.validatePractice(); err != nil { // practice.go
 		return err

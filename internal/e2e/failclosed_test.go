@@ -19,6 +19,7 @@ import (
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/store/replica"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
@@ -79,6 +80,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 
 	t.Run("crashed", func(t *testing.T) {
 		srv.Kill()
+		untilLeaseLapses(t, p, toks, before)
 		assertFailsClosed(t, p, toks)
 		p.waitReadiness(false, 15*time.Second)
 		assertFailsClosed(t, p, toks)
@@ -100,6 +102,7 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 			}
 		}
 		t.Cleanup(resume)
+		untilLeaseLapses(t, p, toks, before)
 		assertFailsClosed(t, p, toks)
 		p.waitReadiness(false, 15*time.Second)
 		assertFailsClosed(t, p, toks)
@@ -107,6 +110,30 @@ func TestRedisOutageFailsClosedAndRecovers(t *testing.T) {
 		p.waitReadiness(true, 20*time.Second)
 		sameAnswers("after Redis resumed")
 	})
+}
+
+// untilLeaseLapses reads until the replica stops answering from memory:
+// with Redis gone it may answer from memory while its lease runs (the
+// answers are then the ones it gave before: nothing was written since),
+// never longer than the lease (replica.DefaultLease) and a request timeout.
+func untilLeaseLapses(t *testing.T, p *impactd, toks []string, before []*impactv1.StatusAnswer) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(replica.DefaultLease + requestTimeout + timeoutSlack)
+	for i := 0; ; i = (i + 1) % len(toks) {
+		a, err := p.status(toks[i], 0)
+		if status.Code(err) == codes.Unavailable {
+			t.Logf("answered from memory for %s after Redis went, then UNAVAILABLE", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if err != nil || !proto.Equal(a, before[i]) {
+			t.Fatalf("subject %d while the lease runs: %v, %v; want its earlier answer or UNAVAILABLE", i, a, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still answering from memory %s after Redis went (lease %s)", time.Since(start), replica.DefaultLease)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // assertFailsClosed checks that every subject's status read, over gRPC and

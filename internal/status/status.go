@@ -171,6 +171,13 @@ func (s *Service) Status(ctx context.Context, incident, subjectID string, atLeas
 	if err != nil {
 		return Answer{}, err
 	}
+	if atLeast > view.Visible {
+		// This replica may not have applied a publish that another one
+		// answered from: ask the store itself (invariant 4).
+		if view, err = s.read(store.WithFresh(ctx), incident, s.keyer.SubjectKey(subjectID), nil); err != nil {
+			return Answer{}, err
+		}
+	}
 	if view.Erased {
 		return Answer{}, ErrErased
 	}

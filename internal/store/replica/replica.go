@@ -420,19 +420,25 @@ func (r *Replica) session(ctx context.Context) error {
 	r.joined.Store(true)
 	r.log.Info("replica loaded", "applied", tail)
 
+	retry := func(what string, err error) {
+		r.log.Warn("replica "+what+" failed: retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	for ctx.Err() == nil {
 		if r.rejoin.Load() {
 			return errors.New("engine lost its change stream")
 		}
+		// A failed read is retried from the same cursor (no reload); while
+		// it fails, healthy() turns false and the lease lapses.
 		changes, next, err := r.feed.Changes(ctx, cursor, r.cfg.Lease/4, tailBatch)
 		if err != nil {
-			return err
-		}
-		r.healthyAt.Store(r.now())
-		if len(changes) == 0 {
-			r.maybeServe()
+			retry("stream read", err)
 			continue
 		}
+		r.healthyAt.Store(r.now())
 		for _, c := range changes {
 			applied := r.applied.Load()
 			if c.Seq <= applied {
@@ -441,13 +447,22 @@ func (r *Replica) session(ctx context.Context) error {
 			if c.Seq != applied+1 {
 				return errGap
 			}
-			if err := r.apply(ctx, c); err != nil {
+			for {
+				if err = r.apply(ctx, c); err == nil || ctx.Err() != nil {
+					break
+				}
+				retry("apply", err) // a version that would not load: degraded until it does
+			}
+			if err != nil {
 				return err
 			}
 			r.applied.Store(c.Seq)
 		}
 		cursor = next
 		r.maybeServe()
+		if len(changes) == 0 {
+			continue
+		}
 		actx, cancel := context.WithTimeout(ctx, r.cfg.Lease/3)
 		err = r.feed.AckReplica(actx, r.cfg.ID, r.applied.Load())
 		cancel()
