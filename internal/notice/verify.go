@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/impact-health/impact/internal/status"
+	"github.com/impact-health/impact/internal/store"
 )
 
 // VerifyOutcome says how the ledger compares with one outbox line.
@@ -35,7 +36,9 @@ func (s *Service) Verify(ctx context.Context, incident string, subjectID string,
 	if version == 0 || noticeID == "" {
 		return 0, 0, fmt.Errorf("%w: version and notice id are required", status.ErrInvalidArgument)
 	}
-	view, err := status.ReadView(ctx, s.st, incident, s.keyer.SubjectKey(subjectID), nil)
+	// The ledger itself, past any replica's memory: a pin that Redis lost
+	// (a failover) may still be in a replica's memory.
+	view, err := status.ReadView(store.WithFresh(ctx), s.st, incident, s.keyer.SubjectKey(subjectID), nil)
 	if err != nil {
 		return 0, 0, err
 	}
