@@ -189,6 +189,16 @@ func WithStageBuffer(entries int) Option {
 	}
 }
 
+// WithAutoPipeline turns the auto-pipelining of reads on or off (default
+// on, for standalone and Sentinel clients): concurrent reads' commands then
+// share round trips.
+func WithAutoPipeline(on bool) Option {
+	return func(s *Store) error {
+		s.autoPipeline = on
+		return nil
+	}
+}
+
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	c            redis.UniversalClient
@@ -201,6 +211,7 @@ type Store struct {
 	now          func() time.Time
 	stageBuffer  int
 	changeLog    int
+	autoPipeline bool
 
 	// pinBitsCache: incident -> uint8 (immutable once the incident exists).
 	pinBitsCache sync.Map
@@ -208,6 +219,10 @@ type Store struct {
 	bitsCache sync.Map
 	// visible: incident -> *atomic.Uint64, a hint only.
 	visible sync.Map
+
+	// ap auto-pipelines the reads of Read on a standalone or Sentinel
+	// client (WithAutoPipeline), nil otherwise.
+	ap *redis.AutoPipeliner
 
 	pubsub    *redis.PubSub
 	closed    atomic.Bool
@@ -235,20 +250,30 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{
-		c:           client,
-		prefix:      DefaultPrefix,
-		fixedBits:   -1,
-		fill:        DefaultBucketFill,
-		pinBits:     12,
-		now:         time.Now,
-		stageBuffer: DefaultStageBuffer,
-		changeLog:   DefaultChangeLog,
-		done:        make(chan struct{}),
+		c:            client,
+		prefix:       DefaultPrefix,
+		fixedBits:    -1,
+		fill:         DefaultBucketFill,
+		pinBits:      12,
+		now:          time.Now,
+		stageBuffer:  DefaultStageBuffer,
+		changeLog:    DefaultChangeLog,
+		autoPipeline: true,
+		done:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
 		}
+	}
+	if c, ok := client.(*redis.Client); ok && s.autoPipeline {
+		o := redis.DefaultAutoPipelineOptions()
+		o.Unordered, o.MaxConcurrentBatches = true, 4
+		ap, err := c.AsyncAutoPipelineWithOptions(o)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: auto-pipeline: %w", err)
+		}
+		s.ap = ap
 	}
 	s.pubsub = client.Subscribe(context.Background(), s.channel())
 	go s.listen()
@@ -299,6 +324,9 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.done)
 		_ = s.pubsub.Close()
+		if s.ap != nil {
+			_ = s.ap.Close()
+		}
 		err = s.c.Close()
 	})
 	return err

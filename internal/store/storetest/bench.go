@@ -54,6 +54,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 	parallel := func(keys func(i int) store.Key, want func(store.View) bool) func(b *testing.B) {
 		return func(b *testing.B) {
 			b.ReportAllocs()
+			b.SetParallelism(25) // 50 readers on 2 cores, as the load harness's c=50
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
