@@ -86,7 +86,7 @@ bench: ## Go benchmarks of the read, claim and publish paths
 GHZ_VERSION := v0.93.0
 LOAD_ARGS   ?=
 
-load: build ## load harness: impactd (Redis store, JWT on) vs minimal grpc-go and net/http servers; LOAD_ARGS="--rows 200000" for a quick run
+load: build ## load harness, every figure in one run (README, Performance); LOAD_ARGS="--rows 200000 --duration 3s --rounds 1 --claims 2000" for a short run, --json for JSON
 	@[ -x $(BIN)/ghz ] || GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION) || \
 		echo "ghz $(GHZ_VERSION) could not be installed: no ghz comparison" >&2
 	$(BIN)/impact-load --impactd $(BIN)/impactd --ghz $$([ -x $(BIN)/ghz ] && echo $(BIN)/ghz || echo off) $(LOAD_ARGS)

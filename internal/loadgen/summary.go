@@ -326,7 +326,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 
 	if len(r.Publish) > 0 {
-		p("\nimpactd gRPC reads idle and during a %d-row upload + publish:\n", r.Publish[0].Rows)
+		p("\nimpactd gRPC reads idle and during the upload + publish of a revision of the %d-row roster:\n", r.Publish[0].Rows)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "mode\tidle req/s\tidle p99 ms\tduring req/s\tduring p99 ms\tduring max ms\terrors\tp99 x\tpublish s\tRedis PING p99 ms idle/during\timpactd RSS MB before/peak/after\t")
 		for _, x := range r.Publish {
