@@ -121,18 +121,20 @@ func (h *harness) startReplica(ctx context.Context, i int) (*impactdProc, error)
 	return startImpactd(ctx, h.cfg.Impactd, dir, h.redisAt, h.cfg.RedisQuery, h.cfg.LogLevel, h.impactdFlags)
 }
 
-// waveWithReads runs reads under l until the wave of subjects ends.
+// waveWithReads runs reads paced at l.Rate (none when 0) until the wave of
+// subjects ends.
 func (h *harness) waveWithReads(ctx context.Context, replicas int, subjects []string, waveID string, l Load, reads Request) (waveResult, error) {
 	stop := make(chan struct{})
 	l.Warmup, l.Duration = 0, 10*time.Minute // bounded; ends with the wave
 	readsc := make(chan Result, 1)
-	go func() {
-		m := startCPU(h.impactd.pid(), h.redis.pid())
-		r := Drive(ctx, fmt.Sprintf("reads during the claim wave, %d replica(s)", replicas), l, stop, reads)
-		r.CPU = m.stop()
-		readsc <- r
-	}()
-	time.Sleep(200 * time.Millisecond) // the reads are running
+	if l.Rate > 0 {
+		go func() {
+			readsc <- Drive(ctx, fmt.Sprintf("reads during the claim wave, %d replica(s)", replicas), l, stop, reads)
+		}()
+		time.Sleep(200 * time.Millisecond) // the reads are running
+	} else {
+		readsc <- Result{}
+	}
 	w, err := h.claimWave(ctx, subjects, waveID)
 	close(stop)
 	w.Replicas, w.Reads = replicas, <-readsc

@@ -79,10 +79,11 @@ type Config struct {
 	ClaimWindow   int           // claims in flight
 	ClaimReadRate float64       // patient reads per second during the waves
 	JSON          bool          // the report as JSON instead of text
+	Args          []string      // the command line, for the report
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
-	c := &Config{}
+	c := &Config{Args: args}
 	fs := flag.NewFlagSet("impact-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Impactd, "impactd", "bin/impactd", "impactd binary")

@@ -15,6 +15,7 @@ import (
 // Report is everything one run measured: the text block `make load`
 // prints (Text) and its --json form.
 type Report struct {
+	Args      []string `json:"args"`    // impact-load's command line
 	Started   string   `json:"started"` // UTC, RFC 3339
 	Finished  string   `json:"finished"`
 	CPUs      int      `json:"cpus"`
@@ -280,7 +281,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	s := r.Settings
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("impact-load, %s to %s\n", r.Started, r.Finished)
+	p("impact-load %s\n%s to %s\n", strings.Join(r.Args, " "), r.Started, r.Finished)
 	p("machine: %d CPUs shared by the generator, the servers and Redis; %s; load average %s at start, %s at end\n",
 		r.CPUs, r.GoVersion, r.LoadStart, r.LoadEnd)
 	p("roster %d rows; %d token subjects (%d in the roster, %d of them notified); c=%d, %d gRPC conns; %s per target in %d rounds, %s warm-up\n",
@@ -389,7 +390,7 @@ func seconds(s float64) string { return (time.Duration(s * float64(time.Second))
 // newReport starts a report of the run.
 func newReport(cfg *Config, started time.Time, load0 string) *Report {
 	return &Report{
-		Started: started.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
+		Args: cfg.Args, Started: started.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		LoadStart: load0, AppendFsync: cfg.AppendFsync,
 		Settings: Settings{Rows: cfg.Rows, PublishRows: cfg.PublishRows, Tokens: cfg.Tokens, Concurrency: cfg.Concurrency,
 			Conns: cfg.Conns, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), Rounds: cfg.Rounds},
