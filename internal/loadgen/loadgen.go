@@ -53,33 +53,35 @@ import (
 
 // Config is the harness's settings (one flag each).
 type Config struct {
-	Impactd       string        // impactd binary
-	RedisServer   string        // redis-server binary
-	Rows          int           // rows of the published roster
-	PublishRows   int           // rows of the roster published under load (phase v); 0 skips it
-	Tokens        int           // distinct subjects with a token
-	AffectedPct   float64       // share of those subjects in the roster, percent
-	Concurrency   int           // concurrent requests
-	Duration      time.Duration // measured time of each phase
-	Warmup        time.Duration // unmeasured time before each phase
-	Conns         int           // gRPC client connections per server
-	Rounds        int           // the side-by-side phases take turns in this many slices
-	PacedPercent  float64       // phase v again at this percent of the idle gRPC rate; 0 skips it
-	LogLevel      string        // impactd --log-level
-	WorkDir       string        // where data and logs go (default: a temporary directory, removed)
-	Ghz           string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
-	CPUProfile    string        // write the generator's CPU profile here
-	PerfRecord    string        // record impactd with perf during one phase into this file
-	PerfPhase     string        // that phase: grpc or rest
-	ImpactdFlags  []string      // extra impactd flags (a repeated flag's last value wins)
-	RedisQuery    string        // query appended to impactd's --redis-url, e.g. protocol=2
-	AppendFsync   string        // redis-server appendfsync: always (default) or, for comparison, everysec
-	Claims        int           // claims per wave of the claim phase; 0 skips it
-	Replicas      int           // impactd replicas in the second wave (1 skips that wave)
-	ClaimWindow   int           // claims in flight
-	ClaimReadRate float64       // patient reads per second during the waves
-	JSON          bool          // the report as JSON instead of text
-	Args          []string      // the command line, for the report
+	Impactd      string        // impactd binary
+	RedisServer  string        // redis-server binary
+	Rows         int           // rows of the published roster
+	PublishRows  int           // rows of the roster published under load (phase v); 0 skips it
+	Tokens       int           // distinct subjects with a token
+	AffectedPct  float64       // share of those subjects in the roster, percent
+	Concurrency  int           // concurrent requests
+	Duration     time.Duration // measured time of each phase
+	Warmup       time.Duration // unmeasured time before each phase
+	Conns        int           // gRPC client connections per server
+	Rounds       int           // the side-by-side phases take turns in this many slices
+	PacedPercent float64       // phase v again at this percent of the idle gRPC rate; 0 skips it
+	LogLevel     string        // impactd --log-level
+	WorkDir      string        // where data and logs go (default: a temporary directory, removed)
+	Ghz          string        // ghz binary for the optional comparison ("" looks on PATH; "off" skips)
+	CPUProfile   string        // write the generator's CPU profile here
+	PerfRecord   string        // record impactd with perf during one phase into this file
+	PerfPhase    string        // that phase: grpc or rest
+	ImpactdFlags []string      // extra impactd flags (a repeated flag's last value wins)
+	RedisQuery   string        // query appended to impactd's --redis-url, e.g. protocol=2
+	AppendFsync  string        // redis-server appendfsync: always (default) or, for comparison, everysec
+
+	// The claim phase (claims.go) and the report (summary.go).
+	Claims        int      // claims per wave of the claim phase; 0 skips it
+	Replicas      int      // impactd replicas in the second wave (1 skips that wave)
+	ClaimWindow   int      // claims in flight
+	ClaimReadRate float64  // patient reads per second during the waves
+	JSON          bool     // the report as JSON instead of text
+	Args          []string // the command line, for the report
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
@@ -189,16 +191,16 @@ type harness struct {
 	out  io.Writer
 	logw io.Writer // progress
 
-	work     string
-	ownWork  bool
-	redis    *proc
-	redisAt  string
-	impactd  *impactdProc
-	minimal  *proc
-	minGRPC  string
-	minHTTP  string
-	minRGRPC string // the minimal server with one Redis pipeline per request
+	work    string
+	ownWork bool
+	redis   *proc
+	redisAt string
+	impactd *impactdProc
+	minimal *proc
+	minGRPC string
+	minHTTP string
 
+	minRGRPC      string     // the minimal server with one Redis pipeline per request
 	dataDir       string     // impactd's (dev keys)
 	impactdFlags  []string   // extra flags of every impactd
 	subjects      []string   // the token subjects, one per token
