@@ -8,8 +8,14 @@
 //   - the same load against a minimal grpc-go server and a minimal net/http
 //     handler (protojson per request) returning one fixed answer, run in a
 //     process of their own: the ratio impactd/minimal is the figure;
+//   - a minimal grpc-go server that sends, per request, the one Redis
+//     pipeline a read cannot avoid while the pin lives only in Redis (head,
+//     pin, record: the "old ceiling");
+//   - CPU time, heap allocations (impactd's /metrics) and RSS per target;
 //   - the p99 of gRPC reads while a large roster is uploaded and published,
-//     next to the idle p99.
+//     next to the idle p99, and impactd's RSS over it;
+//   - a wave of claims on one impactd alone, then with more replicas on the
+//     same Redis serving reads (claims.go).
 //
 // All traffic goes to 127.0.0.1, and every loop is bounded in count and
 // time.
@@ -68,10 +74,18 @@ type Config struct {
 	ImpactdFlags []string      // extra impactd flags (a repeated flag's last value wins)
 	RedisQuery   string        // query appended to impactd's --redis-url, e.g. protocol=2
 	AppendFsync  string        // redis-server appendfsync: always (default) or, for comparison, everysec
+
+	// The claim phase (claims.go) and the report (summary.go).
+	Claims        int      // claims per wave of the claim phase; 0 skips it
+	Replicas      int      // impactd replicas in the second wave (1 skips that wave)
+	ClaimWindow   int      // claims in flight
+	ClaimReadRate float64  // patient reads per second during the waves
+	JSON          bool     // the report as JSON instead of text
+	Args          []string // the command line, for the report
 }
 
 func parseFlags(args []string, stderr io.Writer) (*Config, error) {
-	c := &Config{}
+	c := &Config{Args: args}
 	fs := flag.NewFlagSet("impact-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Impactd, "impactd", "bin/impactd", "impactd binary")
@@ -98,6 +112,11 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	})
 	fs.StringVar(&c.RedisQuery, "redis-url-query", "", "query string appended to impactd's --redis-url (e.g. protocol=2)")
 	fs.StringVar(&c.AppendFsync, "redis-appendfsync", "always", "redis-server appendfsync: always, or everysec for comparison (impactd then runs with --allow-volatile-ledger)")
+	fs.IntVar(&c.Claims, "claims", 10_000, "claims per wave of the claim phase (1 replica, then --replicas); 0 skips the phase")
+	fs.IntVar(&c.Replicas, "replicas", 3, "impactd replicas on the same Redis during the second claim wave (1: only the first wave)")
+	fs.IntVar(&c.ClaimWindow, "claim-window", 32, "claims in flight on the wave's stream (impactd claims 32 of a stream at once)")
+	fs.Float64Var(&c.ClaimReadRate, "claim-read-rate", 2000, "patient reads per second during each claim wave (on the other replicas when there are some; 0: none)")
+	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -107,6 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	if c.PublishRows < 0 {
 		c.PublishRows = c.Rows
 	}
+	// Two waves of distinct roster subjects, besides the token subjects.
+	c.Claims = min(c.Claims, c.Rows/4)
 	switch {
 	case c.Rows < 2 || c.Rows > demo.MaxN, c.PublishRows != 0 && (c.PublishRows < 2 || c.PublishRows > demo.MaxN):
 		return nil, fmt.Errorf("--rows and --publish-rows must be in [2, %d]", demo.MaxN)
@@ -126,6 +147,14 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		return nil, errors.New("--rounds must be in [1, 20]")
 	case c.PacedPercent < 0 || c.PacedPercent > 100:
 		return nil, errors.New("--paced-percent must be in [0, 100]")
+	case c.Claims < 0 || c.Claims > 1_000_000:
+		return nil, errors.New("--claims must be in [0, 1000000]")
+	case c.Replicas < 1 || c.Replicas > 8:
+		return nil, errors.New("--replicas must be in [1, 8]")
+	case c.ClaimWindow < 1 || c.ClaimWindow > 4096:
+		return nil, errors.New("--claim-window must be in [1, 4096]")
+	case c.ClaimReadRate < 0 || c.ClaimReadRate > 1e6:
+		return nil, errors.New("--claim-read-rate must be in [0, 1000000]")
 	}
 	return c, nil
 }
@@ -171,16 +200,24 @@ type harness struct {
 	minGRPC string
 	minHTTP string
 
+	minRGRPC      string     // the minimal server with one Redis pipeline per request
+	dataDir       string     // impactd's (dev keys)
+	impactdFlags  []string   // extra flags of every impactd
+	subjects      []string   // the token subjects, one per token
+	claimSubjects [][]string // the claim phase's waves: roster subjects not claimed in setup
+
 	adminConn *grpc.ClientConn
 	pubConn   *grpc.ClientConn
 	loadConns []*grpc.ClientConn // the generator's, closed at the end
 	adminCtx  context.Context
+	report    *Report // the run's, once done
 	spec      []byte
 	tokens    []string      // one per subject
 	tokenMD   []metadata.MD // outgoing gRPC metadata per token
 	authHdr   []string      // "Bearer ..." per token
 	affected  int           // token subjects in the roster
 	notified  int           // of which claimed (pinned)
+	pinned    int           // subjects claimed so far (setup and claim waves)
 	visible   uint32
 }
 
@@ -206,7 +243,8 @@ func (h *harness) close() {
 
 func (h *harness) run(ctx context.Context) error {
 	cfg := h.cfg
-	load0 := loadAvg()
+	load0, started := loadAvg(), time.Now()
+	rep := newReport(cfg, started, load0)
 	if cfg.WorkDir == "" {
 		dir, err := os.MkdirTemp("", "impact-load-")
 		if err != nil {
@@ -232,23 +270,37 @@ func (h *harness) run(ctx context.Context) error {
 	if cfg.AppendFsync != "always" {
 		flags = append([]string{"--allow-volatile-ledger"}, flags...)
 	}
+	h.dataDir, h.impactdFlags = dataDir, flags
 	if h.impactd, err = startImpactd(ctx, cfg.Impactd, dataDir, h.redisAt, cfg.RedisQuery, cfg.LogLevel, flags); err != nil {
 		return err
 	}
+	rep.ImpactdFlags = impactdFlags(h.impactd.pid())
+	rss := &RSSReport{}
+	memIdle, memErr := procMem(h.impactd.pid())
 	if err := h.setup(ctx, dataDir); err != nil {
 		return err
 	}
-	if err := h.startMinimal(ctx); err != nil {
+	memLoaded, err := procMem(h.impactd.pid())
+	if memErr == nil && err == nil {
+		rss.IdleMB, rss.LoadedMB, rss.LoadPeakMB = mb(memIdle.RSS), mb(memLoaded.RSS), mb(memLoaded.HWM)
+		rep.RSS = rss
+	}
+	rep.Settings.Tokens, rep.Settings.InRoster, rep.Settings.Notified = len(h.tokens), h.affected, h.notified
+	plans, err := h.writeReadPlans(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	if err := h.startMinimal(ctx, plans); err != nil {
 		return err
 	}
 
 	impGRPCCall := h.grpcCall(h.impactd.grpc)
 	impGRPC := h.random(impGRPCCall)
 	minGRPC := h.random(h.grpcCall(h.minGRPC))
+	minRedis := h.random(h.grpcCall(h.minRGRPC))
 	impREST := h.random(h.restCall(h.impactd.http))
 	minREST := h.random(h.restCall(h.minHTTP))
 	load := Load{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration}
-	var results []Result
 	drive := func(serverPID int, name string, l Load, req Request) Result {
 		m := startCPU(serverPID, h.redis.pid())
 		r := Drive(ctx, name, l, nil, req)
@@ -257,33 +309,41 @@ func (h *harness) run(ctx context.Context) error {
 	}
 	measureOn := func(serverPID int, name string, l Load, req Request) Result {
 		h.logf("measuring %s for %s (c=%d)", name, l.Duration, l.Concurrency)
-		r := drive(serverPID, name, l, req)
-		results = append(results, r)
-		return r
+		return drive(serverPID, name, l, req)
 	}
 	imp, minimal := h.impactd.pid(), h.minimal.pid()
 	if err := h.prewarm(ctx, impGRPCCall); err != nil {
 		return err
 	}
-	// Baselines and impactd side by side: the four targets take turns in
-	// Rounds slices, so that a change of the machine's background load
-	// falls on all of them alike.
+	impAllocs := newMallocCounter("http://" + h.impactd.adminHTTP + "/metrics")
+	minAllocs := newMallocCounter("http://" + h.minHTTP + "/debug/mallocs")
+	for _, m := range []*mallocCounter{impAllocs, minAllocs} {
+		if err := m.calibrate(ctx); err != nil {
+			h.logf("no allocation counts: %v", err)
+		}
+	}
+	// Baselines and impactd side by side: the targets take turns in Rounds
+	// slices, so that a change of the machine's background load falls on
+	// all of them alike.
 	type target struct {
-		name   string
-		pid    int
-		req    Request
-		perf   string
-		slices []Result
+		name, protocol string
+		pid            int
+		req            Request
+		perf           string
+		allocs         *mallocCounter
+		slices         []Result
+		mallocs        int64 // < 0: not measured
+		base           *target
 	}
-	targets := []*target{
-		{name: "minimal grpc-go server", pid: minimal, req: minGRPC},
-		{name: "impactd gRPC GetMyStatus", pid: imp, req: impGRPC, perf: "grpc"},
-		{name: "minimal net/http + protojson", pid: minimal, req: minREST},
-		{name: "impactd REST GET .../status", pid: imp, req: impREST, perf: "rest"},
-	}
+	mg := &target{name: "minimal grpc-go server", protocol: "grpc", pid: minimal, req: minGRPC, allocs: minAllocs}
+	mrg := &target{name: "minimal grpc-go + one Redis pipeline", protocol: "grpc", pid: minimal, req: minRedis, allocs: minAllocs, base: mg}
+	ig := &target{name: "impactd gRPC GetMyStatus", protocol: "grpc", pid: imp, req: impGRPC, perf: "grpc", allocs: impAllocs, base: mg}
+	mr := &target{name: "minimal net/http + protojson", protocol: "rest", pid: minimal, req: minREST, allocs: minAllocs}
+	ir := &target{name: "impactd REST GET .../status", protocol: "rest", pid: imp, req: impREST, perf: "rest", allocs: impAllocs, base: mr}
+	targets := []*target{mg, mrg, ig, mr, ir}
 	slice := load
 	slice.Duration = cfg.Duration / time.Duration(cfg.Rounds)
-	h.logf("measuring 4 targets in %d rounds of %s each (c=%d)", cfg.Rounds, slice.Duration, cfg.Concurrency)
+	h.logf("measuring %d targets in %d rounds of %s each (c=%d)", len(targets), cfg.Rounds, slice.Duration, cfg.Concurrency)
 	for round := range cfg.Rounds {
 		if round > 0 {
 			slice.Warmup = min(cfg.Warmup, 500*time.Millisecond) // connections are warm already
@@ -293,47 +353,107 @@ func (h *harness) run(ctx context.Context) error {
 			if round == 0 {
 				stopPerf = h.startPerf(ctx, slice, tg.perf)
 			}
-			tg.slices = append(tg.slices, drive(tg.pid, tg.name, slice, tg.req))
+			// Allocations count from the end of the warm-up (the scrape
+			// runs while the warm-up's last requests finish) to the end.
+			a0 := make(chan uint64, 1)
+			go func() {
+				time.Sleep(slice.Warmup)
+				n, err := tg.allocs.read(ctx)
+				if err != nil {
+					tg.mallocs = -1
+				}
+				a0 <- n
+			}()
+			r := drive(tg.pid, tg.name, slice, tg.req)
+			before := <-a0
+			after, err := tg.allocs.read(ctx)
+			if err != nil || tg.mallocs < 0 {
+				tg.mallocs = -1
+			} else {
+				tg.mallocs += int64(tg.allocs.between(before, after))
+			}
+			tg.slices = append(tg.slices, r)
 			if stopPerf != nil {
 				stopPerf()
 			}
 		}
 	}
+	merged := map[*target]Result{}
 	for _, tg := range targets {
-		results = append(results, merge(tg.name, tg.slices))
+		merged[tg] = merge(tg.name, tg.slices)
 	}
-	mg, ig, mr, ir := results[0], results[1], results[2], results[3]
+	for _, tg := range targets {
+		row := targetRow(merged[tg], tg.protocol, tg.mallocs)
+		row.Ratio = 1
+		if tg.base != nil && merged[tg.base].RPS() > 0 {
+			row.Ratio = merged[tg].RPS() / merged[tg.base].RPS()
+		}
+		rep.Targets = append(rep.Targets, row)
+	}
+	rep.Ratios = []RatioRow{
+		ratioRow("gRPC: impactd / minimal grpc-go", merged[ig], merged[mg], targetGRPCRatio),
+		ratioRow("gRPC: impactd / minimal grpc-go + one Redis pipeline", merged[ig], merged[mrg], 0),
+		ratioRow("REST: impactd / minimal net/http", merged[ir], merged[mr], targetRESTRatio),
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 
-	var pubRows []publishRow
+	if cfg.Claims > 0 {
+		waves, err := h.claimPhase(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Claims = claimsReport(cfg, waves)
+	}
+
 	if cfg.PublishRows > 0 {
 		idle, idlePing := h.idleWithProbe(func() Result { return measureOn(imp, "impactd gRPC, idle (before publish)", load, impGRPC) })
+		m := startRSS(imp)
 		during, duringPing, took, err := h.duringPublish(ctx, load, impGRPC, 2)
 		if err != nil {
 			return err
 		}
-		results = append(results, during)
-		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took})
+		pr := publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took, m.stop()}
+		rep.Publish = append(rep.Publish, publishReportRow(pr, cfg.PublishRows))
 		if cfg.PacedPercent > 0 {
 			paced := load
-			paced.Rate = ig.RPS() * cfg.PacedPercent / 100
+			paced.Rate = merged[ig].RPS() * cfg.PacedPercent / 100
 			pidle, pidlePing := h.idleWithProbe(func() Result {
 				return measureOn(imp, fmt.Sprintf("impactd gRPC, idle, paced %.0f req/s", paced.Rate), paced, impGRPC)
 			})
+			m := startRSS(imp)
 			pduring, pduringPing, ptook, err := h.duringPublish(ctx, paced, impGRPC, 3)
 			if err != nil {
 				return err
 			}
-			results = append(results, pduring)
-			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook})
+			pr := publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook, m.stop()}
+			rep.Publish = append(rep.Publish, publishReportRow(pr, cfg.PublishRows))
+		}
+		if rep.RSS != nil {
+			for _, x := range rep.Publish {
+				rep.RSS.PublishPeak = max(rep.RSS.PublishPeak, x.RSSPeakMB)
+				if !x.PeakExact {
+					rep.RSS.Note = "publish peaks sampled every 20 ms: VmHWM could not be reset"
+				}
+			}
 		}
 	}
-	ghz := h.runGhz(ctx)
+	if g := h.runGhz(ctx); g != nil {
+		if g.note != "" {
+			rep.GhzNote = g.note
+		} else {
+			rep.Ghz = &GhzRow{Version: g.version, RPS: g.rps, P50ms: msf(g.p50), P99ms: msf(g.p99), Requests: g.count, Errors: g.errors}
+		}
+	}
 
-	h.print(results, ig, mg, ir, mr, pubRows, ghz, load0)
-	return nil
+	rep.LoadEnd, rep.Finished = loadAvg(), time.Now().UTC().Format(time.RFC3339)
+	h.report = rep
+	if cfg.JSON {
+		return rep.WriteJSON(h.out)
+	}
+	fmt.Fprintln(h.out)
+	return rep.WriteText(h.out)
 }
 
 type publishRow struct {
@@ -341,6 +461,7 @@ type publishRow struct {
 	idle, during         Result
 	idlePing, duringPing Result // Redis PING round trips alongside
 	took                 time.Duration
+	rss                  rssPeak // impactd's, over the publish
 }
 
 // setup publishes the roster, claims notices for half of the sampled
@@ -368,6 +489,9 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 	}
 	wantAffected := min(cfg.Rows, int(float64(cfg.Tokens)*cfg.AffectedPct/100+0.5))
 	affected := sampleSubjects(roster.Bytes(), wantAffected, 1)
+	if cfg.Claims > 0 {
+		h.claimSubjects = claimWaves(roster.Bytes(), affected, cfg.Claims)
+	}
 	before := redisUsedMemory(h.redisAt)
 	took, err := h.publish(ctx, roster.Bytes(), 1)
 	if err != nil {
@@ -385,6 +509,7 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 		return err
 	}
 	h.notified = len(affected) / 2
+	h.pinned += h.notified
 
 	// Not-affected subjects: numbers beyond the roster's population.
 	subjects := append([]string{}, affected...)
@@ -394,6 +519,7 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 	}
 	rnd := rand.New(rand.NewPCG(7, 7))
 	rnd.Shuffle(len(subjects), func(i, j int) { subjects[i], subjects[j] = subjects[j], subjects[i] })
+	h.subjects = subjects
 	h.logf("minting %d tokens (%d subjects in the roster, %d of them notified)", len(subjects), h.affected, h.notified)
 	if h.tokens, err = mintTokens(ctx, dataDir, subjects); err != nil {
 		return err
@@ -405,6 +531,25 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 		h.tokenMD[i] = metadata.Pairs("authorization", h.authHdr[i])
 	}
 	return nil
+}
+
+// claimWaves samples two waves of n roster subjects each, none of them in
+// taken (the token subjects, some claimed in setup).
+func claimWaves(csv []byte, taken []string, n int) [][]string {
+	skip := make(map[string]bool, len(taken))
+	for _, s := range taken {
+		skip[s] = true
+	}
+	var pool []string
+	for _, s := range sampleSubjects(csv, 2*n+len(taken), 2) {
+		if !skip[s] && len(pool) < 2*n {
+			pool = append(pool, s)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(2, 2))
+	rnd.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	half := len(pool) / 2
+	return [][]string{pool[:half], pool[half:]}
 }
 
 // prewarm sends one read per token, so that measurements see impactd's
@@ -467,7 +612,10 @@ func (h *harness) publish(ctx context.Context, roster []byte, v uint32) (time.Du
 		return 0, fmt.Errorf("upload staged version %d, want %d", got, v)
 	}
 	if _, err := snap.PublishSnapshot(uctx, &impactv1.PublishSnapshotRequest{
-		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible)}); err != nil {
+		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible),
+		// The harness accepts whatever corrections the new roster makes:
+		// at most every subject it notified.
+		AcceptCorrections: uint32(h.pinned)}); err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
 	h.visible = v
@@ -509,7 +657,9 @@ func (h *harness) claim(ctx context.Context, subjects []string) error {
 // publish.
 func (h *harness) duringPublish(ctx context.Context, l Load, req Request, v uint32) (Result, Result, time.Duration, error) {
 	var roster bytes.Buffer
-	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: h.cfg.PublishRows, Seed: int64(v)}); err != nil {
+	// Revision v of the first roster, as an investigation revises it: a few
+	// notified subjects get a correction, which the publish must accept.
+	if _, err := demo.WriteRoster(&roster, demo.RosterOptions{N: h.cfg.PublishRows, Seed: 1, Revision: int(v)}); err != nil {
 		return Result{}, Result{}, 0, err
 	}
 	stop := make(chan struct{})
@@ -617,8 +767,9 @@ func (h *harness) restCall(addr string) tokenCall {
 }
 
 // startMinimal fetches a real not-affected answer from impactd and starts
-// the minimal servers (this binary, MinimalCommand) returning it.
-func (h *harness) startMinimal(ctx context.Context) error {
+// the minimal servers (this binary, MinimalCommand) returning it, the one
+// reading Redis with the read plans in plansFile.
+func (h *harness) startMinimal(ctx context.Context, plansFile string) error {
 	var answer *impactv1.StatusAnswer
 	for i := range h.tokens {
 		rctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(ctx, h.tokenMD[i]), 10*time.Second)
@@ -643,17 +794,18 @@ func (h *harness) startMinimal(ctx context.Context) error {
 	if err := os.WriteFile(file, raw, 0o600); err != nil {
 		return err
 	}
-	addrs, err := testproc.FreeAddrs(2)
+	addrs, err := testproc.FreeAddrs(3)
 	if err != nil {
 		return err
 	}
-	h.minGRPC, h.minHTTP = addrs[0], addrs[1]
+	h.minGRPC, h.minHTTP, h.minRGRPC = addrs[0], addrs[1], addrs[2]
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	if h.minimal, err = startProc("minimal servers", filepath.Join(h.work, "minimal.log"), nil, self,
-		MinimalCommand, "--grpc-addr", h.minGRPC, "--http-addr", h.minHTTP, "--answer", file); err != nil {
+		MinimalCommand, "--grpc-addr", h.minGRPC, "--http-addr", h.minHTTP, "--answer", file,
+		"--redis-grpc-addr", h.minRGRPC, "--redis-url", "redis://"+h.redisAt+"/0"+query(h.cfg.RedisQuery), "--read-plans", plansFile); err != nil {
 		return err
 	}
 	return waitHTTP(ctx, h.minimal, "http://"+h.minHTTP+"/healthz", 20*time.Second)

@@ -1,10 +1,12 @@
 package loadgen
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,10 +86,11 @@ func TestSampleSubjects(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	c, err := parseFlags([]string{"--rows", "1000"}, &bytes.Buffer{})
-	if err != nil || c.PublishRows != 1000 || c.Concurrency != 50 || c.Tokens != 10000 {
+	if err != nil || c.PublishRows != 1000 || c.Concurrency != 50 || c.Tokens != 10000 || c.Claims != 250 || c.Replicas != 3 {
 		t.Fatalf("%+v, %v", c, err)
 	}
-	for _, args := range [][]string{{"--rows", "1"}, {"--c", "0"}, {"--duration", "0s"}, {"--affected-percent", "101"}, {"extra"}} {
+	for _, args := range [][]string{{"--rows", "1"}, {"--c", "0"}, {"--duration", "0s"}, {"--affected-percent", "101"}, {"extra"},
+		{"--claims", "-1"}, {"--replicas", "0"}, {"--claim-window", "0"}, {"--claim-read-rate", "-1"}} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: no error", args)
 		}
@@ -116,5 +119,78 @@ func TestMergeCombinesSlices(t *testing.T) {
 	}
 	if m.CPU.server != 0.625 { // (1*1 + 0.5*3) / 4
 		t.Fatalf("cpu %v", m.CPU.server)
+	}
+}
+
+func TestParseMallocs(t *testing.T) {
+	text := "# HELP go_memstats_mallocs_total Total number of heap objects allocated.\n" +
+		"# TYPE go_memstats_mallocs_total counter\ngo_memstats_mallocs_total_other 5\ngo_memstats_mallocs_total 1.234567e+06\n"
+	n, err := parseMallocs(bufio.NewScanner(strings.NewReader(text)))
+	if err != nil || n != 1234567 {
+		t.Fatalf("%d, %v", n, err)
+	}
+	if _, err := parseMallocs(bufio.NewScanner(strings.NewReader("go_memstats_mallocs_total_other 5\n"))); err == nil {
+		t.Fatal("no counter: no error")
+	}
+	if _, err := parseMallocs(bufio.NewScanner(strings.NewReader("go_memstats_mallocs_total x\n"))); err == nil {
+		t.Fatal("bad value: no error")
+	}
+	m := &mallocCounter{scrape: 10}
+	if got := m.between(100, 1000); got != 890 {
+		t.Fatalf("between: %d", got)
+	}
+	if got := m.between(100, 105); got != 0 {
+		t.Fatalf("between, less than a scrape: %d", got)
+	}
+	if processMallocs() == 0 {
+		t.Fatal("this process has allocated nothing?")
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	m, err := parseProcStatus([]byte("Name:\timpactd\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t9\n"))
+	if err != nil || m.RSS != 100<<20 || m.HWM != 200<<20 {
+		t.Fatalf("%+v, %v", m, err)
+	}
+	for _, bad := range []string{"VmRSS:\t1 kB\n", "VmRSS:\t1 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
+		if _, err := parseProcStatus([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	own, err := procMem(os.Getpid())
+	if err != nil || own.RSS == 0 || own.HWM < own.RSS {
+		t.Fatalf("own memory %+v, %v", own, err)
+	}
+}
+
+func TestClaimWavesAreDisjointRosterSubjects(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := demo.WriteRoster(&buf, demo.RosterOptions{N: 3000, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	taken := sampleSubjects(buf.Bytes(), 100, 1)
+	waves := claimWaves(buf.Bytes(), taken, 400)
+	if len(waves) != 2 || len(waves[0]) != 400 || len(waves[1]) != 400 {
+		t.Fatalf("waves of %d and %d", len(waves[0]), len(waves[1]))
+	}
+	seen := map[string]bool{}
+	for _, s := range taken {
+		seen[s] = true
+	}
+	for _, w := range waves {
+		for _, s := range w {
+			if seen[s] || !strings.HasPrefix(s, "patient-") {
+				t.Fatalf("%q repeated or not a roster subject", s)
+			}
+			seen[s] = true
+		}
+	}
+}
+
+func TestWithoutPlacing(t *testing.T) {
+	got := withoutPlacing([]string{"--dev", "--data-dir", "/tmp/x", "--store", "redis", "--redis-url=redis://127.0.0.1:1/0",
+		"--grpc-addr", "127.0.0.1:2", "--rate-ip", "off", "--upload-dir", "/u"})
+	if strings.Join(got, " ") != "--dev --store redis --rate-ip off" {
+		t.Fatalf("%q", got)
 	}
 }

@@ -52,18 +52,27 @@ func minimalHandler(answer *impactv1.StatusAnswer) http.Handler {
 		_, _ = w.Write(b)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /debug/mallocs", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s %d\n", mallocsMetric, processMallocs())
+	})
 	return mux
 }
 
 // ServeMinimal serves the minimal gRPC server and the minimal HTTP handler
-// until ctx is done. args: --grpc-addr, --http-addr, --answer (a file with
-// a binary StatusAnswer).
+// until ctx is done, and with --redis-grpc-addr the minimal gRPC server
+// that reads Redis once per request. args: --grpc-addr, --http-addr,
+// --answer (a file with a binary StatusAnswer), --redis-grpc-addr,
+// --redis-url, --read-plans (the file writeReadPlans wrote). GET
+// /debug/mallocs on the HTTP listener reports the process's allocations.
 func ServeMinimal(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet(MinimalCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:0", "gRPC listener")
 	httpAddr := fs.String("http-addr", "127.0.0.1:0", "HTTP listener")
 	answerFile := fs.String("answer", "", "file with the binary StatusAnswer to return")
+	redisGRPCAddr := fs.String("redis-grpc-addr", "", "gRPC listener of the server that reads Redis per request (empty: none)")
+	redisURL := fs.String("redis-url", "", "Redis that server reads")
+	plansFile := fs.String("read-plans", "", "file with the read plans of the token subjects")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,18 +93,41 @@ func ServeMinimal(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = gl.Close()
 		return err
 	}
+	resp := &impactv1.GetMyStatusResponse{Answer: answer}
 	gs := grpc.NewServer()
-	impactv1.RegisterStatusServiceServer(gs, &minimalStatus{resp: &impactv1.GetMyStatusResponse{Answer: answer}})
+	impactv1.RegisterStatusServiceServer(gs, &minimalStatus{resp: resp})
 	reflection.Register(gs) // for ghz
 	hs := &http.Server{Handler: minimalHandler(answer)}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(gl) }()
 	go func() { errc <- hs.Serve(hl) }()
+	var rs *grpc.Server
+	if *redisGRPCAddr != "" {
+		rm, err := newRedisMinimal(*redisURL, *plansFile, resp)
+		if err != nil {
+			_ = gl.Close()
+			_ = hl.Close()
+			return err
+		}
+		defer rm.c.Close()
+		rl, err := net.Listen("tcp", *redisGRPCAddr)
+		if err != nil {
+			_ = gl.Close()
+			_ = hl.Close()
+			return err
+		}
+		rs = grpc.NewServer()
+		impactv1.RegisterStatusServiceServer(rs, rm)
+		go func() { errc <- rs.Serve(rl) }()
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	gs.Stop()
+	if rs != nil {
+		rs.Stop()
+	}
 	_ = hs.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
