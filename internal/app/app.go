@@ -139,6 +139,15 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	if a.Replica != nil {
 		a.onClose(func() { _ = a.Replica.Close() })
 		st = a.Replica
+		r := a.Replica
+		stop, err := opts.Telemetry.Metrics().ObserveReplica(func() telemetry.ReplicaStatus {
+			s := r.Status()
+			return telemetry.ReplicaStatus{Serving: s.Serving, Lag: s.Lag, MemoryBytes: s.MemoryBytes, Pins: s.Pins, Waits: s.Waits, WaitTime: s.WaitTime}
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.onClose(func() { _ = stop() })
 	}
 	subjectLimit, addrLimit, rateKeys := opts.SubjectLimiter, opts.AddrLimiter, opts.RateKeys
 	if subjectLimit == nil && addrLimit == nil {

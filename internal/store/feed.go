@@ -59,6 +59,7 @@ type ReplicaLease struct {
 type Renewal struct {
 	Tail       uint64 // the last change's sequence number
 	Continuous bool   // the entry was live and serving before this renewal
+	Live       int    // live entries in the registry, this one included
 }
 
 // Acks summarises the registry for a writer.

@@ -24,6 +24,12 @@ const (
 	MetricCatalogLookups  = "impact.catalog.lookups"           // counter: result (hit, miss)
 	MetricStoreDuration   = "impact.store.duration"            // histogram (s): operation
 	MetricStoreErrors     = "impact.store.errors"              // counter: operation, error.type
+	MetricReplicaServing  = "impact.replica.serving"           // gauge: 1 while answering from memory
+	MetricReplicaLag      = "impact.replica.lag"               // gauge: changes not yet applied
+	MetricReplicaMemory   = "impact.replica.memory"            // gauge (By): records held in memory
+	MetricReplicaPins     = "impact.replica.pins"              // gauge: pins held in memory
+	MetricReplicaWaits    = "impact.replica.write_waits"       // counter: writes that waited for the replicas
+	MetricReplicaWaitTime = "impact.replica.write_wait_time"   // counter (s): their total wait
 )
 
 // Attribute keys of Impact's metrics and spans. None of them ever holds a
@@ -186,6 +192,65 @@ func (m *Metrics) ObserveCatalog(c CacheStats) (func() error, error) {
 		o.ObserveInt64(ctr, int64(ms), miss)
 		return nil
 	}, ctr)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Unregister, nil
+}
+
+// ReplicaStatus is what ObserveReplica reports (package store/replica).
+type ReplicaStatus struct {
+	Serving     bool
+	Lag         uint64
+	MemoryBytes int
+	Pins        int
+	Waits       uint64
+	WaitTime    time.Duration
+}
+
+// ObserveReplica reports a replica answering from memory: whether it
+// serves, its lag behind the change stream, the memory its records take,
+// its pins, and the writes that waited for the replicas. Call the returned
+// function to stop.
+func (m *Metrics) ObserveReplica(status func() ReplicaStatus) (func() error, error) {
+	if m == nil {
+		return func() error { return nil }, nil
+	}
+	var (
+		errs                   [6]error
+		serving, lag, mem, pin metric.Int64ObservableGauge
+		waits                  metric.Int64ObservableCounter
+		waitTime               metric.Float64ObservableCounter
+	)
+	serving, errs[0] = m.meter.Int64ObservableGauge(MetricReplicaServing,
+		metric.WithDescription("1 while this replica answers patient reads from memory under a valid lease, 0 while they go to the store."))
+	lag, errs[1] = m.meter.Int64ObservableGauge(MetricReplicaLag, metric.WithUnit("{change}"),
+		metric.WithDescription("Changes of the change stream this replica has not applied yet."))
+	mem, errs[2] = m.meter.Int64ObservableGauge(MetricReplicaMemory, metric.WithUnit("By"),
+		metric.WithDescription("Memory taken by the snapshot records this replica holds (visible versions and versions loaded ahead)."))
+	pin, errs[3] = m.meter.Int64ObservableGauge(MetricReplicaPins, metric.WithUnit("{pin}"),
+		metric.WithDescription("Notification pins this replica holds in memory."))
+	waits, errs[4] = m.meter.Int64ObservableCounter(MetricReplicaWaits, metric.WithUnit("{write}"),
+		metric.WithDescription("Writes (claims, publishes, closures) that waited for every serving replica to apply them."))
+	waitTime, errs[5] = m.meter.Float64ObservableCounter(MetricReplicaWaitTime, metric.WithUnit("s"),
+		metric.WithDescription("Total time writes waited for the replicas (divide by write_waits for the mean)."))
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, err
+	}
+	reg, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := status()
+		on := int64(0)
+		if st.Serving {
+			on = 1
+		}
+		o.ObserveInt64(serving, on)
+		o.ObserveInt64(lag, int64(st.Lag))
+		o.ObserveInt64(mem, int64(st.MemoryBytes))
+		o.ObserveInt64(pin, int64(st.Pins))
+		o.ObserveInt64(waits, int64(st.Waits))
+		o.ObserveFloat64(waitTime, st.WaitTime.Seconds())
+		return nil
+	}, serving, lag, mem, pin, waits, waitTime)
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,12 @@ if cur then
   if exp and tonumber(exp) > now and srv == '1' then cont = 1 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[4])) .. ' ' .. ARGV[2], ARGV[1] .. ':ack', ARGV[3])
-return {tonumber(redis.call('GET', KEYS[2]) or '0'), cont}
+local all, live = redis.call('HGETALL', KEYS[1]), 0
+for i = 1, #all, 2 do
+  local exp = string.match(all[i + 1], '^(%d+) %d$')
+  if exp and tonumber(exp) > now then live = live + 1 end
+end
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), cont, live}
 `)
 
 // ackReplicaScript: KEYS replicas. ARGV id, seq. Raises a live entry's ack.
@@ -160,10 +165,10 @@ func (s *Store) RenewReplica(ctx context.Context, r store.ReplicaLease) (store.R
 	if err != nil {
 		return store.Renewal{}, unavailable(err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return store.Renewal{}, fmt.Errorf("%w: unexpected renewal reply", store.ErrUnavailable)
 	}
-	return store.Renewal{Tail: uint64(res[0]), Continuous: res[1] == 1}, nil
+	return store.Renewal{Tail: uint64(res[0]), Continuous: res[1] == 1, Live: int(res[2])}, nil
 }
 
 // AckReplica implements store.Feed.

@@ -120,7 +120,9 @@ type Replica struct {
 	degraded    atomic.Bool // loading a version a publish needs
 	rejoin      atomic.Bool // the engine lost the stream: load again
 
-	loads sync.Map // ref -> *load
+	loads sync.Map      // ref -> *load
+	tail  atomic.Uint64 // the stream's tail at the last renewal
+	live  atomic.Int64  // live replicas in the registry at the last renewal
 
 	w      *waiter
 	done   chan struct{}
@@ -192,6 +194,36 @@ func (r *Replica) MemoryStats() Stats {
 
 // Applied is the sequence number of the last change applied.
 func (r *Replica) Applied() uint64 { return r.applied.Load() }
+
+// LiveReplicas is the number of live replicas in the registry (this one
+// included) at the last renewal, or 0 before the first: what a global
+// rate limit is divided by. An atomic load.
+func (r *Replica) LiveReplicas() int { return int(r.live.Load()) }
+
+// Status is what a replica reports to its metrics.
+type Status struct {
+	Serving bool
+	// Lag is how many changes the stream held, at the last renewal, that
+	// the replica had not applied yet then or since.
+	Lag         uint64
+	MemoryBytes int // tables of records, visible and loaded ahead
+	Pins        int
+	// Waits and WaitTime: writes that waited for the replicas, and how long
+	// they waited in all.
+	Waits    uint64
+	WaitTime time.Duration
+}
+
+// Status reports the replica's state (no I/O).
+func (r *Replica) Status() Status {
+	st := r.MemoryStats()
+	s := Status{Serving: r.Serving(), MemoryBytes: st.TableBytes, Pins: st.Pins}
+	if t, a := r.tail.Load(), r.applied.Load(); t > a {
+		s.Lag = t - a
+	}
+	s.Waits, s.WaitTime = r.w.stats()
+	return s
+}
 
 // Close stops the protocol and closes the engine.
 func (r *Replica) Close() error {
@@ -330,6 +362,8 @@ func (r *Replica) renew(ctx context.Context) {
 		r.stop()
 		return
 	}
+	r.tail.Store(ren.Tail)
+	r.live.Store(int64(ren.Live))
 	r.mu.Lock()
 	r.leaseUntil.Store(t0 + int64(r.cfg.Lease-r.cfg.Margin))
 	if want && (!ren.Continuous || lapsed || !r.serving.Load()) {

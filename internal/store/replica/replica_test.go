@@ -235,6 +235,11 @@ func TestPublishSeenByEveryReplica(t *testing.T) {
 	// loads, and serves again.
 	waitServing(t, ms...)
 	for i, m := range ms {
+		for deadline := time.Now().Add(5 * time.Second); m.LiveReplicas() != 3; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d counts %d live replicas, want 3 (a global rate limit is divided by it)", i, m.LiveReplicas())
+			}
+		}
 		if st := m.MemoryStats(); st.Records != 500 {
 			t.Errorf("replica %d holds %d records of the visible version, want 500 (older tables must go)", i, st.Records)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/impact-health/impact/internal/store"
@@ -24,6 +25,12 @@ type waiter struct {
 	waiting []*pendingWrite // with a target
 	kick    chan struct{}
 	once    sync.Once
+	n       atomic.Uint64
+	total   atomic.Int64 // ns
+}
+
+func (w *waiter) stats() (uint64, time.Duration) {
+	return w.n.Load(), time.Duration(w.total.Load())
 }
 
 type pendingWrite struct {
@@ -50,6 +57,7 @@ func (w *waiter) wait(ctx context.Context) error {
 	case w.kick <- struct{}{}:
 	default:
 	}
+	defer func() { w.n.Add(1); w.total.Add(int64(time.Since(p.since))) }()
 	select {
 	case err := <-p.done:
 		return err
