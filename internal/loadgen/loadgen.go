@@ -333,7 +333,7 @@ func (h *harness) run(ctx context.Context) error {
 	ghz := h.runGhz(ctx)
 
 	h.print(results, ig, mg, ir, mr, pubRows, ghz, load0)
-	return nil
+	return checkRejections(h.out, results) // ratelimited.go
 }
 
 type publishRow struct {
@@ -576,7 +576,7 @@ func (h *harness) grpcCall(addr string) tokenCall {
 	return func(ctx context.Context, w, i int) error {
 		resp, err := conns[w%len(conns)].GetMyStatus(metadata.NewOutgoingContext(ctx, h.tokenMD[i]), in)
 		if err != nil {
-			return err
+			return rateLimitedGRPC(err)
 		}
 		if resp.GetAnswer().GetVersion() == 0 {
 			return errors.New("answer without a version")
@@ -607,6 +607,8 @@ func (h *harness) restCall(addr string) tokenCall {
 		switch {
 		case err != nil:
 			return err
+		case resp.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("%w: HTTP 429", errRateLimited)
 		case resp.StatusCode != http.StatusOK:
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		case n < 10:

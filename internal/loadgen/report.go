@@ -97,7 +97,7 @@ func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRo
 		cfg.Rows, len(h.tokens), h.affected, h.notified, cfg.Concurrency, cfg.Conns, cfg.Duration, cfg.Warmup)
 	fmt.Fprintf(w, "machine: %d CPUs (generator, servers and Redis share them), %s; load average at start %s, at end %s\n",
 		runtime.NumCPU(), runtime.Version(), load0, loadAvg())
-	fmt.Fprintf(w, "impactd: --store redis (appendfsync %s), JWT verification on, rate limits off, --log-level %s %s\n\n",
+	fmt.Fprintf(w, "impactd: --store redis (appendfsync %s), JWT verification on, --rate-subject default, --rate-ip off, --log-level %s %s\n\n",
 		cfg.AppendFsync, cfg.LogLevel, strings.Join(extra, " "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tmax ms\trequests\terrors\tserver cores\tredis cores\tgenerator cores\tserver µs/req\t")
