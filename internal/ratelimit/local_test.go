@@ -2,13 +2,15 @@ package ratelimit
 
 import (
 	"context"
-	"fmt"
+	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // burstOf spends events of key until one is refused and returns how many
@@ -225,49 +227,85 @@ func TestLocalSpike(t *testing.T) {
 	runtime.KeepAlive(l)
 }
 
-// BenchmarkLocalAllowReplicas: a decision with a replica count (an atomic
-// load, as the registry provides it), from every core at once, over
-// 100,000 keys.
+// BenchmarkLocalAllowReplicas: one decision with a replica count (an
+// atomic load, as the registry provides it), from every core at once, for
+// keys drawn from 50,000 (below the bound: lookups and updates, no
+// eviction). Each key is formatted in a buffer the way the Hasher's is,
+// hot in cache as it is after the Hasher wrote it.
 func BenchmarkLocalAllowReplicas(b *testing.B) {
 	var n atomic.Int64
 	n.Store(3)
 	l, _ := NewLocal(Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}, WithReplicas(func() int { return int(n.Load()) }))
-	keys := make([]string, 1<<17)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("sub:%032x", i)
+	const keys = 50_000
+	key := func(buf []byte, i uint64) string {
+		var raw [16]byte
+		binary.BigEndian.PutUint64(raw[8:], i)
+		buf = append(buf[:0], "sub:"...)
+		buf = hex.AppendEncode(buf, raw[:])
+		return unsafe.String(&buf[0], len(buf)) // Local keeps no key string
 	}
 	ctx := context.Background()
+	buf := make([]byte, 0, 40)
+	for i := range uint64(keys) {
+		l.Allow(ctx, key(buf, i))
+	}
 	var seed atomic.Uint64
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(seed.Add(1), 0))
+		buf := make([]byte, 0, 40)
 		for pb.Next() {
-			_, _, _ = l.Allow(ctx, keys[r.IntN(len(keys))&(1<<17-1)])
+			_, _, _ = l.Allow(ctx, key(buf, r.Uint64N(keys)))
 		}
 	})
 }
 
-// BenchmarkLocalMemory reports the heap a full limiter holds per key
-// (DefaultMaxKeys keys of the Hasher's length).
-func BenchmarkLocalMemory(b *testing.B) {
-	keys := make([]string, DefaultMaxKeys)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("sub:%032x", i)
-	}
+// BenchmarkLocalAllowSpray: every decision a new key on a full limiter
+// (DefaultMaxKeys tracked, none expired), from every core at once: the
+// eviction path, as under a spray of addresses.
+func BenchmarkLocalAllowSpray(b *testing.B) {
+	l, _ := NewLocal(Limit{Rate: 1, Period: time.Hour, Burst: 1})
 	ctx := context.Background()
-	var perKey float64
-	for i := 0; i < b.N; i++ {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		l, _ := NewLocal(Limit{Rate: 1, Period: time.Hour, Burst: 1}, WithMaxKeys(2*DefaultMaxKeys))
-		for _, k := range keys {
-			l.Allow(ctx, k)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perKey = float64(after.HeapAlloc-before.HeapAlloc) / float64(l.Len())
-		runtime.KeepAlive(l)
+	for i := 0; i < DefaultMaxKeys; i++ {
+		l.Allow(ctx, "fill:"+strconv.Itoa(i))
 	}
-	b.ReportMetric(perKey, "B/key")
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, 32)
+		for pb.Next() {
+			buf = strconv.AppendInt(append(buf[:0], "ip:"...), next.Add(1), 10)
+			_, _, _ = l.Allow(ctx, string(buf))
+		}
+	})
+}
+
+// BenchmarkLocalMemory reports the heap a limiter holds per key: "fill",
+// DefaultMaxKeys keys inserted below the bound; "churn", the same limiter
+// at its bound after a million distinct keys went through it.
+func BenchmarkLocalMemory(b *testing.B) {
+	ctx := context.Background()
+	measure := func(b *testing.B, maxKeys, spray int) {
+		var perKey float64
+		for i := 0; i < b.N; i++ {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			l, _ := NewLocal(Limit{Rate: 1, Period: time.Hour, Burst: 1}, WithMaxKeys(maxKeys))
+			buf := make([]byte, 0, 40)
+			for k := 0; k < spray; k++ {
+				buf = strconv.AppendInt(append(buf[:0], "sub:"...), int64(k), 10)
+				l.Allow(ctx, string(buf))
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			perKey = float64(after.HeapAlloc-before.HeapAlloc) / float64(l.Len())
+			runtime.KeepAlive(l)
+		}
+		b.ReportMetric(perKey, "B/key")
+	}
+	b.Run("fill", func(b *testing.B) { measure(b, 2*DefaultMaxKeys, DefaultMaxKeys) })
+	b.Run("churn", func(b *testing.B) { measure(b, DefaultMaxKeys, 1_000_000) })
 }
