@@ -20,8 +20,8 @@ func addSecurityFlags(fs *flag.FlagSet, c *app.Config) {
 	fs.StringVar(&s.TrustedProxyHeader, "trusted-proxy-header", "", "header carrying the client address, e.g. X-Forwarded-For; believed only from --trusted-proxies")
 	fs.Var((*prefixesFlag)(&s.TrustedProxies), "trusted-proxies", "comma-separated CIDRs or addresses of the reverse proxies whose --trusted-proxy-header is believed")
 	fs.Int64Var(&s.MaxBodyBytes, "max-body-bytes", s.MaxBodyBytes, "largest REST request body")
-	fs.Var((*limitFlag)(&c.RateSubject), "rate-subject", "rate limit per patient token subject, RATE/UNIT[:BURST] or off")
-	fs.Var((*limitFlag)(&c.RateIP), "rate-ip", "rate limit per client address (IPv6: per /64), RATE/UNIT[:BURST] or off")
+	fs.Var((*limitFlag)(&c.RateSubject), "rate-subject", "rate limit per patient token subject across all replicas (each enforces its share, in memory), RATE/UNIT[:BURST] or off")
+	fs.Var((*limitFlag)(&c.RateIP), "rate-ip", "rate limit per client address (IPv6: per /64) across all replicas, sized for many patients behind one carrier-grade NAT address, RATE/UNIT[:BURST] or off")
 }
 
 // listFlag is a repeatable string flag; each value may be comma-separated.

@@ -49,6 +49,12 @@ type Options struct {
 	// is then required (see server.Deps).
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
+	// Replicas, when set, returns how many replicas serve the deployment,
+	// this one included (below 1: unknown, the last count stays): the
+	// patient rate limits are global and each replica enforces its share
+	// (limiters.go). nil: the replica registry's live count when reads come
+	// from memory (Replica.LiveReplicas), else one replica.
+	Replicas func() int
 	// PracticeLimiter, when set, replaces the limiter
 	// Config.RatePracticeIDs would build (RateKeys is then required);
 	// PracticeOptions configure the practice view.
@@ -150,12 +156,14 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		a.onClose(func() { _ = stop() })
 	}
 	subjectLimit, addrLimit, rateKeys := opts.SubjectLimiter, opts.AddrLimiter, opts.RateKeys
+	replicas := opts.Replicas
+	if replicas == nil && a.Replica != nil {
+		replicas = a.Replica.LiveReplicas
+	}
 	if subjectLimit == nil && addrLimit == nil {
-		var closeLimiters func()
-		if subjectLimit, addrLimit, rateKeys, closeLimiters, err = newLimiters(&cfg, pepper); err != nil {
+		if subjectLimit, addrLimit, rateKeys, err = newLimiters(&cfg, pepper, replicas); err != nil { // limiters.go
 			return nil, err
 		}
-		a.onClose(closeLimiters)
 	}
 	a.Store = instrumented.New(st, opts.Telemetry)
 
@@ -213,8 +221,9 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 // earlier.
 func (a *App) onClose(f func()) { a.closers = append([]func(){f}, a.closers...) }
 
-// Close releases the store, the limiters' Redis client and the verifier.
-// Run calls it once the server has drained; calling it again does nothing.
+// Close releases the store, the practice limiter's Redis client and the
+// verifier. Run calls it once the server has drained; calling it again does
+// nothing.
 func (a *App) Close() {
 	a.closeOnce.Do(func() {
 		for _, f := range a.closers {

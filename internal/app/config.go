@@ -34,12 +34,17 @@ const (
 	DefaultLogLevel = "info"
 )
 
-// Default rate limits of the patient listener: a patient's app polls a
-// status a few times; a household or office behind one address is many
-// patients.
+// Default rate limits of the patient listener, global (what one subject or
+// one address gets across the deployment; each replica enforces its share).
+// The per-subject limit is the per-patient protection: an app polls a
+// status a few times a visit. The per-address limit only stops one abusive
+// source: behind one carrier-grade NAT address thousands of mobile patients
+// may check at once during a spike (4,000 patients x 5 reads within a
+// minute is ~330 req/s), while 1,000 req/s is ~16% of what one replica
+// serves over REST. docs/contract.md, "Rate limits", has the reasoning.
 var (
 	DefaultRateSubject = ratelimit.Limit{Rate: 5, Period: time.Second, Burst: 20}
-	DefaultRateIP      = ratelimit.Limit{Rate: 50, Period: time.Second, Burst: 100}
+	DefaultRateIP      = ratelimit.Limit{Rate: 1000, Period: time.Second, Burst: 2000}
 )
 
 // Config is everything an Impact server is built from. Start from
@@ -87,7 +92,8 @@ type Config struct {
 	PublishApprovals int
 	ApprovalTTL      time.Duration
 	// RateSubject and RateIP limit the patient listener per token subject
-	// and per client address (IPv6 per /64); zero is off.
+	// and per client address (IPv6 per /64), in process, each a global
+	// limit divided among the replicas (limiters.go); zero is off.
 	RateSubject, RateIP ratelimit.Limit
 	// RatePracticeIDs limits the subject ids each practice checks
 	// (practice.go); zero is off.

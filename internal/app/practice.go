@@ -39,9 +39,13 @@ func newPractice(st store.Store, catalog *snapshot.Catalog, answers *istatus.Ser
 }
 
 // newPracticeLimiter builds the per-practice limit on ids checked, in
-// Redis with StoreRedis (shared by every replica, on a client of its own
-// like the patient limits'), in process otherwise, and the limiter keys
-// (keyed hashes of the practice id) when the patient limits made none.
+// Redis with StoreRedis (shared by every replica, exact, on a client of its
+// own so that its short deadline never shares a pool with the ledger), in
+// process otherwise, and the limiter keys (keyed hashes of the practice id)
+// when the patient limits made none. Unlike the patient limits it is not
+// divided among replicas: a practice's stream of batches stays on one
+// replica, which a share would slow N times, and one decision per batch of
+// up to practice.MaxBatch ids makes the round trip negligible.
 func newPracticeLimiter(c *Config, pepper []byte, keys *ratelimit.Hasher) (ratelimit.WeightedLimiter, *ratelimit.Hasher, func(), error) {
 	closeFn := func() {}
 	if c.RatePracticeIDs.IsZero() {

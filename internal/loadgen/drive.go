@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -34,6 +35,7 @@ type Result struct {
 	Name     string
 	Requests int           // measured requests, errors included
 	Errors   int           // measured requests that failed
+	Rejected int           // of which rate-limited (errRateLimited)
 	FirstErr error         // the first failure, if any
 	Elapsed  time.Duration // measured wall time
 	P50, P99 time.Duration // latency percentiles of all measured requests
@@ -70,6 +72,7 @@ func Drive(ctx context.Context, name string, l Load, stop <-chan struct{}, req R
 	type workerResult struct {
 		lat      []time.Duration
 		errs     int
+		rejected int
 		firstErr error
 	}
 	results := make([]workerResult, l.Concurrency)
@@ -105,6 +108,9 @@ func Drive(ctx context.Context, name string, l Load, stop <-chan struct{}, req R
 						res.firstErr = err
 					}
 					res.errs++
+					if errors.Is(err, errRateLimited) {
+						res.rejected++
+					}
 				}
 			}
 		}()
@@ -116,6 +122,7 @@ func Drive(ctx context.Context, name string, l Load, stop <-chan struct{}, req R
 	for _, w := range results {
 		all = append(all, w.lat...)
 		r.Errors += w.errs
+		r.Rejected += w.rejected
 		if r.FirstErr == nil {
 			r.FirstErr = w.firstErr
 		}
@@ -144,6 +151,7 @@ func merge(name string, rs []Result) Result {
 	for _, r := range rs {
 		all = append(all, r.lat...)
 		m.Errors += r.Errors
+		m.Rejected += r.Rejected
 		if m.FirstErr == nil {
 			m.FirstErr = r.FirstErr
 		}

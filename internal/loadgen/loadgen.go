@@ -379,8 +379,10 @@ func (h *harness) run(ctx context.Context) error {
 		}
 	}
 	merged := map[*target]Result{}
+	var measured []Result // checked for rate-limit refusals at the end
 	for _, tg := range targets {
 		merged[tg] = merge(tg.name, tg.slices)
+		measured = append(measured, merged[tg])
 	}
 	for _, tg := range targets {
 		row := targetRow(merged[tg], tg.protocol, tg.mallocs)
@@ -414,6 +416,7 @@ func (h *harness) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		measured = append(measured, idle, during)
 		pr := publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took, m.stop()}
 		rep.Publish = append(rep.Publish, publishReportRow(pr, cfg.PublishRows))
 		if cfg.PacedPercent > 0 {
@@ -427,6 +430,7 @@ func (h *harness) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			measured = append(measured, pidle, pduring)
 			pr := publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook, m.stop()}
 			rep.Publish = append(rep.Publish, publishReportRow(pr, cfg.PublishRows))
 		}
@@ -450,10 +454,16 @@ func (h *harness) run(ctx context.Context) error {
 	rep.LoadEnd, rep.Finished = loadAvg(), time.Now().UTC().Format(time.RFC3339)
 	h.report = rep
 	if cfg.JSON {
-		return rep.WriteJSON(h.out)
+		if err := rep.WriteJSON(h.out); err != nil {
+			return err
+		}
+		return checkRejections(io.Discard, measured) // ratelimited.go
 	}
 	fmt.Fprintln(h.out)
-	return rep.WriteText(h.out)
+	if err := rep.WriteText(h.out); err != nil {
+		return err
+	}
+	return checkRejections(h.out, measured)
 }
 
 type publishRow struct {
@@ -726,7 +736,7 @@ func (h *harness) grpcCall(addr string) tokenCall {
 	return func(ctx context.Context, w, i int) error {
 		resp, err := conns[w%len(conns)].GetMyStatus(metadata.NewOutgoingContext(ctx, h.tokenMD[i]), in)
 		if err != nil {
-			return err
+			return rateLimitedGRPC(err)
 		}
 		if resp.GetAnswer().GetVersion() == 0 {
 			return errors.New("answer without a version")
@@ -757,6 +767,8 @@ func (h *harness) restCall(addr string) tokenCall {
 		switch {
 		case err != nil:
 			return err
+		case resp.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("%w: HTTP 429", errRateLimited)
 		case resp.StatusCode != http.StatusOK:
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		case n < 10:

@@ -174,9 +174,10 @@ type impactdProc struct {
 	grpc, http, adminGRPC, adminHTTP string
 }
 
-// startImpactd starts impactd --dev on the Redis at redisAddr, with the
-// patient rate limits off (all load comes from one address), and waits
-// until /readyz says ready.
+// startImpactd starts impactd --dev on the Redis at redisAddr, with its
+// default per-subject limit and the per-address limit off (all load comes
+// from one address; see ratelimited.go), and waits until /readyz says
+// ready.
 func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logLevel string, extra []string) (*impactdProc, error) {
 	addrs, err := testproc.FreeAddrs(4)
 	if err != nil {
@@ -186,7 +187,7 @@ func startImpactd(ctx context.Context, bin, dataDir, redisAddr, redisQuery, logL
 	args := []string{
 		"--dev", "--data-dir", dataDir, "--store", "redis", "--redis-url", "redis://" + redisAddr + "/0" + query(redisQuery),
 		"--grpc-addr", p.grpc, "--http-addr", p.http, "--admin-grpc-addr", p.adminGRPC, "--admin-http-addr", p.adminHTTP,
-		"--rate-subject", "off", "--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
+		"--rate-ip", "off", "--log-level", logLevel, "--shutdown-timeout", "5s",
 	}
 	if p.proc, err = startProc("impactd", filepath.Join(dataDir, "impactd.log"), testproc.CleanEnv(), bin, append(args, extra...)...); err != nil {
 		return nil, err

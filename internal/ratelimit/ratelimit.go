@@ -1,6 +1,9 @@
 // Package ratelimit limits how often a caller may call Impact: a generic cell
-// rate algorithm (GCRA) per key, in process (Local, for the embedded store
-// and a single replica) or in Redis (Redis, shared by every replica).
+// rate algorithm (GCRA) per key, in process (Local: the patient limits in
+// every store mode, each replica enforcing its share of a global limit, and
+// the practice limit on the embedded store) or in Redis (Redis, shared by
+// every replica: the practice limit with the Redis store, one decision per
+// batch of ids).
 //
 // Keys are opaque strings chosen by the caller. They must never be raw
 // identifiers: Hasher turns a subject id or a client address into a keyed

@@ -19,26 +19,29 @@ func (l *Local) AllowN(_ context.Context, key string, n int) (bool, time.Duratio
 	if n <= 0 {
 		return true, 0, nil
 	}
+	p := l.current()
 	now := l.now()
-	cost := l.interval * int64(n)
-	if cost > l.window {
-		return false, time.Duration(l.window), nil
+	cost := satMul(p.interval, int64(n))
+	if cost > p.window {
+		return false, time.Duration(p.window), nil
 	}
-	sh := &l.shards[maphash.String(l.seed, key)%localShards]
+	h := maphash.String(l.seed, key)
+	sh := &l.shards[h%localShards]
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	tat, ok := sh.tat[key]
+	tat, ok := sh.tat[h]
 	if !ok || tat < now {
 		tat = now
 	}
 	next := tat + cost
-	if allowAt := next - l.window; allowAt > now {
+	if allowAt := next - p.window; allowAt > now {
+		sh.mu.Unlock()
 		return false, time.Duration(allowAt - now), nil
 	}
 	if !ok && len(sh.tat) >= l.maxShard {
-		sh.evict(now)
+		sh.evict(now, l.maxShard)
 	}
-	sh.tat[key] = next
+	sh.tat[h] = next
+	sh.mu.Unlock()
 	return true, 0, nil
 }
 

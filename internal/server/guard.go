@@ -16,12 +16,12 @@ import (
 // token is verified, so that token guessing is limited too), authentication
 // and scope, per-subject rate limit, and validation of the request.
 //
-// A limiter that cannot decide (Redis unreachable) lets the call through:
-// the limiter fails open, with a warning (at most one per
-// limiterLogEvery) and a counter, because the status read that follows
-// fails closed on its own when the store is down, and refusing every
-// patient because the limiter's store hiccuped would turn a Redis blip into
-// an outage of the whole service.
+// The patient limits are in process and always decide. A limiter that
+// cannot decide (the practice limit's Redis unreachable) lets the call
+// through: it fails open, with a warning (at most one per limiterLogEvery)
+// and a counter, because the read that follows fails closed on its own when
+// the store is down, and refusing every caller because the limiter's store
+// hiccuped would turn a Redis blip into an outage of the whole service.
 type guard struct {
 	subject, addr ratelimit.Limiter // nil: no limit
 	keys          *ratelimit.Hasher

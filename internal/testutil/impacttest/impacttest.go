@@ -48,6 +48,11 @@ type Options struct {
 	// rate limits (app.Options); nil means no limit.
 	SubjectLimiter, AddrLimiter ratelimit.Limiter
 	RateKeys                    *ratelimit.Hasher
+	// RateSubject and RateIP, when the limiters above are nil, are the
+	// limits app builds from its Config (zero: off), divided among
+	// Replicas() replicas when Replicas is set (app.Options.Replicas).
+	RateSubject, RateIP ratelimit.Limit
+	Replicas            func() int
 	// PracticeLimiter limits the ids each practice checks (needs
 	// RateKeys); nil means no limit. PracticeOptions configure the
 	// practice view (app.Options).
@@ -87,7 +92,8 @@ type Env struct {
 
 // Config is the app configuration Start gives a server with opts in dir:
 // impactd's defaults, --dev keys in dir, the embedded store (or
-// opts.RedisURL's), and no rate limit unless opts sets limiters.
+// opts.RedisURL's), and no rate limit unless opts sets limiters or
+// limits.
 func Config(dir string, opts Options) app.Config {
 	cfg := app.DefaultConfig()
 	cfg.Server = opts.Config
@@ -109,7 +115,7 @@ func Config(dir string, opts Options) app.Config {
 	if opts.RedisURL != "" {
 		cfg.Store, cfg.Redis.URL = app.StoreRedis, opts.RedisURL
 	}
-	cfg.RateSubject, cfg.RateIP, cfg.RatePracticeIDs = ratelimit.Limit{}, ratelimit.Limit{}, ratelimit.Limit{}
+	cfg.RateSubject, cfg.RateIP, cfg.RatePracticeIDs = opts.RateSubject, opts.RateIP, ratelimit.Limit{}
 	if opts.PublishApprovals > 0 {
 		cfg.PublishApprovals = opts.PublishApprovals
 	}
@@ -136,7 +142,7 @@ func Start(t testing.TB, opts Options) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, Config(dir, opts), app.Options{
 		Logger: logger, Telemetry: opts.Telemetry, Web: opts.Web,
-		SubjectLimiter: opts.SubjectLimiter, AddrLimiter: opts.AddrLimiter, RateKeys: opts.RateKeys,
+		SubjectLimiter: opts.SubjectLimiter, AddrLimiter: opts.AddrLimiter, RateKeys: opts.RateKeys, Replicas: opts.Replicas,
 		PracticeLimiter: opts.PracticeLimiter, PracticeOptions: opts.PracticeOptions,
 	})
 	if err != nil {
