@@ -454,6 +454,29 @@ func (r *Replica) session(ctx context.Context) error {
 	r.joined.Store(true)
 	r.log.Info("replica loaded", "applied", tail)
 
+	// Acknowledgements go from their own goroutine, coalesced (the engine
+	// keeps the highest), so that the next stream read does not wait for
+	// the previous acknowledgement's round trip.
+	ack := make(chan struct{}, 1)
+	ackDone := make(chan struct{})
+	ackCtx, stopAcks := context.WithCancel(ctx)
+	defer func() { stopAcks(); <-ackDone }()
+	go func() {
+		defer close(ackDone)
+		for {
+			select {
+			case <-ackCtx.Done():
+				return
+			case <-ack:
+			}
+			actx, cancel := context.WithTimeout(ackCtx, r.cfg.Lease/3)
+			err := r.feed.AckReplica(actx, r.cfg.ID, r.applied.Load())
+			cancel()
+			if err != nil && ackCtx.Err() == nil {
+				r.log.Warn("replica acknowledgement failed", "err", err)
+			}
+		}
+	}()
 	retry := func(what string, err error) {
 		r.log.Warn("replica "+what+" failed: retrying", "err", err)
 		select {
@@ -494,14 +517,11 @@ func (r *Replica) session(ctx context.Context) error {
 		}
 		cursor = next
 		r.maybeServe()
-		if len(changes) == 0 {
-			continue
-		}
-		actx, cancel := context.WithTimeout(ctx, r.cfg.Lease/3)
-		err = r.feed.AckReplica(actx, r.cfg.ID, r.applied.Load())
-		cancel()
-		if err != nil {
-			r.log.Warn("replica acknowledgement failed", "err", err)
+		if len(changes) > 0 {
+			select { // the acker sends the latest applied; the next read does not wait for it
+			case ack <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return ctx.Err()
