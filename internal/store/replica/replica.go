@@ -124,8 +124,9 @@ type Replica struct {
 	tail  atomic.Uint64 // the stream's tail at the last renewal
 	live  atomic.Int64  // live replicas in the registry at the last renewal
 
-	w      *waiter
-	done   chan struct{}
+	w        *waiter
+	renewNow chan struct{} // asks the renewal loop for a renewal now
+	done     chan struct{}
 	closed sync.Once
 }
 
@@ -159,7 +160,8 @@ func New(engine Engine, cfg Config) (*Replica, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Replica{Store: engine, feed: engine, cfg: cfg, log: log, epoch: time.Now(), mem: newMemory(), done: make(chan struct{})}
+	r := &Replica{Store: engine, feed: engine, cfg: cfg, log: log, epoch: time.Now(), mem: newMemory(), done: make(chan struct{}),
+		renewNow: make(chan struct{}, 1)}
 	r.w = newWaiter(engine, 3*cfg.Lease, r.done)
 	return r, nil
 }
@@ -374,6 +376,13 @@ func (r *Replica) renew(ctx context.Context) {
 	r.maybeServe()
 }
 
+func (r *Replica) askRenewal() {
+	select {
+	case r.renewNow <- struct{}{}:
+	default:
+	}
+}
+
 // ---- running
 
 // Run joins and serves until ctx ends, loading again after a gap or an
@@ -408,6 +417,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			case <-renewCtx.Done():
 				return
 			case <-t.C:
+			case <-r.renewNow:
 			}
 		}
 	}()
@@ -452,6 +462,7 @@ func (r *Replica) session(ctx context.Context) error {
 	r.mu.Unlock()
 	r.healthyAt.Store(r.now())
 	r.joined.Store(true)
+	r.askRenewal() // to serve without waiting for the next tick
 	r.log.Info("replica loaded", "applied", tail)
 
 	// Acknowledgements go from their own goroutine, coalesced (the engine
@@ -648,7 +659,7 @@ func (r *Replica) applyPublish(ctx context.Context, incident string, version uin
 	}
 	if t == nil {
 		r.degraded.Store(true)
-		defer r.degraded.Store(false)
+		defer func() { r.degraded.Store(false); r.askRenewal() }()
 		r.renew(ctx) // not serving, before the load
 		for t == nil {
 			l := r.preload(ctx, incident, version)
