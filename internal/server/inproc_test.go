@@ -537,7 +537,11 @@ func TestGatewayRunsTheListenerChain(t *testing.T) {
 			}
 			errc <- err
 		}()
-		<-authn.blocked
+		select {
+		case <-authn.blocked:
+		case err := <-errc:
+			t.Fatalf("the request ended (%v) before the chain saw it", err)
+		}
 		stop()
 		if err := <-authn.ended; !errors.Is(err, context.Canceled) {
 			t.Fatalf("the call's context after the HTTP client left: %v", err)
