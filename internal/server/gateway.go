@@ -2,32 +2,18 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 )
 
-// dialTarget turns a bound address into one the gateway can dial: an
-// unspecified host (":9090", "[::]:9090") becomes loopback.
-func dialTarget(l net.Listener) string {
-	addr := l.Addr().(*net.TCPAddr)
-	host := addr.IP.String()
-	if addr.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(addr.Port))
-}
-
-// httpServer builds the REST listener: grpc-gateway dialing the gRPC
-// listener of the same side, plus /healthz and /readyz.
+// httpServer builds the REST listener: grpc-gateway calling the services of
+// the same side in process, through the chain of that side's gRPC listener
+// (side.inproc), plus /healthz and /readyz.
 func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, error) {
 	title, services := "Impact patient API", patientServices
 	if admin {
@@ -51,41 +37,34 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		runtime.WithHealthzEndpoint(nil), // replaced below by our own, which knows readiness
 		runtime.WithMetadata(s.guard.addrs.gatewayMetadata),
 	)
-	target := dialTarget(s.publicLis)
+	sd := s.public
 	if admin {
-		target = dialTarget(s.adminLis)
+		sd = s.admin
 	}
-	opts := append([]grpc.DialOption{s.gatewayTelemetry(), grpc.WithTransportCredentials(s.tls.gatewayCreds(admin)),
-		// A practice's check of 10,000 ids answers up to a few MB.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32 << 20))}, gatewayCallMarks()...)
-	conn, err := grpc.NewClient(target, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("gateway dial %s: %w", target, err)
-	}
+	conn := markGatewayCalls(sd.inproc)
 	if admin {
-		err = impactv1.RegisterSnapshotServiceHandler(ctx, gw, conn)
+		err = impactv1.RegisterSnapshotServiceHandlerClient(ctx, gw, impactv1.NewSnapshotServiceClient(conn))
 		if err == nil {
-			err = impactv1.RegisterNoticeServiceHandler(ctx, gw, conn)
+			err = impactv1.RegisterNoticeServiceHandlerClient(ctx, gw, impactv1.NewNoticeServiceClient(conn))
 		}
 		if err == nil {
-			err = impactv1.RegisterSubjectServiceHandler(ctx, gw, conn)
+			err = impactv1.RegisterSubjectServiceHandlerClient(ctx, gw, impactv1.NewSubjectServiceClient(conn))
 		}
 		if err == nil && s.deps.Practice != nil {
-			err = impactv1.RegisterPracticeStatsServiceHandler(ctx, gw, conn)
+			err = impactv1.RegisterPracticeStatsServiceHandlerClient(ctx, gw, impactv1.NewPracticeStatsServiceClient(conn))
 		}
 	} else {
-		err = impactv1.RegisterStatusServiceHandler(ctx, gw, conn)
+		err = impactv1.RegisterStatusServiceHandlerClient(ctx, gw, impactv1.NewStatusServiceClient(conn))
 		if err == nil && s.deps.Practice != nil {
-			err = impactv1.RegisterPracticeServiceHandler(ctx, gw, conn)
+			err = impactv1.RegisterPracticeServiceHandlerClient(ctx, gw, impactv1.NewPracticeServiceClient(conn))
 		}
 	}
 	if err != nil {
-		_ = conn.Close()
 		return nil, err
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", markGatewayCalls(gw))
+	mux.Handle("/v1/", withCallMark(gw))
 	if !admin && s.deps.Web != nil {
 		mux.Handle("/", s.deps.Web)
 	}
@@ -117,7 +96,6 @@ func (s *Server) httpServer(ctx context.Context, admin bool) (*http.Server, erro
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          httpErrorLog(s.log),
 	}
-	srv.RegisterOnShutdown(func() { _ = conn.Close() })
 	return srv, nil
 }
 

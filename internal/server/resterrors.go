@@ -56,7 +56,8 @@ func writeStatus(w http.ResponseWriter, httpCode int, st *status.Status) {
 // not decode), which gets msgBadREST, and only after authentication.
 type calledKey struct{}
 
-func markGatewayCalls(next http.Handler) http.Handler {
+// withCallMark gives each REST request the mark markGatewayCalls sets.
+func withCallMark(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), calledKey{}, new(atomic.Bool))))
 	})
@@ -68,19 +69,23 @@ func noteCall(ctx context.Context) {
 	}
 }
 
-// gatewayCallMarks are the interceptors of the gateway's connection that
-// record that the call was made.
-func gatewayCallMarks() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			noteCall(ctx)
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}),
-		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			noteCall(ctx)
-			return streamer(ctx, desc, cc, method, opts...)
-		}),
-	}
+// markGatewayCalls wraps the gateway's connection so that each call marks
+// its request as having reached the gRPC call (the gateway's client
+// interceptor).
+func markGatewayCalls(cc grpc.ClientConnInterface) grpc.ClientConnInterface {
+	return callMarkingConn{cc}
+}
+
+type callMarkingConn struct{ grpc.ClientConnInterface }
+
+func (c callMarkingConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	noteCall(ctx)
+	return c.ClientConnInterface.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (c callMarkingConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	noteCall(ctx)
+	return c.ClientConnInterface.NewStream(ctx, desc, method, opts...)
 }
 
 func gatewayCalled(ctx context.Context) bool {

@@ -2,14 +2,11 @@ package server
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 )
 
@@ -32,29 +29,17 @@ func tracedPath(r *http.Request) bool {
 	return true
 }
 
-// fromLoopback reports whether a call comes from this host (the gateway).
-func fromLoopback(ctx context.Context) bool {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return false
-	}
-	host, _, err := net.SplitHostPort(p.Addr.String())
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// grpcTelemetry returns the server option instrumenting one gRPC server:
-// the otelgrpc stats handler (spans and rpc.server.call.duration by method
-// and rpc.response.status_code). On the patient listener, trace context
-// sent by clients is not trusted (a new root span, linked to the caller's),
-// except from loopback, where the gateway calls from.
-func (s *Server) grpcTelemetry(admin bool) grpc.ServerOption {
+// grpcTelemetry returns the stats handler instrumenting one side's calls
+// (its gRPC server and its gateway's in-process connection), nil without
+// telemetry: otelgrpc (spans and rpc.server.call.duration by method and
+// rpc.response.status_code). On the patient side, trace context sent by
+// clients is not trusted (a new root span, linked to the caller's), except
+// from the side's own gateway (fromGateway), whose HTTP span already
+// started a new root.
+func (s *Server) grpcTelemetry(admin bool) stats.Handler {
 	t := s.deps.Telemetry
 	if t == nil {
-		return grpc.EmptyServerOption{}
+		return nil
 	}
 	opts := []otelgrpc.Option{
 		otelgrpc.WithTracerProvider(t.TracerProvider()),
@@ -64,25 +49,25 @@ func (s *Server) grpcTelemetry(admin bool) grpc.ServerOption {
 	}
 	if !admin {
 		opts = append(opts, otelgrpc.WithPublicEndpointFn(func(ctx context.Context, _ *stats.RPCTagInfo) bool {
-			return !fromLoopback(ctx)
+			return !fromGateway(ctx)
 		}))
 	}
-	return grpc.StatsHandler(otelgrpc.NewServerHandler(opts...))
+	return otelgrpc.NewServerHandler(opts...)
 }
 
-// gatewayTelemetry returns the dial option instrumenting the gateway's
-// client connection, so that a REST request's trace continues into the
-// gRPC server.
-func (s *Server) gatewayTelemetry() grpc.DialOption {
+// gatewayTelemetry returns the stats handler of a gateway's client side
+// (nil without telemetry), so that a REST request's trace goes HTTP span ->
+// client span -> server span.
+func (s *Server) gatewayTelemetry() stats.Handler {
 	t := s.deps.Telemetry
 	if t == nil {
-		return grpc.EmptyDialOption{}
+		return nil
 	}
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+	return otelgrpc.NewClientHandler(
 		otelgrpc.WithTracerProvider(t.TracerProvider()),
 		otelgrpc.WithMeterProvider(t.MeterProvider()),
 		otelgrpc.WithPropagators(t.Propagator()),
-	))
+	)
 }
 
 // httpTelemetry wraps a REST listener's handler with otelhttp (spans and
