@@ -33,8 +33,9 @@ import (
 //     exactly as it joins a Redis stream at its tail.
 
 // DefaultChangeLog is how many changes the log keeps: a replica that falls
-// further behind loads again. A change takes about 130 bytes, so a full log
-// holds about 26 MB.
+// further behind loads again. A change takes 128 bytes plus its notice id
+// (shared with the replica's copy of the pin), so a full log holds about
+// 26 MB.
 const DefaultChangeLog = 200_000
 
 // minChangeLog is the smallest log WithChangeLog admits (as on Redis).

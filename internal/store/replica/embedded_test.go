@@ -299,7 +299,8 @@ func BenchmarkEmbeddedRead(b *testing.B) {
 
 // BenchmarkEmbeddedClaim: a claim on the embedded store itself and through
 // the replica (the engine's write, then the wait for the replica's
-// acknowledgement), serially.
+// acknowledgement), serially and from 8 x GOMAXPROCS claimers (as a
+// notifier fans out: commits and the writers' polls are shared).
 func BenchmarkEmbeddedClaim(b *testing.B) {
 	ctx := context.Background()
 	eng := embeddedtest.Open(b)
@@ -307,7 +308,11 @@ func BenchmarkEmbeddedClaim(b *testing.B) {
 	waitServing(b, m)
 	publishRoster(b, m, "bench", 1000, 1)
 	keys := storetest.Entries(3, 1<<20, storetest.Manifest("bench", 3))
-	n := 0
+	var n atomic.Int64
+	next := func() (store.Entry, string) {
+		i := n.Add(1)
+		return keys[int(i)%len(keys)], fmt.Sprintf("b-%d", i)
+	}
 	for _, s := range []struct {
 		name string
 		st   store.Store
@@ -315,12 +320,24 @@ func BenchmarkEmbeddedClaim(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				e := keys[n%len(keys)]
-				n++
-				if err := claim(ctx, s.st, "bench", e.Key, 1, e.Record, fmt.Sprintf("b-%d", n)); err != nil {
+				e, id := next()
+				if err := claim(ctx, s.st, "bench", e.Key, 1, e.Record, id); err != nil {
 					b.Fatal(err)
 				}
 			}
+		})
+		b.Run(s.name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					e, id := next()
+					if err := claim(ctx, s.st, "bench", e.Key, 1, e.Record, id); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
