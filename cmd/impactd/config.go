@@ -46,7 +46,7 @@ func parseConfig(args []string, stderr io.Writer) (*app.Config, error) {
 	fs.Var((*addrsFlag)(&r.ClusterAddrs), "redis-cluster-addrs", "comma-separated Redis Cluster seed addresses")
 	fs.StringVar(&r.Password, "redis-password", r.Password, "Redis password for Sentinel or Cluster (prefer the environment)")
 	fs.IntVar(&r.WaitReplicas, "redis-wait-replicas", r.WaitReplicas, "replicas that must acknowledge each pin and publish (WAIT)")
-	fs.BoolVar(&c.MemoryReads, "memory-reads", c.MemoryReads, "with --store redis (standalone or Sentinel): answer patient reads from memory under a replica lease")
+	fs.BoolVar(&c.MemoryReads, "memory-reads", c.MemoryReads, "answer patient reads from memory under a replica lease, over the embedded store or a standalone or Sentinel Redis (not a Cluster)")
 	fs.DurationVar(&c.ReplicaLease, "replica-lease", c.ReplicaLease, "lease of a replica answering from memory: cut off from Redis, it stops within this; writes wait at most about this long for a vanished replica")
 	fs.BoolVar(&r.AllowVolatileLedger, "allow-volatile-ledger", r.AllowVolatileLedger, "start even if Redis could lose acknowledged pins (appendfsync not always)")
 

@@ -283,14 +283,17 @@ func (c *Config) WebPage() http.Handler {
 	return web.Handler(web.Options{Dev: c.Dev})
 }
 
-// newReplica decorates a Redis store that has a change stream with a
-// replica answering from memory, when cfg.MemoryReads is on.
+// newReplica decorates an engine that has a change stream (the embedded
+// store; Redis standalone or Sentinel) with a replica answering from
+// memory, when cfg.MemoryReads is on.
 func newReplica(cfg *Config, st store.Store, log *slog.Logger) (*replica.Replica, error) {
 	eng, ok := st.(replica.Engine)
 	if !ok || !cfg.MemoryReads {
 		return nil, nil
 	}
-	if rs, ok := st.(*redisstore.Store); ok && !rs.HasFeed() {
+	// An engine may implement store.Feed and still have no stream in its
+	// topology (a Redis Cluster).
+	if f, ok := st.(interface{ HasFeed() bool }); ok && !f.HasFeed() {
 		log.Info("Redis Cluster: every read goes to Redis (no change stream across slots)")
 		return nil, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/impact-health/impact/internal/app"
 	redisstore "github.com/impact-health/impact/internal/store/redis"
@@ -30,8 +31,16 @@ func TestNewRun(t *testing.T) {
 	if a.Config.Server.UploadDir != cfg.DataDir+"/uploads" || a.Config.CatalogSize != app.DefaultCatalogSize || a.Config.PepperFile == "" {
 		t.Fatalf("config not completed: %+v", a.Config)
 	}
+	if a.Replica == nil {
+		t.Fatal("the embedded store is not wrapped in a replica answering from memory (MemoryReads is on by default)")
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
+	for deadline := time.Now().Add(20 * time.Second); !a.Replica.Serving(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica over the embedded store never answers from memory")
+		}
+	}
 	base := "http://" + a.Addrs().HTTP
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
@@ -57,6 +66,23 @@ func TestNewRun(t *testing.T) {
 	}
 	if err := a.Store.Ping(context.Background()); err == nil {
 		t.Fatal("store still open after Run returned")
+	}
+}
+
+// With MemoryReads off, every read goes to the store.
+func TestMemoryReadsOff(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Dev, cfg.DataDir, cfg.MemoryReads = true, t.TempDir(), false
+	for _, a := range []*string{&cfg.Server.GRPCAddr, &cfg.Server.HTTPAddr, &cfg.Server.AdminGRPCAddr, &cfg.Server.AdminHTTPAddr} {
+		*a = "127.0.0.1:0"
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Replica != nil {
+		t.Fatal("a replica answers from memory with MemoryReads off")
 	}
 }
 

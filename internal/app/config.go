@@ -62,9 +62,10 @@ type Config struct {
 	DataDir string
 	// Redis is the topology and durability policy of StoreRedis.
 	Redis redisstore.Config
-	// MemoryReads makes a Redis-backed replica answer patient reads from
-	// memory under a lease (package store/replica), on a standalone or
-	// Sentinel Redis; off, or on a Cluster, every read goes to Redis.
+	// MemoryReads makes impactd answer patient reads from memory under a
+	// lease (package store/replica), over the embedded store's change log
+	// or a standalone or Sentinel Redis's change stream; off, or on a
+	// Cluster, every read goes to the store.
 	MemoryReads bool
 	// ReplicaLease is the lease of a replica that answers from memory: one
 	// cut off from Redis stops answering from memory within it, and a write

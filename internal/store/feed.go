@@ -13,7 +13,9 @@ import (
 // Every change carries a sequence number: 1, 2, 3... with no gap, so that a
 // replica notices when the stream was trimmed past what it applied and
 // loads again. Lease expiry is measured on the engine's clock (Redis's
-// TIME), never on a replica's.
+// TIME; the embedded store's process's monotonic clock), never on a
+// replica's. Both engines implement it (Redis outside a Cluster) and pass
+// storetest.RunFeedConformance.
 type Feed interface {
 	// RenewReplica registers or renews a replica's lease for r.Lease from
 	// now on the engine's clock, with its serving state and the last

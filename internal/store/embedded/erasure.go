@@ -16,12 +16,13 @@ import (
 var bucketTombstones = []byte("tombstones")
 
 // Tombstone records key's tombstone and removes its pins and idempotency
-// records in every incident, in one transaction. Claims are written in
+// records in every incident, in one transaction, and appends its change
+// the first time. Claims are written in
 // write transactions that check the tombstone, so a claim either comes
 // first (and its pin is removed here) or is refused.
 func (s *Store) Tombstone(ctx context.Context, key store.Key) (int, error) {
 	removed := 0
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.logged(ctx, func(tx *bolt.Tx, emit func(store.Change)) error {
 		removed = 0
 		tb, err := tx.CreateBucketIfNotExists(bucketTombstones)
 		if err != nil {
@@ -31,6 +32,9 @@ func (s *Store) Tombstone(ctx context.Context, key store.Key) (int, error) {
 			if err := tb.Put(key[:], u64(uint64(time.Now().Unix()))); err != nil {
 				return err
 			}
+			// Once per account, as on Redis: a second call finds no pins
+			// (claims refuse a tombstoned subject).
+			emit(store.Change{Kind: store.ChangeTombstone, Key: key})
 		}
 		root := tx.Bucket(bucketIncidents)
 		return root.ForEachBucket(func(id []byte) error {

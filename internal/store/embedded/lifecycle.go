@@ -22,6 +22,11 @@
 // the claims before it left them. A Stager buffers entries and writes them in
 // sorted runs, which bbolt inserts far faster than random keys.
 //
+// The store is also a store.Feed: claims, publishes, commits, tombstones and
+// deletions append their change to a change log in memory, in commit order,
+// so that package store/replica answers reads from memory over it as it
+// does over Redis (feed.go).
+//
 // bbolt locks the file, so only one process can open a store. A version
 // left in the staging state by a crash is aborted when the store is opened.
 package embedded
@@ -64,6 +69,7 @@ type Option func(*options)
 
 type options struct {
 	lockTimeout time.Duration
+	changeLog   int
 }
 
 // WithLockTimeout sets how long Open waits for another process to release
@@ -83,6 +89,7 @@ type Store struct {
 	writerDone chan struct{} // closed when the claim writer returned
 
 	leases leases // live stages of this process (lease.go)
+	feed   *feed  // the change log and the replicas' registry (feed.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -91,9 +98,12 @@ var _ store.Store = (*Store)(nil)
 // directory with mode 0700 if missing. Versions a crash left in the staging
 // state are aborted before Open returns.
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{lockTimeout: DefaultLockTimeout}
+	o := options{lockTimeout: DefaultLockTimeout, changeLog: DefaultChangeLog}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.changeLog < minChangeLog {
+		return nil, fmt.Errorf("embedded: the change log must keep at least %d changes", minChangeLog)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create data directory: %w", err)
@@ -108,7 +118,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
 	}
-	s := &Store{db: db, claims: make(chan *claim), closing: make(chan struct{}), writerDone: make(chan struct{})}
+	s := &Store{db: db, claims: make(chan *claim), closing: make(chan struct{}), writerDone: make(chan struct{}), feed: newFeed(o.changeLog)}
 	if err := s.recover(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("embedded: open %s: %w", path, err)

@@ -18,7 +18,13 @@ func (s *Store) ClaimPin(ctx context.Context, incident string, key store.Key, ol
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	c := &claim{incident: incident, key: key, old: old, val: store.AppendPin(nil, next), version: next.Version, idem: idem, done: make(chan error, 1)}
+	val := store.AppendPin(nil, next)
+	// The change carries the pin as a read decodes it (times in UTC).
+	pin, err := store.DecodePin(val)
+	if err != nil {
+		return fmt.Errorf("embedded: claim pin: %w", err)
+	}
+	c := &claim{incident: incident, key: key, old: old, val: val, pin: pin, idem: idem, done: make(chan error, 1)}
 	select {
 	case s.claims <- c:
 	case <-s.closing:
@@ -35,8 +41,8 @@ type claim struct {
 	incident string
 	key      store.Key
 	old      *store.Pin
-	val      []byte // the encoded next pin
-	version  uint64
+	val      []byte    // the encoded next pin
+	pin      store.Pin // next, decoded from val
 	idem     store.IdemKey
 	done     chan error
 	err      error
@@ -47,10 +53,12 @@ const maxClaimGroup = 512
 
 // claimWriter commits claims until the store closes. It takes one claim,
 // then every other claim already waiting, and applies them in one
-// transaction.
+// transaction; the claims that succeeded append their changes in the order
+// they were applied.
 func (s *Store) claimWriter() {
 	defer close(s.writerDone)
 	group := make([]*claim, 0, maxClaimGroup)
+	changes := make([]store.Change, 0, maxClaimGroup)
 	for {
 		group = group[:0]
 		select {
@@ -68,16 +76,25 @@ func (s *Store) claimWriter() {
 				break more
 			}
 		}
+		s.feed.order.Lock()
 		err := mapErr(s.db.Update(func(tx *bolt.Tx) error {
+			changes = changes[:0]
 			for _, c := range group {
 				var err error
 				c.err, err = applyClaim(tx, c)
 				if err != nil {
 					return err
 				}
+				if c.err == nil {
+					changes = append(changes, store.Change{Kind: store.ChangePin, Incident: c.incident, Key: c.key, Version: c.pin.Version, Pin: c.pin})
+				}
 			}
 			return nil
 		}))
+		if err == nil {
+			s.feed.append(changes)
+		}
+		s.feed.order.Unlock()
 		for _, c := range group {
 			if err != nil {
 				c.done <- err
@@ -108,29 +125,29 @@ func applyClaim(tx *bolt.Tx, c *claim) (outcome, fatal error) {
 		if c.old == nil || c.old.NoticeID != cur.NoticeID {
 			return fmt.Errorf("embedded: claim pin: current pin differs: %w", store.ErrConflict), nil
 		}
-		if c.version < cur.Version {
-			return fmt.Errorf("embedded: claim pin: v%d is before the pinned v%d: %w", c.version, cur.Version, store.ErrConflict), nil
+		if c.pin.Version < cur.Version {
+			return fmt.Errorf("embedded: claim pin: v%d is before the pinned v%d: %w", c.pin.Version, cur.Version, store.ErrConflict), nil
 		}
 	} else if c.old != nil {
 		return fmt.Errorf("embedded: claim pin: subject has no pin: %w", store.ErrConflict), nil
 	}
 	// A publish counting the notified subjects it corrects fences the
 	// versions up to the visible one (see store.Fences).
-	if fenced(ib, c.version) {
-		return fmt.Errorf("embedded: claim pin: v%d is fenced by a publish: %w", c.version, store.ErrConflict), nil
+	if fenced(ib, c.pin.Version) {
+		return fmt.Errorf("embedded: claim pin: v%d is fenced by a publish: %w", c.pin.Version, store.ErrConflict), nil
 	}
 	// The version pinned must hold its whole content: a version deleted (or
 	// never loaded) is refused in the same transaction that would pin it,
 	// so DeleteVersion and a claim never both succeed.
-	if b := ib.Bucket(bucketVersions).Get(u64(c.version)); b == nil {
-		if c.version > getU64(ib, keyLatest) {
-			return fmt.Errorf("embedded: claim pin: v%d: %w", c.version, store.ErrNotFound), nil
+	if b := ib.Bucket(bucketVersions).Get(u64(c.pin.Version)); b == nil {
+		if c.pin.Version > getU64(ib, keyLatest) {
+			return fmt.Errorf("embedded: claim pin: v%d: %w", c.pin.Version, store.ErrNotFound), nil
 		}
-		return fmt.Errorf("embedded: claim pin: v%d was deleted: %w", c.version, store.ErrConflict), nil
+		return fmt.Errorf("embedded: claim pin: v%d was deleted: %w", c.pin.Version, store.ErrConflict), nil
 	} else if doc, err := decodeVersion(b); err != nil {
 		return err, nil
 	} else if !readable(doc.State) {
-		return fmt.Errorf("embedded: claim pin: v%d is %s: %w", c.version, doc.State, store.ErrConflict), nil
+		return fmt.Errorf("embedded: claim pin: v%d is %s: %w", c.pin.Version, doc.State, store.ErrConflict), nil
 	}
 	if err := pins.Put(c.key[:], c.val); err != nil {
 		return nil, err

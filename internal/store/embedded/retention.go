@@ -12,13 +12,13 @@ import (
 // DeleteVersion removes a version that is neither visible nor pinned: its
 // records, manifest and info, and the idempotency records that replay a
 // claim at it. Everything (the checks and the removal) happens in one write
-// transaction; claims are written in write transactions that check that the
-// version they pin still exists, so a claim either comes first (and the
-// deletion sees its pin and refuses with store.ErrPinned) or after (and
-// fails with store.ErrConflict). The incident's latest version number is
-// untouched: numbers are never reused.
+// transaction, which appends its change; claims are written in write
+// transactions that check that the version they pin still exists, so a
+// claim either comes first (and the deletion sees its pin and refuses with
+// store.ErrPinned) or after (and fails with store.ErrConflict). The
+// incident's latest version number is untouched: numbers are never reused.
 func (s *Store) DeleteVersion(ctx context.Context, incident string, version uint64) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.logged(ctx, func(tx *bolt.Tx, emit func(store.Change)) error {
 		ib, _, err := versionOf(tx, incident, version)
 		if err != nil {
 			return err
@@ -74,7 +74,11 @@ func (s *Store) DeleteVersion(ctx context.Context, incident string, version uint
 		if err := ib.Bucket(bucketManifests).Delete(u64(version)); err != nil {
 			return err
 		}
-		return ib.Bucket(bucketVersions).Delete(u64(version))
+		if err := ib.Bucket(bucketVersions).Delete(u64(version)); err != nil {
+			return err
+		}
+		emit(store.Change{Kind: store.ChangeDeleted, Incident: incident, Version: version})
+		return nil
 	})
 }
 

@@ -145,7 +145,7 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		return store.VersionInfo{}, err
 	}
 	var info store.VersionInfo
-	err = st.s.update(ctx, func(tx *bolt.Tx) error {
+	err = st.s.logged(ctx, func(tx *bolt.Tx, emit func(store.Change)) error {
 		ib, doc, err := st.staging(tx)
 		if err != nil {
 			return err
@@ -160,6 +160,7 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 			return err
 		}
 		info = doc.info(st.incident)
+		emit(store.Change{Kind: store.ChangeStaged, Incident: st.incident, Version: st.version})
 		return nil
 	})
 	if err == nil {

@@ -214,7 +214,7 @@ func chunked[T any](ctx context.Context, s *Store, bucket func(*bolt.Tx) (*bolt.
 // version is greater than it.
 func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.VersionInfo, error) {
 	var info store.VersionInfo
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.logged(ctx, func(tx *bolt.Tx, emit func(store.Change)) error {
 		ib, doc, err := versionOf(tx, req.Incident, req.Version)
 		if err != nil {
 			return err
@@ -241,6 +241,7 @@ func (s *Store) Publish(ctx context.Context, req store.PublishRequest) (store.Ve
 			return err
 		}
 		info = doc.info(req.Incident)
+		emit(store.Change{Kind: store.ChangePublish, Incident: req.Incident, Version: req.Version})
 		return nil
 	})
 	return info, err
