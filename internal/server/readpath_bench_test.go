@@ -1,0 +1,188 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	impactv1 "github.com/impact-health/impact/gen/impact/v1"
+	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server"
+	"github.com/impact-health/impact/internal/telemetry"
+	"github.com/impact-health/impact/internal/testutil/impacttest"
+	"github.com/impact-health/impact/internal/testutil/testclient"
+)
+
+// Subjects of the read-path benchmark's roster (demo.WriteRoster numbers
+// its well-known subjects 1 and 2; 9,999,999 is never in a roster).
+const (
+	benchAffected    = "patient-0000001"
+	benchNotified    = "patient-0000002" // under review, claimed before the reads
+	benchNotAffected = "patient-9999999"
+)
+
+// BenchmarkGetMyStatus is the whole patient read path in process: a real
+// impactd (internal/app's wiring through impacttest: embedded store, JWT
+// verification with the dev keys, the interceptors, the status domain, the
+// proto conversion) and a real gRPC client over loopback TCP, one cached
+// token per subject, 16 calls in flight. "minimal" is the floor it is
+// compared with: a bare grpc-go server returning the same answer, over the
+// same client. "telemetry=on" adds what impactd always runs (the SDK tracer
+// provider sampling every call, the Prometheus meter provider, otelgrpc,
+// the instrumented store); "telemetry=off" is the same server without it.
+//
+// Besides ns/op (wall time over both cores), it reports cpu-ns/op: the
+// process's user+system CPU per read, client included, which moves less
+// than wall time when other work shares the machine.
+//
+//	go test -run '^$' -bench BenchmarkGetMyStatus -benchmem ./internal/server
+func BenchmarkGetMyStatus(b *testing.B) {
+	const incident = demo.IncidentID
+	var answer *impactv1.GetMyStatusResponse // the affected answer, for "minimal"
+	for _, tel := range []bool{false, true} {
+		name := "telemetry=off"
+		if tel {
+			name = "telemetry=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			conn, tokens := benchServer(b, tel)
+			client := impactv1.NewStatusServiceClient(conn)
+			for _, sub := range []string{benchNotAffected, benchAffected, benchNotified} {
+				b.Run(caseName(sub), func(b *testing.B) {
+					ctx := testclient.WithToken(context.Background(), tokens[sub])
+					req := &impactv1.GetMyStatusRequest{IncidentId: incident}
+					resp, err := client.GetMyStatus(ctx, req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if sub == benchAffected {
+						answer = resp
+					}
+					runParallelReads(b, func() error {
+						_, err := client.GetMyStatus(ctx, req)
+						return err
+					})
+				})
+			}
+		})
+	}
+	b.Run("minimal", func(b *testing.B) {
+		if answer == nil {
+			b.Skip("needs the affected answer of the impactd cases")
+		}
+		conn := minimalServer(b, answer)
+		client := impactv1.NewStatusServiceClient(conn)
+		ctx := testclient.WithToken(context.Background(), "x")
+		req := &impactv1.GetMyStatusRequest{IncidentId: incident}
+		runParallelReads(b, func() error {
+			_, err := client.GetMyStatus(ctx, req)
+			return err
+		})
+	})
+}
+
+func caseName(sub string) string {
+	switch sub {
+	case benchAffected:
+		return "affected"
+	case benchNotified:
+		return "notified"
+	}
+	return "not_affected"
+}
+
+// runParallelReads runs read from 16 goroutines (8 per core on this
+// machine) and reports the CPU the process spent per read.
+func runParallelReads(b *testing.B, read func() error) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := read(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// benchServer starts an impactd with the demo incident (10,000 rows)
+// published and benchNotified claimed, and returns a connection to its
+// patient gRPC listener and a token per subject.
+func benchServer(b *testing.B, withTelemetry bool) (*grpc.ClientConn, map[string]string) {
+	b.Helper()
+	opts := impacttest.Options{Config: server.Config{RequestTimeout: 5 * time.Second}}
+	if withTelemetry {
+		// impactd's own telemetry, with nothing exported (no OTLP endpoint).
+		b.Setenv("OTEL_SDK_DISABLED", "true")
+		tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "impactd-bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+		opts.Telemetry = tel
+	}
+	e := impacttest.Start(b, opts)
+	e.WaitReady(b)
+	admin := testclient.Dial(b, e.Addrs.AdminGRPC, nil)
+	actx := testclient.WithToken(context.Background(), e.Token(b, "ops-bench", auth.ScopeAdmin, auth.ScopeNotify))
+	snaps := impactv1.NewSnapshotServiceClient(admin)
+	info, err := testclient.Upload(actx, snaps, demo.IncidentID, testclient.DemoSpec(b), testclient.DemoRoster(b, demo.RosterOptions{}), 64<<10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := testclient.Publish(actx, snaps, demo.IncidentID, info.GetVersion(), 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := impactv1.NewNoticeServiceClient(admin).ClaimNotice(actx, &impactv1.ClaimNoticeRequest{
+		IncidentId: demo.IncidentID, SubjectId: benchNotified, IdempotencyKey: "bench-wave:" + benchNotified,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	tokens := map[string]string{}
+	for _, sub := range []string{benchAffected, benchNotified, benchNotAffected} {
+		tokens[sub] = e.Token(b, sub)
+	}
+	return testclient.Dial(b, e.Addrs.GRPC, nil), tokens
+}
+
+// minimalStatus answers every GetMyStatus with one fixed answer: no
+// interceptors, no authentication, no store (as make load's baseline).
+type minimalStatus struct {
+	impactv1.UnimplementedStatusServiceServer
+	resp *impactv1.GetMyStatusResponse
+}
+
+func (m *minimalStatus) GetMyStatus(context.Context, *impactv1.GetMyStatusRequest) (*impactv1.GetMyStatusResponse, error) {
+	return m.resp, nil
+}
+
+func minimalServer(b *testing.B, answer *impactv1.GetMyStatusResponse) *grpc.ClientConn {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer()
+	impactv1.RegisterStatusServiceServer(g, &minimalStatus{resp: proto.CloneOf(answer)})
+	go func() { _ = g.Serve(lis) }()
+	b.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
