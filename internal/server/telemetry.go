@@ -38,6 +38,9 @@ func fromLoopback(ctx context.Context) bool {
 	if !ok || p.Addr == nil {
 		return false
 	}
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok { // every gRPC call: no string round trip
+		return tcp.IP.IsLoopback()
+	}
 	host, _, err := net.SplitHostPort(p.Addr.String())
 	if err != nil {
 		return false
