@@ -237,6 +237,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		c       claims
 		usedKID string
 		usedKey crypto.PublicKey
+		// Read before the key is looked up: a JWKS change racing the
+		// verification leaves the entry at the older generation, so that
+		// its first hit re-checks the key.
+		gen = v.src.generation()
 	)
 	tok, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, key, err := v.keyFor(ctx, t)
@@ -256,7 +260,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	// exp is required, so c.ExpiresAt is set. A token inside the leeway
 	// past its exp is accepted but not cached.
 	if exp := c.ExpiresAt.Time; now.Before(exp) {
-		v.cache.put(&cacheEntry{
+		e := &cacheEntry{
 			hash:     hash,
 			subject:  p.Subject,
 			scopes:   slices.Clone(p.Scopes),
@@ -264,7 +268,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			exp:      exp,
 			kid:      usedKID,
 			key:      usedKey,
-		})
+		}
+		e.gen.Store(gen)
+		v.cache.put(e)
 	}
 	return p, nil
 }
@@ -296,8 +302,23 @@ func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (string, crypto.Pub
 
 // keyStillValid reports whether the key that verified a cached token is
 // still in the JWKS, unchanged: a key removed (revoked) from the JWKS stops
-// its cached tokens at once.
+// its cached tokens at once. While the JWKS is the one the token was
+// verified with (same generation), it is.
 func (v *Verifier) keyStillValid(ctx context.Context, e *cacheEntry) bool {
+	gen := v.src.generation() // before the check: a change during it is checked next time
+	if e.gen.Load() == gen {
+		return true
+	}
+	if !v.keyInSet(ctx, e) {
+		return false
+	}
+	e.gen.Store(gen)
+	return true
+}
+
+// keyInSet reports whether the JWKS holds e's key under e's kid, usable for
+// signatures.
+func (v *Verifier) keyInSet(ctx context.Context, e *cacheEntry) bool {
 	jwk, err := v.src.current(ctx, e.kid)
 	if err != nil {
 		return false
