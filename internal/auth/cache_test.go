@@ -141,3 +141,21 @@ func TestCacheNotPoisoned(t *testing.T) {
 		t.Fatalf("genuine token after the forgeries: %+v, %v", got, err)
 	}
 }
+
+// TestHashToken: the cache key is the token's SHA-256, whatever its length,
+// and the scratch copy holds no token bytes afterwards.
+func TestHashToken(t *testing.T) {
+	for _, n := range []int{0, 1, 355, 1024, 1025, 8 << 10} {
+		tok := strings.Repeat("eyJ.", n/4+1)[:n]
+		if got := hashToken(tok); got != hashOf(tok) {
+			t.Fatalf("hashToken of %d bytes differs from sha256", n)
+		}
+		bp := tokenBufs.Get().(*[]byte)
+		for _, c := range (*bp)[:cap(*bp)] {
+			if c != 0 {
+				t.Fatalf("scratch buffer keeps token bytes after a %d-byte token", n)
+			}
+		}
+		tokenBufs.Put(bp)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -224,7 +225,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		return Principal{}, fail(reasonMalformed)
 	}
 
-	hash := sha256.Sum256([]byte(token))
+	hash := hashToken(token)
 	now := v.now()
 	if e, ok := v.cache.get(hash, now); ok {
 		if v.keyStillValid(ctx, e) {
@@ -273,6 +274,23 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		v.cache.put(e)
 	}
 	return p, nil
+}
+
+// tokenBufs are scratch buffers for hashToken: hashing a token must not
+// allocate a copy of it on every call (it runs on every authenticated call).
+var tokenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// hashToken is the SHA-256 of token, the key of its cache entry. The
+// scratch copy is zeroed before it goes back to the pool: no token bytes
+// are left lying in reused memory.
+func hashToken(token string) [sha256.Size]byte {
+	bp := tokenBufs.Get().(*[]byte)
+	b := append((*bp)[:0], token...)
+	h := sha256.Sum256(b)
+	clear(b)
+	*bp = b[:0]
+	tokenBufs.Put(bp)
+	return h
 }
 
 // keyFor is the jwt.Keyfunc: it finds the key named by the token's kid and
