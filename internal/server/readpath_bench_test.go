@@ -4,11 +4,14 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
@@ -73,19 +76,31 @@ func BenchmarkGetMyStatus(b *testing.B) {
 			}
 		})
 	}
-	b.Run("minimal", func(b *testing.B) {
-		if answer == nil {
-			b.Skip("needs the affected answer of the impactd cases")
+	for _, otel := range []bool{false, true} {
+		name := "minimal"
+		if otel {
+			name = "minimal+otelgrpc"
 		}
-		conn := minimalServer(b, answer)
-		client := impactv1.NewStatusServiceClient(conn)
-		ctx := testclient.WithToken(context.Background(), "x")
-		req := &impactv1.GetMyStatusRequest{IncidentId: incident}
-		runParallelReads(b, func() error {
-			_, err := client.GetMyStatus(ctx, req)
-			return err
+		b.Run(name, func(b *testing.B) {
+			if answer == nil { // only the minimal cases run
+				conn, tokens := benchServer(b, false)
+				resp, err := impactv1.NewStatusServiceClient(conn).GetMyStatus(
+					testclient.WithToken(context.Background(), tokens[benchAffected]), &impactv1.GetMyStatusRequest{IncidentId: incident})
+				if err != nil {
+					b.Fatal(err)
+				}
+				answer = resp
+			}
+			conn := minimalServer(b, answer, otel)
+			client := impactv1.NewStatusServiceClient(conn)
+			ctx := testclient.WithToken(context.Background(), "x")
+			req := &impactv1.GetMyStatusRequest{IncidentId: incident}
+			runParallelReads(b, func() error {
+				_, err := client.GetMyStatus(ctx, req)
+				return err
+			})
 		})
-	})
+	}
 }
 
 func caseName(sub string) string {
@@ -125,14 +140,7 @@ func benchServer(b *testing.B, withTelemetry bool) (*grpc.ClientConn, map[string
 	b.Helper()
 	opts := impacttest.Options{Config: server.Config{RequestTimeout: 5 * time.Second}}
 	if withTelemetry {
-		// impactd's own telemetry, with nothing exported (no OTLP endpoint).
-		b.Setenv("OTEL_SDK_DISABLED", "true")
-		tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "impactd-bench"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-		opts.Telemetry = tel
+		opts.Telemetry = benchTelemetry(b)
 	}
 	e := impacttest.Start(b, opts)
 	e.WaitReady(b)
@@ -158,6 +166,19 @@ func benchServer(b *testing.B, withTelemetry bool) (*grpc.ClientConn, map[string
 	return testclient.Dial(b, e.Addrs.GRPC, nil), tokens
 }
 
+// benchTelemetry is impactd's own telemetry (telemetry.Setup), with
+// nothing exported: no OTLP endpoint, Prometheus metrics kept in memory.
+func benchTelemetry(b *testing.B) *telemetry.Telemetry {
+	b.Helper()
+	b.Setenv("OTEL_SDK_DISABLED", "true")
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "impactd-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return tel
+}
+
 // minimalStatus answers every GetMyStatus with one fixed answer: no
 // interceptors, no authentication, no store (as make load's baseline).
 type minimalStatus struct {
@@ -169,13 +190,28 @@ func (m *minimalStatus) GetMyStatus(context.Context, *impactv1.GetMyStatusReques
 	return m.resp, nil
 }
 
-func minimalServer(b *testing.B, answer *impactv1.GetMyStatusResponse) *grpc.ClientConn {
+// minimalServer serves answer from a bare grpc-go server; with otel, the
+// server has impactd's otelgrpc stats handler (impactd's providers, as
+// benchServer makes them, and options), so that "minimal+otelgrpc" minus
+// "minimal" is what the stats handler costs a call.
+func minimalServer(b *testing.B, answer *impactv1.GetMyStatusResponse, otel bool) *grpc.ClientConn {
 	b.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if otel {
+		tel := benchTelemetry(b)
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tel.TracerProvider()),
+			otelgrpc.WithMeterProvider(tel.MeterProvider()),
+			otelgrpc.WithPropagators(tel.Propagator()),
+			otelgrpc.WithFilter(func(i *stats.RPCTagInfo) bool { return !strings.HasPrefix(i.FullMethodName, "/grpc.health.v1.") }),
+			otelgrpc.WithPublicEndpointFn(func(context.Context, *stats.RPCTagInfo) bool { return false }), // the client is on loopback
+		)))
+	}
+	g := grpc.NewServer(opts...)
 	impactv1.RegisterStatusServiceServer(g, &minimalStatus{resp: proto.CloneOf(answer)})
 	go func() { _ = g.Serve(lis) }()
 	b.Cleanup(g.Stop)
