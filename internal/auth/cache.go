@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"crypto"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +17,8 @@ type cacheEntry struct {
 	practice string
 	exp      time.Time        // the token's exp: the entry is dead from then on
 	kid      string           // the key that verified it ...
-	key      crypto.PublicKey // ... and its value, rechecked on every hit
+	key      crypto.PublicKey // ... and its value, rechecked on a hit once the JWKS changed ...
+	gen      atomic.Uint64    // ... since this generation of it (keySource.generation)
 }
 
 // tokenCache is a bounded LRU of verified tokens. A zero-capacity cache

@@ -59,9 +59,45 @@ type keySource interface {
 	// the set first (rate-limited, never waiting for the rate limit).
 	lookup(ctx context.Context, kid string) (jwkset.JWK, error)
 	// current returns the JWK named kid from the set as it is, without any
-	// refresh: the cheap re-check of a cached token's key.
+	// refresh: the re-check of a cached token's key.
 	current(ctx context.Context, kid string) (jwkset.JWK, error)
+	// generation numbers the set as it is: it changes whenever the set
+	// may have (a reload, a fetch), never back to an earlier value, and is
+	// never 0. A cached token verified at the current generation needs no
+	// re-check of its key.
+	generation() uint64
 	close()
+}
+
+// genStorage is a JWK storage that counts its writes: its generation
+// moves on after every change of the set (jwkset's HTTP storage replaces
+// the set on each fetch).
+type genStorage struct {
+	jwkset.Storage
+	gen atomic.Uint64
+}
+
+func newGenStorage() *genStorage {
+	s := &genStorage{Storage: jwkset.NewMemoryStorage()}
+	s.gen.Store(1)
+	return s
+}
+
+func (s *genStorage) generation() uint64 { return s.gen.Load() }
+
+func (s *genStorage) KeyDelete(ctx context.Context, keyID string) (bool, error) {
+	defer s.gen.Add(1)
+	return s.Storage.KeyDelete(ctx, keyID)
+}
+
+func (s *genStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	defer s.gen.Add(1)
+	return s.Storage.KeyReplaceAll(ctx, given)
+}
+
+func (s *genStorage) KeyWrite(ctx context.Context, jwk jwkset.JWK) error {
+	defer s.gen.Add(1)
+	return s.Storage.KeyWrite(ctx, jwk)
 }
 
 // errRateLimited: an unknown kid did not trigger a refresh because one ran
@@ -226,6 +262,7 @@ type fileSource struct {
 	path    string
 	log     *slog.Logger
 	cur     atomic.Pointer[fileState]
+	gens    atomic.Uint64 // the last generation given to a fileState
 	refresh *refresher
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -235,6 +272,7 @@ type fileState struct {
 	store jwkset.Storage
 	size  int64
 	mod   time.Time
+	gen   uint64 // this load's generation (1 for the first)
 }
 
 func newFileSource(path string, every time.Duration, log *slog.Logger) (*fileSource, error) {
@@ -272,7 +310,7 @@ func (s *fileSource) load() (*fileState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JWKS file %s: %w", s.path, err)
 	}
-	return &fileState{store: store, size: fi.Size(), mod: fi.ModTime()}, nil
+	return &fileState{store: store, size: fi.Size(), mod: fi.ModTime(), gen: s.gens.Add(1)}, nil
 }
 
 func (s *fileSource) watch(ctx context.Context, every time.Duration) {
@@ -315,6 +353,8 @@ func (s *fileSource) current(ctx context.Context, kid string) (jwkset.JWK, error
 	return s.cur.Load().store.KeyRead(ctx, kid)
 }
 
+func (s *fileSource) generation() uint64 { return s.cur.Load().gen }
+
 func (s *fileSource) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
 	jwk, err := s.current(ctx, kid)
 	if err == nil {
@@ -337,6 +377,7 @@ func (s *fileSource) close() {
 type urlSource struct {
 	client  jwkset.Storage // fetches when asked for an unknown kid
 	set     jwkset.Storage // the keys as last fetched; reads never fetch
+	keys    *genStorage    // where set keeps them
 	refresh *refresher
 	cancel  context.CancelFunc
 	once    sync.Once
@@ -376,11 +417,13 @@ func newURLSource(ctx context.Context, rawURL string, every time.Duration, clien
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
+	keys := newGenStorage()
 	set, err := jwkset.NewStorageFromHTTP(rawURL, jwkset.HTTPClientStorageOptions{
 		Client:          client,
 		Ctx:             bg,
 		HTTPTimeout:     jwksHTTPTimeout,
 		RefreshInterval: every,
+		Storage:         keys,
 		RefreshErrorHandler: func(_ context.Context, err error) {
 			log.Warn("jwks refresh failed; keeping current keys", "error", err)
 		},
@@ -407,7 +450,7 @@ func newURLSource(ctx context.Context, rawURL string, every time.Duration, clien
 		cancel()
 		return nil, fmt.Errorf("JWKS URL: %w", errNoUsableKey)
 	}
-	s := &urlSource{client: storage, set: set, cancel: cancel}
+	s := &urlSource{client: storage, set: set, keys: keys, cancel: cancel}
 	s.refresh = newRefresher(func(ctx context.Context) error {
 		// Reading a kid that cannot exist makes the client fetch.
 		_, err := s.client.KeyRead(ctx, "\x00refresh")
@@ -422,6 +465,8 @@ func newURLSource(ctx context.Context, rawURL string, every time.Duration, clien
 func (s *urlSource) current(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return s.set.KeyRead(ctx, kid)
 }
+
+func (s *urlSource) generation() uint64 { return s.keys.generation() }
 
 func (s *urlSource) lookup(ctx context.Context, kid string) (jwkset.JWK, error) {
 	jwk, err := s.current(ctx, kid)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -224,7 +225,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		return Principal{}, fail(reasonMalformed)
 	}
 
-	hash := sha256.Sum256([]byte(token))
+	hash := hashToken(token)
 	now := v.now()
 	if e, ok := v.cache.get(hash, now); ok {
 		if v.keyStillValid(ctx, e) {
@@ -237,6 +238,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		c       claims
 		usedKID string
 		usedKey crypto.PublicKey
+		// Read before the key is looked up: a JWKS change racing the
+		// verification leaves the entry at the older generation, so that
+		// its first hit re-checks the key.
+		gen = v.src.generation()
 	)
 	tok, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, key, err := v.keyFor(ctx, t)
@@ -256,7 +261,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	// exp is required, so c.ExpiresAt is set. A token inside the leeway
 	// past its exp is accepted but not cached.
 	if exp := c.ExpiresAt.Time; now.Before(exp) {
-		v.cache.put(&cacheEntry{
+		e := &cacheEntry{
 			hash:     hash,
 			subject:  p.Subject,
 			scopes:   slices.Clone(p.Scopes),
@@ -264,9 +269,28 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			exp:      exp,
 			kid:      usedKID,
 			key:      usedKey,
-		})
+		}
+		e.gen.Store(gen)
+		v.cache.put(e)
 	}
 	return p, nil
+}
+
+// tokenBufs are scratch buffers for hashToken: hashing a token must not
+// allocate a copy of it on every call (it runs on every authenticated call).
+var tokenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// hashToken is the SHA-256 of token, the key of its cache entry. The
+// scratch copy is zeroed before it goes back to the pool: no token bytes
+// are left lying in reused memory.
+func hashToken(token string) [sha256.Size]byte {
+	bp := tokenBufs.Get().(*[]byte)
+	b := append((*bp)[:0], token...)
+	h := sha256.Sum256(b)
+	clear(b)
+	*bp = b[:0]
+	tokenBufs.Put(bp)
+	return h
 }
 
 // keyFor is the jwt.Keyfunc: it finds the key named by the token's kid and
@@ -296,8 +320,23 @@ func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (string, crypto.Pub
 
 // keyStillValid reports whether the key that verified a cached token is
 // still in the JWKS, unchanged: a key removed (revoked) from the JWKS stops
-// its cached tokens at once.
+// its cached tokens at once. While the JWKS is the one the token was
+// verified with (same generation), it is.
 func (v *Verifier) keyStillValid(ctx context.Context, e *cacheEntry) bool {
+	gen := v.src.generation() // before the check: a change during it is checked next time
+	if e.gen.Load() == gen {
+		return true
+	}
+	if !v.keyInSet(ctx, e) {
+		return false
+	}
+	e.gen.Store(gen)
+	return true
+}
+
+// keyInSet reports whether the JWKS holds e's key under e's kid, usable for
+// signatures.
+func (v *Verifier) keyInSet(ctx context.Context, e *cacheEntry) bool {
 	jwk, err := v.src.current(ctx, e.kid)
 	if err != nil {
 		return false

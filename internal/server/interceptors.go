@@ -72,10 +72,9 @@ func authorize(ctx context.Context, authn Authenticator, fullMethod string) (con
 		return ctx, nil
 	}
 	var header string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) == 1 {
-			header = v[0]
-		}
+	// One key, not a copy of the whole metadata (FromIncomingContext).
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) == 1 {
+		header = v[0]
 	}
 	p, err := authn.Authenticate(ctx, header)
 	if err != nil {

@@ -15,11 +15,11 @@ import (
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
-// BenchmarkGetMyStatus is one patient's status read through a whole
+// BenchmarkListeners is one patient's status read through a whole
 // server (embedded store, no telemetry), over its real listeners: REST
 // (HTTP/1.1 keep-alive client, the gateway, the services) and gRPC for
 // comparison. The client's cost is in both.
-func BenchmarkGetMyStatus(b *testing.B) {
+func BenchmarkListeners(b *testing.B) {
 	e := impacttest.Start(b, impacttest.Options{})
 	e.WaitReady(b)
 	ctx := testclient.WithToken(context.Background(), e.Token(b, "ops-bench", auth.ScopeAdmin))

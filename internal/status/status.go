@@ -18,6 +18,8 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/impact-health/impact/internal/snapshot"
@@ -59,8 +61,10 @@ type Answer struct {
 	Incident      string
 	IncidentTitle string
 	Status        store.Status
-	Cohorts       []snapshot.Cohort
-	Notice        Notice
+	// Cohorts is shared with other answers from the same version: read
+	// only.
+	Cohorts []snapshot.Cohort
+	Notice  Notice
 	// Version is the visible version the answer was read at.
 	Version uint64
 	// NotifiedVersion, NotifiedAt and NoticeID describe the subject's pin.
@@ -104,7 +108,7 @@ type Claim struct {
 	// version the decision was made at (none).
 	Version    uint64
 	Status     store.Status
-	Cohorts    []snapshot.Cohort
+	Cohorts    []snapshot.Cohort // shared: read only
 	Notice     Notice
 	NoticeID   string
 	NotifiedAt time.Time
@@ -127,6 +131,7 @@ type Service struct {
 	versions Versions
 	keyer    Keyer
 	now      func() time.Time
+	renders  renderCache
 }
 
 // Option configures a Service.
@@ -262,7 +267,7 @@ func (s *Service) answer(ctx context.Context, incident string, view store.View) 
 		a.UpdatePending = p.Record.Status != view.Record.Status
 	}
 	a.Status = rec.Status
-	a.Cohorts, a.Notice = Render(from.Spec, rec, a.NotifiedVersion, noticeID)
+	a.Cohorts, a.Notice = s.renders.render(from.Spec, rec, a.NotifiedVersion, noticeID)
 	return a, nil
 }
 
@@ -368,7 +373,7 @@ func (s *Service) claimAnswer(ctx context.Context, incident string, action Actio
 		NoticeID:   p.NoticeID,
 		NotifiedAt: p.NotifiedAt,
 	}
-	c.Cohorts, c.Notice = Render(ver.Spec, p.Record, p.Version, p.NoticeID)
+	c.Cohorts, c.Notice = s.renders.render(ver.Spec, p.Record, p.Version, p.NoticeID)
 	return c, nil
 }
 
@@ -378,6 +383,17 @@ func (s *Service) claimAnswer(ctx context.Context, incident string, action Actio
 // contact; a notified answer's body ends with a footer stating the notice id
 // and version (breach emails carry no links).
 func Render(spec *snapshot.Spec, r store.Record, version uint64, noticeID string) ([]snapshot.Cohort, Notice) {
+	cohorts, n := renderRecord(spec, r, noticeID != "")
+	if noticeID != "" {
+		n.Body = withFooter(n.Body, noticeID, version)
+	}
+	return cohorts, n
+}
+
+// renderRecord is Render without the footer: what depends on the spec and
+// the record only (and on whether the subject was notified), so that it can
+// be cached per version (renderCache).
+func renderRecord(spec *snapshot.Spec, r store.Record, notified bool) ([]snapshot.Cohort, Notice) {
 	var cohorts []snapshot.Cohort
 	var n Notice
 	for i, c := range spec.Cohorts {
@@ -395,17 +411,35 @@ func Render(spec *snapshot.Spec, r store.Record, version uint64, noticeID string
 		n = Notice{Subject: spec.UnderReviewNotice.Subject, Body: spec.UnderReviewNotice.Body}
 	default:
 		n = Notice{Subject: spec.NotAffectedNotice.Subject, Body: spec.NotAffectedNotice.Body}
-		if c := spec.CorrectionNotice; c != nil && noticeID != "" {
+		if c := spec.CorrectionNotice; c != nil && notified {
 			// A notified not-affected record is a correction (a subject
 			// never notified is due nothing): it gets the spec's words
 			// for those told otherwise before.
 			n = Notice{Subject: c.Subject, Body: c.Body}
 		}
 	}
-	if noticeID != "" {
-		n.Body = fmt.Sprintf("%s\n\nReference: notice %s, snapshot version %d.", trimNewlines(n.Body), noticeID, version)
-	}
 	return cohorts, n
+}
+
+// withFooter appends the notice footer to body, in one allocation:
+// "<body>\n\nReference: notice <id>, snapshot version <v>."
+func withFooter(body, noticeID string, version uint64) string {
+	const (
+		ref = "\n\nReference: notice "
+		ver = ", snapshot version "
+	)
+	body = trimNewlines(body)
+	var num [20]byte
+	v := strconv.AppendUint(num[:0], version, 10)
+	var b strings.Builder
+	b.Grow(len(body) + len(ref) + len(noticeID) + len(ver) + len(v) + 1)
+	b.WriteString(body)
+	b.WriteString(ref)
+	b.WriteString(noticeID)
+	b.WriteString(ver)
+	b.Write(v)
+	b.WriteByte('.')
+	return b.String()
 }
 
 func trimNewlines(s string) string {

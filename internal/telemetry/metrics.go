@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -57,6 +59,73 @@ type Metrics struct {
 	publishEntries  metric.Int64Histogram
 	storeDuration   metric.Float64Histogram
 	storeErrors     metric.Int64Counter
+
+	// The attribute sets of the per-read measurements, built once per
+	// value instead of on every read (attribute.NewSet sorts and
+	// allocates): answer attributes by answerAttrs, store-call duration
+	// attributes by operation.
+	answerOpts optionCache[answerAttrs, metric.AddOption]
+	storeOpts  optionCache[string, metric.RecordOption]
+}
+
+// answerAttrs are the attributes of one impact.status.answers count.
+type answerAttrs struct {
+	incident      string
+	status        store.Status
+	updatePending bool
+}
+
+// maxCachedOptions bounds each optionCache. The keys are the incidents
+// served times three statuses times two, and the store's operations, so
+// the bound is never reached in practice; past it, options are built per
+// call as before.
+const maxCachedOptions = 4096
+
+// optionCache holds, per attribute value, the one-element option slice a
+// measurement passes to the SDK (an attribute.Set is immutable and safe to
+// share). Reads take no lock and allocate nothing: the map is replaced,
+// never changed, when a key is added (rare: the keys are few). It is safe
+// for concurrent use.
+type optionCache[K comparable, O any] struct {
+	mu sync.Mutex // serialises additions
+	m  atomic.Pointer[map[K][]O]
+}
+
+// get returns the options of k, building them with build on first use.
+func (c *optionCache[K, O]) get(k K, build func() O) []O {
+	if m := c.m.Load(); m != nil {
+		if opts, ok := (*m)[k]; ok {
+			return opts
+		}
+	}
+	opts := []O{build()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if cached, ok := (*old)[k]; ok {
+			return cached
+		}
+		if len(*old) >= maxCachedOptions {
+			return opts
+		}
+	}
+	next := make(map[K][]O, 1+lenOf(old))
+	if old != nil {
+		for kk, v := range *old {
+			next[kk] = v
+		}
+	}
+	next[k] = opts
+	c.m.Store(&next)
+	return opts
+}
+
+func lenOf[K comparable, V any](m *map[K]V) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 func newMetrics(m metric.Meter) (*Metrics, error) {
@@ -88,8 +157,11 @@ func (m *Metrics) Answer(ctx context.Context, incident string, status store.Stat
 	if m == nil {
 		return
 	}
-	m.answers.Add(ctx, 1, metric.WithAttributes(
-		AttrIncident.String(incident), AttrStatus.String(status.String()), AttrUpdatePending.Bool(updatePending)))
+	opts := m.answerOpts.get(answerAttrs{incident, status, updatePending}, func() metric.AddOption {
+		return metric.WithAttributeSet(attribute.NewSet(
+			AttrIncident.String(incident), AttrStatus.String(status.String()), AttrUpdatePending.Bool(updatePending)))
+	})
+	m.answers.Add(ctx, 1, opts...)
 }
 
 // Claim counts one notice claim by its action ("send", "already_sent",
@@ -129,7 +201,10 @@ func (m *Metrics) StoreCall(ctx context.Context, op string, d time.Duration, err
 	if m == nil {
 		return errType, failed
 	}
-	m.storeDuration.Record(ctx, d.Seconds(), metric.WithAttributes(AttrOperation.String(op)))
+	opts := m.storeOpts.get(op, func() metric.RecordOption {
+		return metric.WithAttributeSet(attribute.NewSet(AttrOperation.String(op)))
+	})
+	m.storeDuration.Record(ctx, d.Seconds(), opts...)
 	if err != nil {
 		m.storeErrors.Add(ctx, 1, metric.WithAttributes(AttrOperation.String(op), AttrErrorType.String(errType)))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -81,7 +82,11 @@ func TestMetrics(t *testing.T) {
 	m.Answer(ctx, "inc-1", store.Affected, false)
 	m.Answer(ctx, "inc-1", store.Affected, false)
 	m.Answer(ctx, "inc-1", store.UnderReview, true)
+	m.Answer(ctx, "inc-3", store.Affected, false)
 	m.Claim(ctx, "inc-1", "send")
+	m.StoreCall(ctx, "Read", time.Millisecond, nil)
+	m.StoreCall(ctx, "Read", time.Millisecond, nil)
+	m.StoreCall(ctx, "ClaimPin", time.Millisecond, store.ErrConflict)
 	m.Publish(ctx, "inc-1", time.Second, 1234, nil)
 	m.Publish(ctx, "inc-1", time.Second, 0, store.ErrConflict)
 	raw := embeddedtest.Open(t)
@@ -107,6 +112,10 @@ func TestMetrics(t *testing.T) {
 	}{
 		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 2},
 		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-1"), AttrStatus.String("under_review"), AttrUpdatePending.Bool(true)), 1},
+		{MetricAnswers, oteltest.Set(AttrIncident.String("inc-3"), AttrStatus.String("affected"), AttrUpdatePending.Bool(false)), 1},
+		{MetricStoreDuration, oteltest.Set(AttrOperation.String("Read")), 2},
+		{MetricStoreDuration, oteltest.Set(AttrOperation.String("ClaimPin")), 1},
+		{MetricStoreErrors, oteltest.Set(AttrOperation.String("ClaimPin"), AttrErrorType.String("conflict")), 1},
 		{MetricClaims, oteltest.Set(AttrIncident.String("inc-1"), AttrAction.String("send")), 1},
 		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("ok")), 1},
 		{MetricPublishDuration, oteltest.Set(AttrIncident.String("inc-1"), AttrOutcome.String("conflict")), 1},
@@ -159,6 +168,9 @@ func TestSetupPrometheus(t *testing.T) {
 	_, span := tel.TracerProvider().Tracer("t").Start(context.Background(), "op")
 	if !span.SpanContext().IsValid() {
 		t.Error("spans have no ids without an exporter")
+	}
+	if span.IsRecording() {
+		t.Error("spans are recorded with nothing to export them")
 	}
 	span.End()
 
@@ -223,6 +235,9 @@ func TestSetupOTLP(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, span := tel.TracerProvider().Tracer("t").Start(context.Background(), "exported-op")
+			if span.IsRecording() != tc.traces {
+				t.Errorf("span recording: %v, want %v", span.IsRecording(), tc.traces)
+			}
 			span.End()
 			tel.Metrics().Claim(context.Background(), "inc-1", "send")
 			if err := tel.Shutdown(context.Background()); err != nil {
@@ -269,4 +284,59 @@ func TestSetupRejectsUnknownProtocol(t *testing.T) {
 	if _, err := Setup(context.Background(), Config{ServiceName: "impactd"}); err == nil || !strings.Contains(err.Error(), "thrift") {
 		t.Fatalf("Setup with protocol thrift: %v", err)
 	}
+}
+
+// TestOptionCache: each key keeps its own options, concurrent first uses
+// agree on one, and past maxCachedOptions keys are built per call, not
+// kept.
+func TestOptionCache(t *testing.T) {
+	var c optionCache[int, string]
+	build := func(k int) func() string { return func() string { return strconv.Itoa(k) } }
+	var wg sync.WaitGroup
+	firsts := make([][]string, 8)
+	for g := range firsts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			firsts[g] = c.get(-1, build(-1))
+		}()
+	}
+	wg.Wait()
+	for _, f := range firsts {
+		if &f[0] != &firsts[0][0] || f[0] != "-1" {
+			t.Fatalf("concurrent first uses got different options: %v", firsts)
+		}
+	}
+	for k := range maxCachedOptions + 10 {
+		if got := c.get(k, build(k)); len(got) != 1 || got[0] != strconv.Itoa(k) {
+			t.Fatalf("key %d: %v", k, got)
+		}
+	}
+	if n := len(*c.m.Load()); n != maxCachedOptions {
+		t.Fatalf("cache holds %d keys, want the bound %d", n, maxCachedOptions)
+	}
+	if got := c.get(maxCachedOptions+5, build(maxCachedOptions+5)); got[0] != strconv.Itoa(maxCachedOptions+5) {
+		t.Fatalf("uncached key: %v", got)
+	}
+	if got := c.get(7, func() string { t.Fatal("cached key rebuilt"); return "" }); got[0] != "7" {
+		t.Fatalf("cached key: %v", got)
+	}
+}
+
+// BenchmarkAnswer is the per-read count of a status answer, with the SDK
+// meter provider as Setup builds it.
+func BenchmarkAnswer(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	tel, err := New(Providers{MeterProvider: mp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, ctx := tel.Metrics(), context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Answer(ctx, "mmh-2025-12", store.Affected, false)
+			m.StoreCall(ctx, "Read", time.Microsecond, nil)
+		}
+	})
 }

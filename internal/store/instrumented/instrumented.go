@@ -16,6 +16,7 @@ package instrumented
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -60,13 +61,30 @@ type call struct {
 	m     *telemetry.Metrics
 }
 
-func (s *Store) begin(ctx context.Context, op string, attrs ...attribute.KeyValue) *call {
-	c := &call{ctx: ctx, op: op, start: time.Now(), m: s.m}
+// begin starts a call (a value, not a pointer: one allocation less on
+// every store call).
+func (s *Store) begin(ctx context.Context, op string, attrs ...attribute.KeyValue) call {
+	c := call{ctx: ctx, op: op, start: time.Now(), m: s.m}
 	if trace.SpanContextFromContext(ctx).IsValid() {
-		c.ctx, c.span = s.tracer.Start(ctx, "store."+op,
-			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+		c.ctx, c.span = s.tracer.Start(ctx, spanName(op), clientKind, trace.WithAttributes(attrs...))
 	}
 	return c
+}
+
+// clientKind is the kind of every store span, built once.
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
+// spanNames maps an operation to its span name, "store.<op>", so that the
+// name is not concatenated on every call. The operations are this
+// package's method names: a few dozen, all known at build time.
+var spanNames sync.Map // string -> string
+
+func spanName(op string) string {
+	if n, ok := spanNames.Load(op); ok {
+		return n.(string)
+	}
+	n, _ := spanNames.LoadOrStore(op, "store."+op)
+	return n.(string)
 }
 
 // end records the outcome of the call and returns err unchanged.
