@@ -189,9 +189,13 @@ func WithStageBuffer(entries int) Option {
 	}
 }
 
-// WithAutoPipeline turns the auto-pipelining of reads on or off (default
-// on, for standalone and Sentinel clients): concurrent reads' commands then
-// share round trips.
+// WithAutoPipeline turns the auto-pipelining of reads on or off, for
+// standalone and Sentinel clients: concurrent reads' commands then share
+// round trips (go-redis's async AutoPipeliner). Default off: measured, it
+// gives 2-4x the read throughput at 50 concurrent reads, but a command it
+// admitted is not bounded by its context (only by the client's read
+// timeout and retries), so with Redis hung a read fails after seconds
+// instead of at the request's deadline: fail closed in time comes first.
 func WithAutoPipeline(on bool) Option {
 	return func(s *Store) error {
 		s.autoPipeline = on
@@ -258,7 +262,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		now:          time.Now,
 		stageBuffer:  DefaultStageBuffer,
 		changeLog:    DefaultChangeLog,
-		autoPipeline: true,
+		autoPipeline: false,
 		done:         make(chan struct{}),
 	}
 	for _, o := range opts {
