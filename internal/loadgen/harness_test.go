@@ -37,6 +37,9 @@ func TestHarnessTinyRun(t *testing.T) {
 		"--rows", "4000", "--tokens", "200", "--affected-percent", "20", "--c", "4", "--conns", "1",
 		"--duration", "300ms", "--warmup", "100ms", "--rounds", "1", "--paced-percent", "0", "--ghz", "off",
 		"--claims", "100", "--replicas", "3", "--claim-read-rate", "200", "--impactd-log-level", "warn", "--json",
+		// 200 subjects at a few thousand req/s is far more per subject than
+		// the default limit lets through: a limit that fits the tiny run.
+		"--impactd-flag=--rate-subject=1000/s:2000",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
