@@ -39,7 +39,7 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 			if err := a.Restart(ctx); err != nil {
 				return err
 			}
-			if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+			if _, err := w.WaitRecovered(ctx, a, recoverTimeout); err != nil {
 				return err
 			}
 			f.Recovery = max(f.Recovery, time.Since(start))

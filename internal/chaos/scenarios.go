@@ -95,7 +95,7 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 		if !forgetPins {
 			srv.Restart()
 		}
-		if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+		if _, err := w.WaitRecovered(ctx, a, recoverTimeout); err != nil {
 			return f, err
 		}
 		f.Recovery = max(f.Recovery, time.Since(start))

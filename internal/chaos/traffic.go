@@ -331,6 +331,40 @@ func (w *World) WaitAnswer(ctx context.Context, d *Impactd, timeout time.Duratio
 	}
 }
 
+// WaitRecovered waits until d serves again with its store back: an ops
+// call that reads the store itself (ListSnapshots: the incident's head and
+// versions, which no replica answers from memory) succeeds, and then a
+// patient read is answered (WaitAnswer). A patient read alone is no sign
+// of recovery: a replica answers it from memory, within its lease, while
+// Redis is still down, or while impactd's Redis client still refuses to
+// dial (it waits a second between dial attempts after a burst of failed
+// ones). It returns how long the wait took.
+func (w *World) WaitRecovered(ctx context.Context, d *Impactd, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		cctx, cancel := w.ctx(ctx)
+		cctx, cancel2 := context.WithDeadline(cctx, deadline)
+		_, err := impactv1.NewSnapshotServiceClient(d.Admin).ListSnapshots(cctx, &impactv1.ListSnapshotsRequest{IncidentId: Incident})
+		cancel2()
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: the store did not answer within %s (last: %s): %w", d.Name, timeout, status.Code(err), errTimeout)
+		}
+		pause(ctx, 20*time.Millisecond)
+	}
+	if _, _, err := w.WaitAnswer(ctx, d, time.Until(deadline)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
 // FinalPins reads every subject through d (recorded) and returns the pin
 // each answer names, retrying a subject until it is answered (bounded).
 func (w *World) FinalPins(ctx context.Context, d *Impactd) (map[string]uint32, error) {
