@@ -24,6 +24,12 @@ type Bounds struct {
 	// Upload is how long an upload of the roster lasts where a scenario
 	// kills impactd inside one (impactd's --upload-read-rate).
 	Upload time.Duration
+	// AwaitStages: where a kill interrupted an upload on Redis, wait until
+	// impactd's reaper collected the stage (its lease, store.DefaultStageLease,
+	// then at most one reaper interval: up to a minute after the kill) and
+	// count a stage still staging then as a violation. Off in the short
+	// run, which would wait that long.
+	AwaitStages bool
 }
 
 // ShortBounds is the run inside `make test`.
@@ -33,7 +39,8 @@ func ShortBounds() Bounds {
 
 // LongBounds is the run of `make chaos`.
 func LongBounds() Bounds {
-	return Bounds{Subjects: 200, Fillers: 30000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3, Upload: 2 * time.Second}
+	return Bounds{Subjects: 200, Fillers: 30000, Readers: 8, Claimers: 4, Pause: time.Millisecond, Phase: 3 * time.Second, Faults: 3, Upload: 2 * time.Second,
+		AwaitStages: true}
 }
 
 // Figures are one scenario's results.

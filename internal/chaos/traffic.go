@@ -169,22 +169,22 @@ func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32)
 	return op
 }
 
-// Staging counts the incident's versions still in state STAGING (a load
+// Staging lists the incident's versions still in state STAGING (a load
 // in progress, or one a crash interrupted and nothing aborted).
-func (w *World) Staging(ctx context.Context, d *Impactd) (int, error) {
+func (w *World) Staging(ctx context.Context, d *Impactd) ([]uint32, error) {
 	ctx, cancel := w.ctx(ctx)
 	defer cancel()
 	r, err := impactv1.NewSnapshotServiceClient(d.Admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: Incident})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var out []uint32
 	for _, s := range r.GetSnapshots() {
 		if s.GetState() == impactv1.SnapshotState_STAGING {
-			n++
+			out = append(out, s.GetVersion())
 		}
 	}
-	return n, nil
+	return out, nil
 }
 
 // StageAndPublish stages the next generation and publishes it; the publish
