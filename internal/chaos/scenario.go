@@ -207,9 +207,25 @@ func (l *loaded) stop() { l.stopLoad() }
 // (fillers extra roster rows), publishes its first version and starts
 // load (its Replicas are the started ones).
 func startLoaded(ctx context.Context, e *Env, b Bounds, fillers int, load Load, flags []string, names ...string) (*loaded, error) {
+	specs := make([]replicaSpec, len(names))
+	for i, name := range names {
+		specs[i] = replicaSpec{name, flags}
+	}
+	return startReplicas(ctx, e, b, fillers, load, specs...)
+}
+
+// replicaSpec is one impactd to start: its name and flags.
+type replicaSpec struct {
+	name  string
+	flags []string
+}
+
+// startReplicas is startLoaded with flags for each replica; the world's
+// first version is published through the first.
+func startReplicas(ctx context.Context, e *Env, b Bounds, fillers int, load Load, specs ...replicaSpec) (*loaded, error) {
 	l := &loaded{}
-	for _, name := range names {
-		d, err := e.StartImpactd(ctx, name, flags...)
+	for _, sp := range specs {
+		d, err := e.StartImpactd(ctx, sp.name, sp.flags...)
 		if err != nil {
 			return nil, err
 		}

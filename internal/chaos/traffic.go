@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -258,7 +259,10 @@ type Load struct {
 	Readers  int // patient sessions; even ones pass at_least_version
 	Claimers int // notifiers claiming subject after subject
 	Replicas []*Impactd
-	Pause    time.Duration // between one worker's calls
+	// ClaimOn, if set, names the replicas claims go through (default:
+	// every one of Replicas, as reads).
+	ClaimOn []string
+	Pause   time.Duration // between one worker's calls
 }
 
 // Drive runs the load until ctx ends; the returned function waits for
@@ -285,6 +289,12 @@ func (w *World) Drive(ctx context.Context, l Load) (wait func()) {
 			}
 		}()
 	}
+	var claimOn []*Impactd
+	for _, d := range l.Replicas {
+		if len(l.ClaimOn) == 0 || slices.Contains(l.ClaimOn, d.Name) {
+			claimOn = append(claimOn, d)
+		}
+	}
 	for c := 0; c < l.Claimers; c++ {
 		wg.Add(1)
 		go func() {
@@ -292,7 +302,7 @@ func (w *World) Drive(ctx context.Context, l Load) (wait func()) {
 			client := clientClaimers + c
 			for n := 0; ctx.Err() == nil; n++ {
 				subject := w.Subjects[(n*l.Claimers+c)%len(w.Subjects)]
-				w.Claim(ctx, client, l.Replicas[(n+c)%len(l.Replicas)], subject, fmt.Sprintf("chaos-c%d-%d", client, n))
+				w.Claim(ctx, client, claimOn[(n+c)%len(claimOn)], subject, fmt.Sprintf("chaos-c%d-%d", client, n))
 				pause(ctx, l.Pause)
 			}
 		}()
