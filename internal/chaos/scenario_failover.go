@@ -80,17 +80,17 @@ func failover(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	// either way its last acknowledged pins are still on the lagging link.
 	var waveErr error
 	var killAt time.Duration
+	var killed time.Time // recovery is measured from the kill, not from the wave's end
 	select {
 	case waveErr = <-done:
 		set.KillMaster()
-		killAt = w.Rec.Now()
+		killAt, killed = w.Rec.Now(), time.Now()
 	case <-time.After(took * 3 / 4): // wave 1 is as long as wave 0
 		set.KillMaster()
-		killAt = w.Rec.Now()
+		killAt, killed = w.Rec.Now(), time.Now()
 		waveErr = <-done
 	}
 	f.Faults++
-	killed := time.Now()
 	kept, err := readWave(files[1])
 	interrupted := err != nil
 	if interrupted {

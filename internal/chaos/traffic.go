@@ -17,6 +17,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
@@ -154,6 +155,12 @@ func (w *World) Publish(ctx context.Context, d *Impactd, v uint32) Op {
 
 // PublishAs is Publish recorded as client's.
 func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32) Op {
+	op, _ := w.publish(ctx, client, d, v)
+	return op
+}
+
+// publish is PublishAs, with the call's error.
+func (w *World) publish(ctx context.Context, client int, d *Impactd, v uint32) (Op, error) {
 	expect := w.Visible()
 	op := Op{Client: client, Replica: d.Name, Kind: KindPublish, Publish: v, Expect: expect, Call: w.Rec.Now()}
 	cctx, cancel := w.ctx(ctx)
@@ -167,7 +174,7 @@ func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32)
 		w.visible = max(w.visible, v)
 		w.mu.Unlock()
 	}
-	return op
+	return op, err
 }
 
 // Staging lists the incident's versions still in state STAGING (a load
@@ -189,16 +196,25 @@ func (w *World) Staging(ctx context.Context, d *Impactd) ([]uint32, error) {
 }
 
 // StageAndPublish stages the next generation and publishes it; the publish
-// must be acknowledged.
+// must be acknowledged. A publish refused because notices were claimed
+// between its diff and its compare-and-set (CORRECTIONS_NOT_ACCEPTED: the
+// corrections it would send are not those reviewed) is diffed and tried
+// again, as an operator would.
 func (w *World) StageAndPublish(ctx context.Context, d *Impactd) (uint32, error) {
 	v, err := w.Stage(ctx, d)
 	if err != nil {
 		return 0, err
 	}
-	if op := w.Publish(ctx, d, v); op.Outcome != OK {
-		return 0, fmt.Errorf("publish v%d through %s: %s", v, d.Name, op.Code)
+	for attempt := 1; ; attempt++ {
+		op, err := w.publish(ctx, clientPublisher, d, v)
+		switch {
+		case op.Outcome == OK:
+			return v, nil
+		case attempt < 5 && errinfo.Of(err).GetReason() == errinfo.CorrectionsNotAccepted:
+			continue
+		}
+		return 0, fmt.Errorf("publish v%d through %s: %s %s", v, d.Name, op.Code, errinfo.Of(err).GetReason())
 	}
-	return v, nil
 }
 
 // classify maps a call's error to its outcome: definite says which code
