@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,38 +150,121 @@ func Check(in Input) Report {
 	return rep
 }
 
-// porcupineOp converts an operation; one whose effect is unknown may take
-// effect at any time after its call, so it never returns.
-func porcupineOp(op Op) porcupine.Operation {
+// The guarantee the models check (the lease protocol of
+// internal/store/replica; see the package doc):
+//
+//   - a write (a claim, a publish) takes effect at one point in Redis,
+//     between its call and its return, in one order;
+//   - a read answers a value some write put there: a pin claimed, or a
+//     version published, by a call that began before the read returned
+//     (or the state the history starts from);
+//   - a read that starts after a write's acknowledgement (its return) does
+//     not miss it: it answers that value or a later one, on any replica.
+//
+// Reads are not linearizable while a write is in flight: replica A may
+// apply a change (and answer it) before replica B, and before the writer
+// is told, so a read on B that starts after A's answer but before the
+// acknowledgement may still answer the older value. The models allow
+// exactly that and nothing more: each acknowledged write is two
+// operations for Porcupine, its effect (anywhere in [call, return], in
+// Redis's order) and its acknowledgement (at its return), which raises the
+// floor below which no later read may answer. A write whose outcome is
+// unknown has an effect that may happen at any point after its call, or
+// never, and no acknowledgement.
+
+// event is what Porcupine sees of an operation: the operation, or the
+// acknowledgement of an acknowledged write.
+type event struct {
+	Op
+	Ack bool
+}
+
+// porcupineOps converts an operation: a read is one event over [call,
+// return]; a write is its effect over [call, return] and, when it was
+// acknowledged, its acknowledgement at return. A write whose effect is
+// unknown may take effect at any time after its call, so it never returns.
+func porcupineOps(op Op) []porcupine.Operation {
 	ret := int64(op.Return)
 	if op.Outcome == Unknown {
 		ret = math.MaxInt64
 	}
-	return porcupine.Operation{ClientId: op.Client, Input: op, Call: int64(op.Call), Output: op, Return: ret}
+	out := []porcupine.Operation{{ClientId: op.Client, Input: event{Op: op}, Call: int64(op.Call), Output: op, Return: ret}}
+	if op.Kind != KindRead && op.Outcome == OK && op.Action != "NONE" {
+		out = append(out, porcupine.Operation{ClientId: op.Client, Input: event{Op: op, Ack: true}, Call: ret, Output: op, Return: ret})
+	}
+	return out
 }
 
-// ledgerState is one subject's pin. Unsure: an unacknowledged claim may
-// have moved the pin to some version >= Version that no answer showed yet.
+// floor is the versions (with their notice ids, for pins) a read may
+// still answer: every value the register held from the floor (the newest
+// acknowledged write) up to its current value, oldest first, encoded so
+// that states compare with ==.
+type floor string
+
+func (f floor) add(v uint32, id string) floor {
+	return f + floor(strconv.FormatUint(uint64(v), 10)+":"+id+";")
+}
+
+func (f floor) has(v uint32, id string) bool {
+	return strings.Contains(";"+string(f), ";"+strconv.FormatUint(uint64(v), 10)+":"+id+";")
+}
+
+// raise drops the values older than lo (the values are in order).
+func (f floor) raise(lo uint32) floor {
+	rest := string(f)
+	for rest != "" {
+		entry, after, _ := strings.Cut(rest, ";")
+		num, _, _ := strings.Cut(entry, ":")
+		if v, err := strconv.ParseUint(num, 10, 32); err == nil && uint32(v) >= lo {
+			return floor(rest)
+		}
+		rest = after
+	}
+	return ""
+}
+
+// ledgerState is one subject's pin: Version and NoticeID as Redis holds it
+// (Unsure: an unacknowledged claim may have moved it to some version >=
+// Version that no answer showed yet), Lo the pin version of the newest
+// acknowledged claim, and Seen the pins from Lo up to the current one.
 type ledgerState struct {
 	Version  uint32
 	NoticeID string
 	Unsure   bool
+	Lo       uint32
+	Seen     floor
+}
+
+func newLedgerState(p Pin) ledgerState {
+	return ledgerState{Version: p.Version, NoticeID: p.NoticeID, Lo: p.Version, Seen: floor("").add(p.Version, p.NoticeID)}
 }
 
 // ledgerModel: pins only move forward, a repeated claim (same idempotency
-// key) returns the same pin, and a read answers from the subject's latest
-// pin: as a register, a read that starts after a claim returned answers
-// from that pin or a later one.
+// key) returns the same pin, a claim decides on the current pin (it reads
+// Redis), and a read answers a pin some claim made, no older than the
+// newest claim acknowledged before it started (see the guarantee above).
 var ledgerModel = porcupine.NondeterministicModel{
 	Step: func(state, input, _ any) []any {
-		s, op := state.(ledgerState), input.(Op)
+		s, ev := state.(ledgerState), input.(event)
+		op := ev.Op
 		switch op.Kind {
 		case KindClaim:
+			if ev.Ack {
+				if s.Version < op.Pinned {
+					return nil // acknowledged before it took effect
+				}
+				if op.Pinned > s.Lo {
+					s.Lo, s.Seen = op.Pinned, s.Seen.raise(op.Pinned)
+				}
+				return []any{s}
+			}
 			if op.Outcome == Unknown {
 				if s.Unsure {
 					return []any{s}
 				}
-				return []any{s, ledgerState{Version: s.Version, NoticeID: s.NoticeID, Unsure: true}}
+				u := s
+				u.Unsure = true
+				return []any{s, u}
 			}
 			switch op.Action {
 			case "NONE":
@@ -192,38 +276,55 @@ var ledgerModel = porcupine.NondeterministicModel{
 				if !sees(s, op.Pinned, op.NoticeID, op.Action == "SEND") {
 					return nil
 				}
-				return []any{ledgerState{Version: op.Pinned, NoticeID: op.NoticeID}}
+				return []any{s.moveTo(op.Pinned, op.NoticeID)}
 			}
 			return nil
 		case KindRead:
-			if !sees(s, op.Pinned, op.NoticeID, false) {
-				return nil
+			switch {
+			case op.Pinned >= s.Lo && s.Seen.has(op.Pinned, op.NoticeID):
+				return []any{s}
+			case s.Unsure && op.Pinned > s.Version:
+				// The answer shows the pin an unacknowledged claim made.
+				return []any{s.moveTo(op.Pinned, op.NoticeID)}
 			}
-			return []any{ledgerState{Version: op.Pinned, NoticeID: op.NoticeID}}
+			return nil
 		}
 		return []any{s}
 	},
 	DescribeOperation: func(input, _ any) string {
-		op := input.(Op)
-		if op.Outcome != OK {
+		ev := input.(event)
+		op := ev.Op
+		switch {
+		case ev.Ack:
+			return fmt.Sprintf("ack: claim v%d", op.Pinned)
+		case op.Outcome != OK:
 			return fmt.Sprintf("%s -> %s", op.Kind, op.Code)
-		}
-		if op.Kind == KindClaim {
+		case op.Kind == KindClaim:
 			return fmt.Sprintf("claim -> %s v%d", op.Action, op.Pinned)
 		}
 		return fmt.Sprintf("read -> pin v%d", op.Pinned)
 	},
 	DescribeState: func(state any) string {
 		s := state.(ledgerState)
+		cur := fmt.Sprintf("pin v%d", s.Version)
 		if s.Unsure {
-			return fmt.Sprintf("pin >= v%d", s.Version)
+			cur = fmt.Sprintf("pin >= v%d", s.Version)
 		}
-		return fmt.Sprintf("pin v%d", s.Version)
+		return fmt.Sprintf("%s, reads answer >= v%d of %s", cur, s.Lo, s.Seen)
 	},
 }
 
-// sees reports whether an answer naming pin (v, id) is possible in state
-// s: the current pin, or a later one when a new pin (a SEND) or an
+// moveTo is s with the pin (v, id) current in Redis.
+func (s ledgerState) moveTo(v uint32, id string) ledgerState {
+	if v != s.Version || id != s.NoticeID {
+		s.Seen = s.Seen.add(v, id)
+	}
+	s.Version, s.NoticeID, s.Unsure = v, id, false
+	return s
+}
+
+// sees reports whether a claim's answer naming pin (v, id) is possible in
+// state s: the current pin, or a later one when a new pin (a SEND) or an
 // unacknowledged claim moved it forward.
 func sees(s ledgerState, v uint32, id string, advance bool) bool {
 	if v == s.Version && id == s.NoticeID {
@@ -232,13 +333,23 @@ func sees(s ledgerState, v uint32, id string, advance bool) bool {
 	return (s.Unsure || advance) && v > s.Version
 }
 
+// partitionOps keeps the operations a model judges: reads answered, and
+// writes that may have taken effect.
+func partitionOps(op Op) bool {
+	switch op.Kind {
+	case KindRead:
+		return op.Outcome == OK
+	case KindClaim, KindPublish:
+		return op.Outcome != Failed
+	}
+	return false
+}
+
 func checkLedger(in Input) []Violation {
 	bySubject := map[string][]porcupine.Operation{}
 	for _, op := range in.History {
-		switch {
-		case op.Kind == KindClaim && op.Outcome != Failed,
-			op.Kind == KindRead && op.Outcome == OK:
-			bySubject[op.Subject] = append(bySubject[op.Subject], porcupineOp(op))
+		if (op.Kind == KindClaim || op.Kind == KindRead) && partitionOps(op) {
+			bySubject[op.Subject] = append(bySubject[op.Subject], porcupineOps(op)...)
 		}
 	}
 	subjects := make([]string, 0, len(bySubject))
@@ -250,7 +361,7 @@ func checkLedger(in Input) []Violation {
 	for _, subject := range subjects {
 		m := ledgerModel
 		p := in.Pins[subject]
-		m.Init = func() []any { return []any{ledgerState{Version: p.Version, NoticeID: p.NoticeID}} }
+		m.Init = func() []any { return []any{newLedgerState(p)} }
 		if v, bad := run(in, m.ToModel(), bySubject[subject], "ledger-"+subject); bad {
 			v.Rule = "ledger"
 			v.Detail = subject + ": " + v.Detail
@@ -260,28 +371,45 @@ func checkLedger(in Input) []Violation {
 	return out
 }
 
-// visibleState is the incident's visible version.
-type visibleState uint32
+// visibleState is the incident's visible version in Redis (Cur), the
+// version of the newest acknowledged publish (Lo), and the versions that
+// were visible from Lo up to Cur (what a read may still answer).
+type visibleState struct {
+	Cur, Lo uint32
+	Seen    floor
+}
 
 // visibilityModel: a publish flips the visible version by compare-and-set,
-// only forward; every read is answered at the visible version.
+// only forward; a read answers a version some publish made visible, no
+// older than the newest publish acknowledged before it started.
 var visibilityModel = porcupine.NondeterministicModel{
 	Step: func(state, input, _ any) []any {
-		s, op := state.(visibleState), input.(Op)
+		s, ev := state.(visibleState), input.(event)
+		op := ev.Op
 		switch op.Kind {
 		case KindPublish:
-			can := uint32(s) == op.Expect && op.Publish > uint32(s)
+			if ev.Ack {
+				switch {
+				case s.Cur < op.Publish:
+					return nil // acknowledged before it took effect
+				case s.Lo < op.Publish:
+					s.Lo, s.Seen = op.Publish, s.Seen.raise(op.Publish)
+				}
+				return []any{s}
+			}
+			can := s.Cur == op.Expect && op.Publish > s.Cur
+			flipped := visibleState{Cur: op.Publish, Lo: s.Lo, Seen: s.Seen.add(op.Publish, "")}
 			switch {
 			case op.Outcome == Unknown && can:
-				return []any{s, visibleState(op.Publish)}
+				return []any{s, flipped}
 			case op.Outcome == Unknown:
 				return []any{s}
 			case can:
-				return []any{visibleState(op.Publish)}
+				return []any{flipped}
 			}
 			return nil
 		case KindRead:
-			if op.Version == uint32(s) {
+			if op.Version >= s.Lo && s.Seen.has(op.Version, "") {
 				return []any{s}
 			}
 			return nil
@@ -289,26 +417,33 @@ var visibilityModel = porcupine.NondeterministicModel{
 		return []any{s}
 	},
 	DescribeOperation: func(input, _ any) string {
-		op := input.(Op)
-		if op.Kind == KindPublish {
+		ev := input.(event)
+		op := ev.Op
+		switch {
+		case ev.Ack:
+			return fmt.Sprintf("ack: publish v%d", op.Publish)
+		case op.Kind == KindPublish:
 			return fmt.Sprintf("publish v%d expect v%d -> %s", op.Publish, op.Expect, op.Outcome)
 		}
 		return fmt.Sprintf("read -> v%d", op.Version)
 	},
-	DescribeState: func(state any) string { return fmt.Sprintf("visible v%d", uint32(state.(visibleState))) },
+	DescribeState: func(state any) string {
+		s := state.(visibleState)
+		return fmt.Sprintf("visible v%d, reads answer >= v%d of %s", s.Cur, s.Lo, s.Seen)
+	},
 }
 
 func checkVisibility(in Input) []Violation {
 	var ops []porcupine.Operation
 	for _, op := range in.History {
-		switch {
-		case op.Kind == KindPublish && op.Outcome != Failed,
-			op.Kind == KindRead && op.Outcome == OK:
-			ops = append(ops, porcupineOp(op))
+		if (op.Kind == KindPublish || op.Kind == KindRead) && partitionOps(op) {
+			ops = append(ops, porcupineOps(op)...)
 		}
 	}
 	m := visibilityModel
-	m.Init = func() []any { return []any{visibleState(in.Visible)} }
+	m.Init = func() []any {
+		return []any{visibleState{Cur: in.Visible, Lo: in.Visible, Seen: floor("").add(in.Visible, "")}}
+	}
 	if v, bad := run(in, m.ToModel(), ops, "visibility"); bad {
 		v.Rule = "visibility"
 		return []Violation{v}
@@ -344,12 +479,12 @@ func run(in Input, m porcupine.Model, ops []porcupine.Operation, name string) (V
 		placed[i] = true
 	}
 	for _, i := range longest[max(0, len(longest)-3):] {
-		v.Ops = append(v.Ops, ops[i].Input.(Op))
+		v.Ops = append(v.Ops, ops[i].Input.(event).Op)
 	}
 	unplaced := 0
 	for i := range ops {
 		if !placed[i] && unplaced < 3 {
-			v.Ops = append(v.Ops, ops[i].Input.(Op))
+			v.Ops = append(v.Ops, ops[i].Input.(event).Op)
 			unplaced++
 		}
 	}

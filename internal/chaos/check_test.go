@@ -121,8 +121,17 @@ func TestCheckCatchesBadHistories(t *testing.T) {
 		{"pin from nowhere", drop(10), "ledger"},
 		// A different notice id for the same pin.
 		{"notice id changed", replace(12, read(1, 33, 34, 2, 2, "other")), "ledger"},
-		// Visible version went down.
-		{"visible goes down", append(append([]Op(nil), good...), read(1, 50, 51, 2, 3, "n3")), "visibility"},
+		// A read that starts after the publish of v2 returned answers v1
+		// (on another replica than the publisher's).
+		{"stale read after publish", replace(8, read(1, 21, 22, 1, 1, "n1")), "visibility"},
+		// Long after: the visible version went below an acknowledged publish.
+		{"visible goes down", append(append([]Op(nil), good...), read(1, 50, 51, 1, 3, "n3")), "visibility"},
+		// An answer at a version whose publish had not even been called
+		// when the read returned.
+		{"version from the future", replace(3, read(1, 11, 12, 2, 1, "n1")), "visibility"},
+		// An answer naming a pin whose claim had not been called when the
+		// read returned.
+		{"pin from the future", replace(0, read(1, 0, 5, 1, 1, "n1")), "ledger"},
 		// A version visible with no publish of it.
 		{"never published", replace(5, publish(2, 15, 20, 2, 1, Failed)), "visibility"},
 		// A compare-and-set that succeeded against the wrong expected version.
@@ -195,5 +204,49 @@ func TestLostPinsComparesTheNewestAcknowledgedPin(t *testing.T) {
 	}
 	if lost := LostPins(h, map[string]uint32{"bob": 0}); len(lost) != 0 {
 		t.Fatalf("alice was not read: nothing to compare, got %v", lost)
+	}
+}
+
+// inFlight is a write in flight from 10 to 30 ms with reads around it: on
+// replica A, answering the new value at 12..14; on replica B, answering the
+// old one at 15..17 (after A's answer, before the acknowledgement).
+func inFlight(write Op, newRead, oldRead Op) []Op {
+	newRead.Replica, oldRead.Replica = "A", "B"
+	return []Op{write, newRead, oldRead}
+}
+
+// TestCheckAllowsOldAnswersDuringAWrite: while a write is in flight a read
+// may answer the old value after another read answered the new one (the
+// lease protocol's guarantee starts at the acknowledgement); a read that
+// starts after the acknowledgement may not.
+func TestCheckAllowsOldAnswersDuringAWrite(t *testing.T) {
+	cases := []struct {
+		name    string
+		history []Op
+		after   Op // a read started after the write's acknowledgement, missing it
+		rule    string
+	}{
+		{"publish", inFlight(publish(2, 10, 30, 2, 1, OK), read(1, 12, 14, 2, 0, ""), read(3, 15, 17, 1, 0, "")),
+			read(3, 31, 32, 1, 0, ""), "visibility"},
+		{"claim", inFlight(claim(0, 10, 30, "SEND", 1, "AFFECTED", "n1"), read(1, 12, 14, 1, 1, "n1"), read(3, 15, 17, 1, 0, "")),
+			read(3, 31, 32, 1, 0, ""), "ledger"},
+		{"already sent", append([]Op{claim(0, 0, 5, "SEND", 1, "AFFECTED", "n1"), publish(2, 6, 7, 2, 1, OK)},
+			inFlight(claim(0, 10, 30, "SEND", 2, "UNDER_REVIEW", "n2"), read(1, 12, 14, 2, 2, "n2"), read(3, 15, 17, 2, 1, "n1"))...),
+			read(3, 31, 32, 2, 1, "n1"), "ledger"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if rep := Check(Input{History: tc.history, Truth: handTruth, Visible: 1}); !rep.OK() {
+				t.Fatalf("an old answer during the write was flagged: %v", rep.Violations)
+			}
+			rep := Check(Input{History: append(append([]Op(nil), tc.history...), tc.after), Truth: handTruth, Visible: 1})
+			found := false
+			for _, v := range rep.Violations {
+				found = found || v.Rule == tc.rule
+			}
+			if !found {
+				t.Fatalf("a read started after the acknowledgement answered the old value: no %s violation; got %v", tc.rule, rep.Violations)
+			}
+		})
 	}
 }

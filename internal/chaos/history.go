@@ -5,6 +5,16 @@
 // operation with its call and return times, replica and answer, and checks
 // the history with Porcupine and with the content checks in check.go.
 //
+// The guarantee checked is the one the replicas' lease protocol gives
+// (internal/store/replica): writes take effect in one order in Redis; a
+// read answers a value some write made (whose call began before the read
+// returned); and no read that starts after a write's acknowledgement, on
+// any replica, misses it. Reads are not linearizable while a write is in
+// flight: each replica applies the change when its tail reads it, so a
+// read on one replica may answer the new value and a later read on
+// another the old one, until the writer is acknowledged, which waits for
+// every serving replica. The models in check.go encode exactly this.
+//
 // Subjects in a history are the harness's own synthetic ids ("chaos-0001");
 // nothing the harness prints names a real patient.
 package chaos

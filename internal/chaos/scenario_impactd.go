@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/impact-health/impact/internal/store"
 )
 
 // impactdKill: impactd is SIGKILLed during an upload, during a publish,
@@ -39,7 +41,7 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 			if err := a.Restart(ctx); err != nil {
 				return err
 			}
-			if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+			if _, err := w.WaitRecovered(ctx, a, recoverTimeout); err != nil {
 				return err
 			}
 			f.Recovery = max(f.Recovery, time.Since(start))
@@ -47,6 +49,7 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 			return err
 		}
 		uploadDir := filepath.Join(e.Dir, a.Name+"-uploads")
+		var uploadKilled time.Time // the last kill during an upload
 
 		for i := 0; i < b.Faults; i++ {
 			// During an upload.
@@ -60,6 +63,7 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 				return f, err
 			}
 			a.Kill()
+			uploadKilled = time.Now()
 			f.Faults++
 			if err := <-staged; err == nil {
 				f.Note = appendNote(f.Note, "an upload finished before its kill")
@@ -117,13 +121,58 @@ func impactdKill(storeName string) func(ctx context.Context, e *Env, b Bounds) (
 		if err := l.finish(ctx, e, b, &f); err != nil {
 			return f, err
 		}
-		// Versions whose upload a kill interrupted: the embedded store aborts
-		// them when it opens; on Redis they stay staging (with their partial
-		// records) until a stage lease lets anyone abort them. Counted, not
-		// yet a violation: once the lease exists, require 0 after its expiry.
-		if n, err := w.Staging(ctx, a); err == nil {
-			f.Note = appendNote(f.Note, fmt.Sprintf("%d interrupted versions still staging", n))
+		if err := checkStagesCollected(ctx, w, a, storeName, b, uploadKilled, &f); err != nil {
+			return f, err
 		}
 		return f, nil
+	}
+}
+
+// checkStagesCollected: versions whose upload a kill interrupted must not
+// stay staging. The embedded store aborts them when it opens; on Redis the
+// stage's lease (store.DefaultStageLease, renewed by the loader) runs out
+// and impactd's reaper, which runs at start-up and then every lease,
+// collects it (marks it aborted, deletes its records). So the versions
+// staging after the run must be gone by two leases after the last kill
+// (the lease, then one reaper interval), or at once on the embedded store.
+// Without b.AwaitStages they are only counted.
+func checkStagesCollected(ctx context.Context, w *World, a *Impactd, storeName string, b Bounds, killed time.Time, f *Figures) error {
+	left, err := w.Staging(ctx, a)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	switch {
+	case len(left) == 0:
+		f.Note = appendNote(f.Note, "no interrupted version left staging")
+		return nil
+	case storeName == "embedded":
+		f.Violations = append(f.Violations, Violation{Rule: "stage-not-collected",
+			Detail: fmt.Sprintf("versions %v still staging after impactd restarted on the embedded store, which aborts interrupted uploads when it opens", left)})
+		return nil
+	case !b.AwaitStages:
+		f.Note = appendNote(f.Note, fmt.Sprintf("%d interrupted versions still staging (their collection, up to %s after the kill, is awaited in the long run)",
+			len(left), 2*store.DefaultStageLease))
+		return nil
+	}
+	deadline := killed.Add(2*store.DefaultStageLease + 10*time.Second)
+	for {
+		now, err := w.Staging(ctx, a)
+		if err != nil {
+			return fmt.Errorf("list snapshots: %w", err)
+		}
+		if len(now) == 0 {
+			f.Note = appendNote(f.Note, fmt.Sprintf("%d interrupted versions collected by the reaper %s after the kill (stage lease %s)",
+				len(left), time.Since(killed).Round(time.Second), store.DefaultStageLease))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			f.Violations = append(f.Violations, Violation{Rule: "stage-not-collected",
+				Detail: fmt.Sprintf("versions %v still staging %s after the kill that interrupted their upload; their stage lease is %s and the reaper runs every lease",
+					now, time.Since(killed).Round(time.Second), store.DefaultStageLease)})
+			return nil
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }

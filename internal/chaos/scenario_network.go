@@ -50,7 +50,7 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 		px.SetLatency(0, 0)
 		px.ResetAll() // connections opened under latency may still hold delayed chunks
 		healed := time.Now()
-		if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+		if _, err := w.WaitRecovered(ctx, a, recoverTimeout); err != nil {
 			return f, err
 		}
 		f.Recovery = max(f.Recovery, time.Since(healed))

@@ -21,10 +21,7 @@ func Scenarios() []Scenario {
 		{Name: "sentinel-failover-under-claims", Run: failover},
 		{Name: "redis-latency-and-resets", Run: redisNetwork},
 		{Name: "replicas-publish-race", Run: replicasRace, NoFault: true},
-		// Replicas answering from memory under leases (one replica cut from
-		// Redis while claims run on another; no read after a claim's
-		// acknowledgement misses it, the cut replica stops answering from
-		// memory within its lease) goes here once that read path exists.
+		{Name: "replica-lease-partition", Run: replicaLease},
 	}
 }
 
@@ -95,7 +92,7 @@ func redisKillWith(ctx context.Context, e *Env, b Bounds, forgetPins bool) (Figu
 		if !forgetPins {
 			srv.Restart()
 		}
-		if _, _, err := w.WaitAnswer(ctx, a, recoverTimeout); err != nil {
+		if _, err := w.WaitRecovered(ctx, a, recoverTimeout); err != nil {
 			return f, err
 		}
 		f.Recovery = max(f.Recovery, time.Since(start))

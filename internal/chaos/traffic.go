@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/demo"
+	"github.com/impact-health/impact/internal/server/errinfo"
 	"github.com/impact-health/impact/internal/testutil/testclient"
 )
 
@@ -153,6 +155,12 @@ func (w *World) Publish(ctx context.Context, d *Impactd, v uint32) Op {
 
 // PublishAs is Publish recorded as client's.
 func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32) Op {
+	op, _ := w.publish(ctx, client, d, v)
+	return op
+}
+
+// publish is PublishAs, with the call's error.
+func (w *World) publish(ctx context.Context, client int, d *Impactd, v uint32) (Op, error) {
 	expect := w.Visible()
 	op := Op{Client: client, Replica: d.Name, Kind: KindPublish, Publish: v, Expect: expect, Call: w.Rec.Now()}
 	cctx, cancel := w.ctx(ctx)
@@ -166,38 +174,47 @@ func (w *World) PublishAs(ctx context.Context, client int, d *Impactd, v uint32)
 		w.visible = max(w.visible, v)
 		w.mu.Unlock()
 	}
-	return op
+	return op, err
 }
 
-// Staging counts the incident's versions still in state STAGING (a load
+// Staging lists the incident's versions still in state STAGING (a load
 // in progress, or one a crash interrupted and nothing aborted).
-func (w *World) Staging(ctx context.Context, d *Impactd) (int, error) {
+func (w *World) Staging(ctx context.Context, d *Impactd) ([]uint32, error) {
 	ctx, cancel := w.ctx(ctx)
 	defer cancel()
 	r, err := impactv1.NewSnapshotServiceClient(d.Admin).ListSnapshots(ctx, &impactv1.ListSnapshotsRequest{IncidentId: Incident})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var out []uint32
 	for _, s := range r.GetSnapshots() {
 		if s.GetState() == impactv1.SnapshotState_STAGING {
-			n++
+			out = append(out, s.GetVersion())
 		}
 	}
-	return n, nil
+	return out, nil
 }
 
 // StageAndPublish stages the next generation and publishes it; the publish
-// must be acknowledged.
+// must be acknowledged. A publish refused because notices were claimed
+// between its diff and its compare-and-set (CORRECTIONS_NOT_ACCEPTED: the
+// corrections it would send are not those reviewed) is diffed and tried
+// again, as an operator would.
 func (w *World) StageAndPublish(ctx context.Context, d *Impactd) (uint32, error) {
 	v, err := w.Stage(ctx, d)
 	if err != nil {
 		return 0, err
 	}
-	if op := w.Publish(ctx, d, v); op.Outcome != OK {
-		return 0, fmt.Errorf("publish v%d through %s: %s", v, d.Name, op.Code)
+	for attempt := 1; ; attempt++ {
+		op, err := w.publish(ctx, clientPublisher, d, v)
+		switch {
+		case op.Outcome == OK:
+			return v, nil
+		case attempt < 5 && errinfo.Of(err).GetReason() == errinfo.CorrectionsNotAccepted:
+			continue
+		}
+		return 0, fmt.Errorf("publish v%d through %s: %s %s", v, d.Name, op.Code, errinfo.Of(err).GetReason())
 	}
-	return v, nil
 }
 
 // classify maps a call's error to its outcome: definite says which code
@@ -258,7 +275,10 @@ type Load struct {
 	Readers  int // patient sessions; even ones pass at_least_version
 	Claimers int // notifiers claiming subject after subject
 	Replicas []*Impactd
-	Pause    time.Duration // between one worker's calls
+	// ClaimOn, if set, names the replicas claims go through (default:
+	// every one of Replicas, as reads).
+	ClaimOn []string
+	Pause   time.Duration // between one worker's calls
 }
 
 // Drive runs the load until ctx ends; the returned function waits for
@@ -285,6 +305,12 @@ func (w *World) Drive(ctx context.Context, l Load) (wait func()) {
 			}
 		}()
 	}
+	var claimOn []*Impactd
+	for _, d := range l.Replicas {
+		if len(l.ClaimOn) == 0 || slices.Contains(l.ClaimOn, d.Name) {
+			claimOn = append(claimOn, d)
+		}
+	}
 	for c := 0; c < l.Claimers; c++ {
 		wg.Add(1)
 		go func() {
@@ -292,7 +318,7 @@ func (w *World) Drive(ctx context.Context, l Load) (wait func()) {
 			client := clientClaimers + c
 			for n := 0; ctx.Err() == nil; n++ {
 				subject := w.Subjects[(n*l.Claimers+c)%len(w.Subjects)]
-				w.Claim(ctx, client, l.Replicas[(n+c)%len(l.Replicas)], subject, fmt.Sprintf("chaos-c%d-%d", client, n))
+				w.Claim(ctx, client, claimOn[(n+c)%len(claimOn)], subject, fmt.Sprintf("chaos-c%d-%d", client, n))
 				pause(ctx, l.Pause)
 			}
 		}()
@@ -329,6 +355,40 @@ func (w *World) WaitAnswer(ctx context.Context, d *Impactd, timeout time.Duratio
 		}
 		pause(ctx, 20*time.Millisecond)
 	}
+}
+
+// WaitRecovered waits until d serves again with its store back: an ops
+// call that reads the store itself (ListSnapshots: the incident's head and
+// versions, which no replica answers from memory) succeeds, and then a
+// patient read is answered (WaitAnswer). A patient read alone is no sign
+// of recovery: a replica answers it from memory, within its lease, while
+// Redis is still down, or while impactd's Redis client still refuses to
+// dial (it waits a second between dial attempts after a burst of failed
+// ones). It returns how long the wait took.
+func (w *World) WaitRecovered(ctx context.Context, d *Impactd, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		cctx, cancel := w.ctx(ctx)
+		cctx, cancel2 := context.WithDeadline(cctx, deadline)
+		_, err := impactv1.NewSnapshotServiceClient(d.Admin).ListSnapshots(cctx, &impactv1.ListSnapshotsRequest{IncidentId: Incident})
+		cancel2()
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: the store did not answer within %s (last: %s): %w", d.Name, timeout, status.Code(err), errTimeout)
+		}
+		pause(ctx, 20*time.Millisecond)
+	}
+	if _, _, err := w.WaitAnswer(ctx, d, time.Until(deadline)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 // FinalPins reads every subject through d (recorded) and returns the pin

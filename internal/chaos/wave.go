@@ -149,7 +149,7 @@ func (w *World) killedWave(ctx context.Context, e *Env, d *Impactd, rows int, ki
 	if err := d.Restart(ctx); err != nil {
 		return true, err
 	}
-	if _, _, err := w.WaitAnswer(ctx, d, recoverTimeout); err != nil {
+	if _, err := w.WaitRecovered(ctx, d, recoverTimeout); err != nil {
 		return true, err
 	}
 	f.Recovery = max(f.Recovery, time.Since(start))
