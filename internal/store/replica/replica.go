@@ -113,8 +113,10 @@ type Replica struct {
 	serving     atomic.Bool  // answers from memory (with a valid lease)
 	leaseUntil  atomic.Int64 // since epoch, ns
 	applied     atomic.Uint64
-	servingFrom uint64       // may serve once applied >= servingFrom
-	pending     bool         // waiting to reach servingFrom
+	servingFrom uint64 // may serve once applied >= servingFrom
+	pending     bool   // waiting to reach servingFrom
+	gen         uint64 // counts stops (see renew)
+	renewMu     sync.Mutex
 	healthyAt   atomic.Int64 // since epoch, ns: last successful stream read
 	joined      atomic.Bool
 	degraded    atomic.Bool // loading a version a publish needs
@@ -127,7 +129,7 @@ type Replica struct {
 	w        *waiter
 	renewNow chan struct{} // asks the renewal loop for a renewal now
 	done     chan struct{}
-	closed sync.Once
+	closed   sync.Once
 }
 
 type load struct {
@@ -316,6 +318,7 @@ func (r *Replica) stop() {
 	defer r.mu.Unlock()
 	r.setServing(false)
 	r.pending = false
+	r.gen++
 }
 
 // maybeServe starts answering from memory once the tail asked for is
@@ -342,11 +345,23 @@ func (r *Replica) healthy() bool {
 }
 
 // renew sends one renewal and updates the serving state from its answer.
+//
+// Renewals are serialized (renewMu), so the registry hears them in the
+// order they were decided; and a renewal that said "serving" counts only if
+// the replica did not stop while it was in flight (gen): otherwise a
+// "serving" answered after a stop would let the replica serve again
+// although the registry's last word was a later "not serving" (writers
+// would not wait for it).
 func (r *Replica) renew(ctx context.Context) {
+	r.renewMu.Lock()
+	defer r.renewMu.Unlock()
 	want := r.healthy()
 	if !want {
 		r.stop() // before the engine hears it: writers may stop waiting at once
 	}
+	r.mu.Lock()
+	gen := r.gen
+	r.mu.Unlock()
 	t0 := r.now()
 	lapsed := t0 >= r.leaseUntil.Load()
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Lease/3)
@@ -368,7 +383,7 @@ func (r *Replica) renew(ctx context.Context) {
 	r.live.Store(int64(ren.Live))
 	r.mu.Lock()
 	r.leaseUntil.Store(t0 + int64(r.cfg.Lease-r.cfg.Margin))
-	if want && (!ren.Continuous || lapsed || !r.serving.Load()) {
+	if want && r.gen == gen && (!ren.Continuous || lapsed || !r.serving.Load()) {
 		r.setServing(false)
 		r.servingFrom, r.pending = ren.Tail, true
 	}
