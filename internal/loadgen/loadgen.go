@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -182,6 +183,7 @@ type harness struct {
 	affected  int           // token subjects in the roster
 	notified  int           // of which claimed (pinned)
 	visible   uint32
+	lastRSS   rssUse // impactd's resident memory around the last publish
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -315,7 +317,7 @@ func (h *harness) run(ctx context.Context) error {
 			return err
 		}
 		results = append(results, during)
-		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took})
+		pubRows = append(pubRows, publishRow{"closed loop c=" + fmt.Sprint(cfg.Concurrency), idle, during, idlePing, duringPing, took, h.lastRSS})
 		if cfg.PacedPercent > 0 {
 			paced := load
 			paced.Rate = ig.RPS() * cfg.PacedPercent / 100
@@ -327,7 +329,7 @@ func (h *harness) run(ctx context.Context) error {
 				return err
 			}
 			results = append(results, pduring)
-			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook})
+			pubRows = append(pubRows, publishRow{fmt.Sprintf("paced %.0f req/s (%.0f%% of idle max)", paced.Rate, cfg.PacedPercent), pidle, pduring, pidlePing, pduringPing, ptook, h.lastRSS})
 		}
 	}
 	ghz := h.runGhz(ctx)
@@ -341,6 +343,7 @@ type publishRow struct {
 	idle, during         Result
 	idlePing, duringPing Result // Redis PING round trips alongside
 	took                 time.Duration
+	rss                  rssUse // impactd's resident memory before and at the peak of the upload + publish
 }
 
 // setup publishes the roster, claims notices for half of the sampled
@@ -374,8 +377,9 @@ func (h *harness) setup(ctx context.Context, dataDir string) error {
 		return err
 	}
 	after := redisUsedMemory(h.redisAt)
-	h.logf("published %d rows in %s (upload, stage, verify, publish); Redis used_memory +%.1f MB (%.1f B/row)",
-		cfg.Rows, took.Round(time.Millisecond), float64(after-before)/1e6, float64(after-before)/float64(cfg.Rows))
+	h.logf("published %d rows in %s (upload, stage, verify, publish); Redis used_memory +%.1f MB (%.1f B/row); impactd RSS %.0f MB, peak %.0f MB (+%.0f MB)",
+		cfg.Rows, took.Round(time.Millisecond), float64(after-before)/1e6, float64(after-before)/float64(cfg.Rows),
+		float64(h.lastRSS.before)*1024/1e6, float64(h.lastRSS.peak)*1024/1e6, h.lastRSS.growthMB())
 	roster = bytes.Buffer{}
 
 	// Pin half of the affected subjects: their reads hit a pin, as those of
@@ -438,8 +442,11 @@ func (h *harness) prewarm(ctx context.Context, call tokenCall) error {
 	return errors.Join(errs...)
 }
 
-// publish uploads roster and publishes it as version v.
+// publish uploads roster and publishes it as version v; h.lastRSS is
+// impactd's resident memory before and at the peak of it.
 func (h *harness) publish(ctx context.Context, roster []byte, v uint32) (time.Duration, error) {
+	rss := startRSS(h.impactd.pid())
+	defer func() { h.lastRSS = rss.stop() }()
 	start := time.Now()
 	snap := impactv1.NewSnapshotServiceClient(h.adminConn)
 	uctx, cancel := context.WithTimeout(h.adminCtx, 10*time.Minute)
@@ -467,7 +474,10 @@ func (h *harness) publish(ctx context.Context, roster []byte, v uint32) (time.Du
 		return 0, fmt.Errorf("upload staged version %d, want %d", got, v)
 	}
 	if _, err := snap.PublishSnapshot(uctx, &impactv1.PublishSnapshotRequest{
-		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible)}); err != nil {
+		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible),
+		// A roster of another size moves some notified subjects: the
+		// publish is measured, not reviewed.
+		AcceptCorrections: math.MaxUint32}); err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
 	h.visible = v

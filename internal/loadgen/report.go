@@ -14,9 +14,10 @@ import (
 
 // Targets of the load harness (impactd against the minimal servers).
 const (
-	targetGRPCRatio    = 0.60 // impactd gRPC req/s over the minimal grpc-go server's
-	targetRESTRatio    = 0.50 // impactd REST req/s over the minimal net/http handler's
-	targetPublishRatio = 2.0  // p99 during a publish over the idle p99
+	targetGRPCRatio    = 0.60  // impactd gRPC req/s over the minimal grpc-go server's
+	targetRESTRatio    = 0.50  // impactd REST req/s over the minimal net/http handler's
+	targetPublishRatio = 2.0   // p99 during a publish over the idle p99
+	targetPublishRSSMB = 200.0 // impactd's resident memory growth during an upload + publish, MB
 )
 
 // ghzResult is ghz's figure for the minimal gRPC server.
@@ -160,5 +161,7 @@ func (h *harness) print(results []Result, ig, mg, ir, mr Result, pub []publishRo
 			cfg.PublishRows, p.took.Round(time.Millisecond), ms(p.during.P99), ms(p.idle.P99), p.mode, x, targetPublishRatio, verdict(x <= targetPublishRatio))
 		fmt.Fprintf(w, "  Redis PING every 10 ms alongside: p50/p99/max %s/%s/%s ms idle, %s/%s/%s ms during the publish\n",
 			ms(p.idlePing.P50), ms(p.idlePing.P99), ms(p.idlePing.Max), ms(p.duringPing.P50), ms(p.duringPing.P99), ms(p.duringPing.Max))
+		fmt.Fprintf(w, "  impactd RSS %.0f MB before the upload, peak %.0f MB during upload + publish: +%.0f MB (target <= +%.0f MB): %s\n",
+			float64(p.rss.before)*1024/1e6, float64(p.rss.peak)*1024/1e6, p.rss.growthMB(), targetPublishRSSMB, verdict(p.rss.growthMB() <= targetPublishRSSMB))
 	}
 }
