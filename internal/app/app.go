@@ -19,6 +19,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/pace"
 	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
@@ -71,6 +72,10 @@ type App struct {
 	Notices   *notice.Service
 	Practice  *practice.Service
 	Server    *server.Server
+	// Pacer counts the patient listener's calls in flight; background
+	// loops call its Yield between units of work (pace.go). Nil when
+	// pacing is off (a nil Pacer never pauses).
+	Pacer *pace.Pacer
 
 	log       *slog.Logger
 	closers   []func() // in the order they run
@@ -139,6 +144,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	}
 	a.Store = instrumented.New(st, opts.Telemetry)
 
+	a.Pacer = newPacer(&cfg) // pace.go
 	a.Catalog = snapshot.NewCatalog(a.Store, cfg.CatalogSize)
 	a.Audit = audit.New(a.Store)
 	a.Erasure = erasure.New(a.Store, a.Keyer, a.Audit)
@@ -146,7 +152,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate),
-		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL))
+		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL), pacedSnapshots(a.Pacer))
 	a.Practice = newPractice(a.Store, a.Catalog, a.Status, a.Keyer, a.Audit, opts.PracticeOptions...) // practice.go
 	practiceLimit := opts.PracticeLimiter
 	if rateKeys == nil {
@@ -182,6 +188,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 
 		Practice:        a.Practice,
 		PracticeLimiter: practiceLimit,
+		Reads:           a.Pacer,
 	})
 	if err != nil {
 		return nil, err

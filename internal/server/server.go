@@ -35,6 +35,7 @@ import (
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/pace"
 	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -159,6 +160,10 @@ type Deps struct {
 	// the ids each practice checks (needs RateKeys; nil: no limit).
 	Practice        *practice.Service
 	PracticeLimiter ratelimit.WeightedLimiter
+	// Reads, when set, counts the patient listener's unary calls (reads
+	// and practice checks; REST too, through the gateway) while they run:
+	// background work paces itself by it (package pace).
+	Reads *pace.Pacer
 }
 
 // Server owns the four listeners.
@@ -262,7 +267,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 func (s *Server) grpcServer(admin bool) (*grpc.Server, *health.Server) {
 	ic := &interceptors{authn: s.deps.Authenticator, log: s.log, verbose: admin, timeout: s.cfg.RequestTimeout}
 	if !admin {
-		ic.guard = s.guard
+		ic.guard, ic.reads = s.guard, s.deps.Reads
 	}
 	g := grpc.NewServer(
 		s.grpcTelemetry(admin),

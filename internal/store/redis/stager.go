@@ -45,6 +45,17 @@ type stager struct {
 	aborted    bool
 	// lease is renewed in the background until Commit or Abort.
 	lease *store.LeaseKeeper
+	// yield (StageRequest.Yield) is called before each write pipeline and
+	// between chunks of the read-back; nil: never.
+	yield func(context.Context) error
+}
+
+// pause calls the stager's yield, if any.
+func (st *stager) pause(ctx context.Context) error {
+	if st.yield == nil {
+		return nil
+	}
+	return st.yield(ctx)
 }
 
 // leaseErr is the stager's error once its lease is lost.
@@ -74,6 +85,11 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 		}
 	}
 	for len(entries) > 0 {
+		if st.buf == nil {
+			// Allocated whole, once per buffer: grown by append, each would
+			// reach ~1.25x its size and leave its smaller copies as garbage.
+			st.buf = make([]store.Entry, 0, st.s.stageBuffer)
+		}
 		n := min(len(entries), st.s.stageBuffer-len(st.buf))
 		st.buf = append(st.buf, entries[:n]...)
 		entries = entries[n:]
@@ -226,6 +242,9 @@ func (st *stager) write(ctx context.Context, buf []store.Entry) error {
 // writeBuckets writes the buffered entries of buckets lo..hi-1 in one
 // pipeline: buf[idx[starts[b]:starts[b+1]]] are bucket b's.
 func (st *stager) writeBuckets(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32, bits uint8) error {
+	if err := st.pause(ctx); err != nil {
+		return err
+	}
 	p := st.s.c.Pipeline()
 	var rec []byte
 	for b := lo; b < hi; b++ {
@@ -311,6 +330,10 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	counts, err := store.Verify(m, want, wantCount, func(fn func(store.Entry) error) error {
 		var mu sync.Mutex
 		return st.s.readBuckets(ctx, st.inc, st.v, bits, func(entries []store.Entry) error {
+			// Pausing here holds back the reader that read this chunk.
+			if err := st.pause(ctx); err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			for _, e := range entries {
