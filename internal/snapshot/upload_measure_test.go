@@ -105,6 +105,8 @@ func TestUploadMemory2M(t *testing.T) {
 			peakHeap = max(peakHeap, liveHeapBytes())
 		}
 	})
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	start := time.Now()
 	info, err := svc.Upload(ctx, UploadRequest{Incident: demo.IncidentID, Spec: spec.Bytes(), Actor: "ops",
 		Roster: func() (io.ReadCloser, error) { return os.Open(rosterPath) }})
@@ -116,12 +118,14 @@ func TestUploadMemory2M(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
+	runtime.ReadMemStats(&ms1)
 	close(stop)
 	wg.Wait()
 	rssPeak := max(statusKB(t, "VmHWM"), rssBefore)
-	t.Logf("%d rows: upload %.2f s, upload + publish %.2f s; live heap %.0f MB before, peak %.0f MB (+%.0f MB); RSS %.0f MB before, peak %.0f MB (+%.0f MB)",
-		rows, uploaded.Seconds(), took.Seconds(), float64(heapBefore)/1e6, float64(peakHeap)/1e6, float64(peakHeap-min(peakHeap, heapBefore))/1e6,
-		float64(rssBefore)*1024/1e6, float64(rssPeak)*1024/1e6, float64(rssPeak-rssBefore)*1024/1e6)
+	t.Logf("%d rows: upload %.2f s, upload + publish %.2f s; heap objects %.0f MB before, peak %.0f MB, largest live heap %.0f MB; RSS %.0f MB before, peak %.0f MB (+%.0f MB); %.0f MB allocated, %d GCs",
+		rows, uploaded.Seconds(), took.Seconds(), float64(heapBefore)/1e6, float64(peakHeap)/1e6, float64(peakLive)/1e6,
+		float64(rssBefore)*1024/1e6, float64(rssPeak)*1024/1e6, float64(rssPeak-rssBefore)*1024/1e6,
+		float64(ms1.TotalAlloc-ms0.TotalAlloc)/1e6, ms1.NumGC-ms0.NumGC)
 }
 
 // liveHeapBytes is the bytes of live and not yet swept heap objects.

@@ -85,12 +85,14 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 		}
 	}
 	for len(entries) > 0 {
-		if st.buf == nil {
-			// Allocated whole, once per buffer: grown by append, each would
-			// reach ~1.25x its size and leave its smaller copies as garbage.
-			st.buf = make([]store.Entry, 0, st.s.stageBuffer)
-		}
 		n := min(len(entries), st.s.stageBuffer-len(st.buf))
+		if len(st.buf)+n > cap(st.buf) {
+			// Doubled up to exactly the buffer size: append would go ~25%
+			// beyond it (a small roster still gets a small buffer).
+			grown := make([]store.Entry, len(st.buf), min(st.s.stageBuffer, max(2*cap(st.buf), len(st.buf)+n)))
+			copy(grown, st.buf)
+			st.buf = grown
+		}
 		st.buf = append(st.buf, entries[:n]...)
 		entries = entries[n:]
 		if len(st.buf) >= st.s.stageBuffer {
