@@ -18,10 +18,11 @@ func newPacer(cfg *Config) *pace.Pacer {
 }
 
 // pacedSnapshots is the snapshot.Service option that makes uploads and
-// rollbacks yield to p.
+// rollbacks yield to p (none when p is nil: a nil *pace.Pacer would be a
+// non-nil store.Pacer).
 func pacedSnapshots(p *pace.Pacer) snapshot.Option {
 	if p == nil {
-		return snapshot.WithYield(nil)
+		return snapshot.WithPacer(nil)
 	}
-	return snapshot.WithYield(p.Yield)
+	return snapshot.WithPacer(p)
 }

@@ -91,6 +91,10 @@ func (p *Pacer) Exit() {
 	}
 }
 
+// Busy reports whether a read is in flight: background work then makes its
+// units small (store.Pacer).
+func (p *Pacer) Busy() bool { return p.InFlight() > 0 }
+
 // InFlight is the number of reads between Enter and Exit.
 func (p *Pacer) InFlight() int64 {
 	if p == nil {

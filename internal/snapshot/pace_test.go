@@ -9,7 +9,7 @@ import (
 	"github.com/impact-health/impact/internal/pace"
 )
 
-// TestUploadYieldsToReads: with WithYield, an upload yields while it parses
+// TestUploadYieldsToReads: with WithPacer, an upload yields while it parses
 // (both passes) and loads, pausing only while reads are in flight; held
 // back by a read that never ends it still completes (the pacer's progress
 // floor), with exactly the content of an unpaced upload. So does a
@@ -19,7 +19,7 @@ func TestUploadYieldsToReads(t *testing.T) {
 	plain := upload(t, newTestService(t, openStore(t)), csv)
 
 	idle := pace.New(pace.Config{})
-	info := upload(t, newTestService(t, openStore(t), WithYield(idle.Yield)), csv)
+	info := upload(t, newTestService(t, openStore(t), WithPacer(idle)), csv)
 	if info.Digest != plain.Digest || info.Counts.Entries != plain.Counts.Entries {
 		t.Fatalf("paced upload %+v, want the digest and count of an unpaced one %+v", info, plain)
 	}
@@ -33,7 +33,7 @@ func TestUploadYieldsToReads(t *testing.T) {
 	busy.Enter() // a read in flight for the whole upload
 	defer busy.Exit()
 	st := openStore(t)
-	svc := newTestService(t, st, WithYield(busy.Yield))
+	svc := newTestService(t, st, WithPacer(busy))
 	info = upload(t, svc, csv)
 	if info.Digest != plain.Digest {
 		t.Fatalf("upload under a read in flight: digest %s, want %s", info.Digest, plain.Digest)

@@ -41,8 +41,8 @@ type Service struct {
 	now       func() time.Time
 	maxErrors int
 	batchSize int
-	readRate  *rate.Limiter               // nil: unlimited
-	yield     func(context.Context) error // nil: never pause (WithYield)
+	readRate  *rate.Limiter // nil: unlimited
+	pacer     store.Pacer   // nil: never pause (WithPacer)
 	// fenceGrace: how long a publish fence outlives the flip (review.go).
 	fenceGrace time.Duration
 	// approvals a publish needs (the requester's included) and how long a
@@ -82,17 +82,26 @@ func WithReadRate(bytesPerSecond int) Option {
 }
 
 // yieldRead is the most roster bytes read between two yields under
-// WithYield: about 500 rows, half a millisecond to a millisecond of parsing
+// WithPacer: about 500 rows, half a millisecond to a millisecond of parsing
 // and keying.
 const yieldRead = 16 << 10
 
-// WithYield makes uploads and rollbacks give way to patient reads: yield
-// (pace.Pacer.Yield) is called every yieldRead bytes of roster parsed, in
-// both passes, before each batch a rollback copies, and by the stager
-// between its own units of work (store.StageRequest.Yield). It returns at
-// once on an idle server and pauses while reads are in flight.
-func WithYield(yield func(context.Context) error) Option {
-	return func(s *Service) { s.yield = yield }
+// WithPacer makes uploads and rollbacks give way to patient reads: they
+// yield to p (a *pace.Pacer) every yieldRead bytes of roster parsed, in
+// both passes, every 32k keys of the duplicate check's merge, before each
+// batch a rollback copies, and the stager between its own units of work
+// (store.StageRequest.Pacer). Yield returns at once on an idle server and
+// pauses while reads are in flight. A nil p never pauses.
+func WithPacer(p store.Pacer) Option {
+	return func(s *Service) { s.pacer = p }
+}
+
+// yield yields to the pacer, if any.
+func (s *Service) yield(ctx context.Context) error {
+	if s.pacer == nil {
+		return ctx.Err()
+	}
+	return s.pacer.Yield(ctx)
 }
 
 // WithCatalog shares a Catalog (for example with the read path) instead of
@@ -182,7 +191,7 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 		return store.VersionInfo{}, errors.New("upload: no roster")
 	}
 	parser := RosterParser{Spec: spec, Keyer: s.keyer, MaxErrors: s.maxErrors}
-	if s.yield != nil {
+	if s.pacer != nil {
 		parser.pause = func() error { return s.yield(ctx) }
 	}
 
@@ -193,7 +202,7 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 	}
 	// Pass 2: load.
 	stager, err := s.st.Stage(ctx, store.StageRequest{
-		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(), Yield: s.yield,
+		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(), Pacer: s.pacer,
 	})
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("stage %s: %w", req.Incident, err)
@@ -250,7 +259,11 @@ func (s *Service) parseOpened(ctx context.Context, open func() (io.ReadCloser, e
 	if err != nil {
 		return nil, fmt.Errorf("open roster: %w", err)
 	}
-	r, err := p.Parse(ctxReader{ctx, rc, s.readRate, s.yield}, emit)
+	var yield func(context.Context) error
+	if s.pacer != nil {
+		yield = s.pacer.Yield
+	}
+	r, err := p.Parse(ctxReader{ctx, rc, s.readRate, yield}, emit)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		return nil, fmt.Errorf("close roster: %w", cerr)
 	}
@@ -394,7 +407,7 @@ func (s *Service) rollback(ctx context.Context, req RollbackRequest, publish boo
 		return store.VersionInfo{}, pre, &CorrectionsError{Incident: incident, Version: to, ExpectVisible: expectVisible, Count: pre.Total, Accepted: req.AcceptCorrections}
 	}
 	stager, err := s.st.Stage(ctx, store.StageRequest{
-		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(), Yield: s.yield,
+		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(), Pacer: s.pacer,
 	})
 	if err != nil {
 		return store.VersionInfo{}, pre, fmt.Errorf("stage %s: %w", incident, err)
@@ -427,10 +440,8 @@ func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.St
 		if len(batch) < cap(batch) {
 			return nil
 		}
-		if s.yield != nil {
-			if err := s.yield(ctx); err != nil {
-				return err
-			}
+		if err := s.yield(ctx); err != nil {
+			return err
 		}
 		err := kept.put(ctx, stager, batch)
 		batch = batch[:0]

@@ -26,21 +26,21 @@ type stager struct {
 	done     bool // committed or aborted through this stager
 	ref      leaseRef
 	lease    *store.LeaseKeeper // renewed until Commit or Abort
-	// yield (StageRequest.Yield) is called before each flush, every
+	// pacer (StageRequest.Pacer) is yielded to before each flush, every
 	// yieldEvery entries within one and of the read-back; nil: never.
-	yield func(context.Context) error
+	pacer store.Pacer
 }
 
 // yieldEvery is how many entries a stager writes or reads back between two
 // calls of its yield: about a millisecond of work.
 const yieldEvery = 1 << 10
 
-// pause calls the stager's yield, if any.
+// pause yields to the stager's pacer, if any.
 func (st *stager) pause(ctx context.Context) error {
-	if st.yield == nil {
+	if st.pacer == nil {
 		return nil
 	}
-	return st.yield(ctx)
+	return st.pacer.Yield(ctx)
 }
 
 // stageFlush is how many buffered entries a stager writes per transaction

@@ -45,17 +45,19 @@ type stager struct {
 	aborted    bool
 	// lease is renewed in the background until Commit or Abort.
 	lease *store.LeaseKeeper
-	// yield (StageRequest.Yield) is called before each write pipeline and
-	// between chunks of the read-back; nil: never.
-	yield func(context.Context) error
+	// pacer (StageRequest.Pacer) is yielded to before each write pipeline
+	// and between chunks of the read-back; nil: never. While it is busy,
+	// write pipelines are short and one at a time (serial).
+	pacer  store.Pacer
+	serial sync.Mutex
 }
 
-// pause calls the stager's yield, if any.
+// pause yields to the stager's pacer, if any.
 func (st *stager) pause(ctx context.Context) error {
-	if st.yield == nil {
+	if st.pacer == nil {
 		return nil
 	}
-	return st.yield(ctx)
+	return st.pacer.Yield(ctx)
 }
 
 // leaseErr is the stager's error once its lease is lost.
@@ -241,12 +243,43 @@ func (st *stager) write(ctx context.Context, buf []store.Entry) error {
 	return nil
 }
 
-// writeBuckets writes the buffered entries of buckets lo..hi-1 in one
-// pipeline: buf[idx[starts[b]:starts[b+1]]] are bucket b's.
+// busyChunk is the entries per write pipeline while reads are in flight:
+// under appendfsync always, Redis answers nothing in an event loop
+// iteration that wrote before its fsync (~1.5 ms here), and reads ~16 KiB of
+// a pipeline per iteration; 1,024 entries (~35 KiB) keep a pipeline to a
+// few iterations.
+const busyChunk = writeChunk / 8
+
+// writeBuckets writes the buffered entries of buckets lo..hi-1: in one
+// pipeline, or while the pacer is busy in pipelines of about busyChunk
+// entries, one worker at a time, each after a yield.
+// buf[idx[starts[b]:starts[b+1]]] are bucket b's.
 func (st *stager) writeBuckets(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32, bits uint8) error {
-	if err := st.pause(ctx); err != nil {
-		return err
+	for lo < hi {
+		end := hi
+		busy := st.pacer != nil && st.pacer.Busy()
+		if busy {
+			st.serial.Lock()
+			for end = lo + 1; end < hi && starts[end]-starts[lo] < busyChunk; end++ {
+			}
+		}
+		err := st.pause(ctx)
+		if err == nil {
+			err = st.pipeline(ctx, buf, lo, end, starts, idx)
+		}
+		if busy {
+			st.serial.Unlock()
+		}
+		if err != nil {
+			return err
+		}
+		lo = end
 	}
+	return nil
+}
+
+// pipeline writes the buffered entries of buckets lo..hi-1 in one pipeline.
+func (st *stager) pipeline(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32) error {
 	p := st.s.c.Pipeline()
 	var rec []byte
 	for b := lo; b < hi; b++ {

@@ -96,7 +96,7 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	if !ok || v <= 0 {
 		return nil, fmt.Errorf("%w: unexpected version allocation reply", store.ErrUnavailable)
 	}
-	st := &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1, yield: req.Yield}
+	st := &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1, pacer: req.Pacer}
 	st.lease = store.StartLease(ctx, lease, sent, func(ctx context.Context) (bool, error) {
 		return s.renewLease(ctx, req.Incident, uint64(v), lease)
 	})

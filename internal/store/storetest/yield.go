@@ -9,40 +9,58 @@ import (
 	"github.com/impact-health/impact/internal/store"
 )
 
-// testStageYields: a Stager calls StageRequest.Yield between units of its
-// work (how often is the engine's), the load is the same as without it, and
-// an error from Yield stops the load with that error.
-func testStageYields(t *testing.T, s store.Store) {
+// testPacer counts Yields and says it is busy or not; with err set, Yield
+// fails.
+type testPacer struct {
+	yields atomic.Int64
+	busy   bool
+	err    error
+}
+
+func (p *testPacer) Yield(ctx context.Context) error {
+	p.yields.Add(1)
+	if p.err != nil {
+		return p.err
+	}
+	return ctx.Err()
+}
+
+func (p *testPacer) Busy() bool { return p.busy }
+
+// testStagePacer: a Stager yields to StageRequest.Pacer between units of
+// its work (how often is the engine's), busy (small units) or not, and the
+// load is the same as without one; an error from Yield stops the load with
+// that error.
+func testStagePacer(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	const inc = "stage-yields"
+	const inc = "stage-pacer"
 	m := manifest(inc, 3)
 	entries := newKeyGen(31).entries(5000, m)
-
-	var calls atomic.Int64
-	req := stageReq(inc)
-	req.Yield = func(ctx context.Context) error {
-		calls.Add(1)
-		return ctx.Err()
-	}
-	st, err := s.Stage(ctx, req)
-	if err != nil {
-		t.Fatalf("stage: %v", err)
-	}
-	put(t, st, entries, 500)
-	info, err := st.Commit(ctx, m, Digest(t, m, entries), uint64(len(entries)))
-	if err != nil {
-		t.Fatalf("commit: %v", err)
-	}
-	if calls.Load() == 0 {
-		t.Error("a load of 5000 entries never called StageRequest.Yield")
-	}
-	if d := diffEntries(scanAll(t, s, inc, info.Version), sortedEntries(entries)); d != "" {
-		t.Errorf("entries loaded with Yield: %s", d)
+	for _, busy := range []bool{false, true} {
+		p := &testPacer{busy: busy}
+		req := stageReq(inc)
+		req.Pacer = p
+		st, err := s.Stage(ctx, req)
+		if err != nil {
+			t.Fatalf("stage: %v", err)
+		}
+		put(t, st, entries, 500)
+		info, err := st.Commit(ctx, m, Digest(t, m, entries), uint64(len(entries)))
+		if err != nil {
+			t.Fatalf("busy %v: commit: %v", busy, err)
+		}
+		if p.yields.Load() == 0 {
+			t.Errorf("busy %v: a load of 5000 entries never yielded to its Pacer", busy)
+		}
+		if d := diffEntries(scanAll(t, s, inc, info.Version), sortedEntries(entries)); d != "" {
+			t.Errorf("busy %v: entries loaded with a Pacer: %s", busy, d)
+		}
 	}
 
 	errYield := errors.New("yield refused")
-	req.Yield = func(context.Context) error { return errYield }
-	st, err = s.Stage(ctx, req)
+	req := stageReq(inc)
+	req.Pacer = &testPacer{err: errYield}
+	st, err := s.Stage(ctx, req)
 	if err != nil {
 		t.Fatalf("stage: %v", err)
 	}
