@@ -30,6 +30,7 @@ func parseConfig(args []string, stderr io.Writer) (*app.Config, error) {
 	fs.StringVar(&s.UploadDir, "upload-dir", s.UploadDir, "directory where uploads are spooled (default: <data-dir>/uploads)")
 	fs.IntVar(&c.PublishApprovals, "publish-approvals", c.PublishApprovals, "admins every publish and rollback needs, the requester included: with 2 or more a publish is a request that other admins approve")
 	fs.DurationVar(&c.ApprovalTTL, "approval-ttl", c.ApprovalTTL, "how long a publish request waits for its approvals before it lapses")
+	fs.DurationVar(&c.BackgroundMaxPause, "background-max-pause", c.BackgroundMaxPause, "longest pause of background work (upload parsing, staging, read-back) each time it yields to patient calls in flight; it runs at full speed when none is (0: no pacing)")
 	fs.IntVar(&c.UploadReadRate, "upload-read-rate", c.UploadReadRate, "cap on how fast uploads read rosters, bytes/s over all uploads (0: unlimited); ~30 bytes a row. Slows a large publish so that it does not slow patient reads")
 
 	fs.StringVar(&c.Store, "store", c.Store, "store: embedded (local data dir) or redis")

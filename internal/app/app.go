@@ -19,6 +19,7 @@ import (
 	"github.com/impact-health/impact/internal/auth"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/pace"
 	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
@@ -81,6 +82,10 @@ type App struct {
 	// Replica answers reads from memory (nil: every read goes to the
 	// store); Run runs its protocol.
 	Replica *replica.Replica
+	// Pacer counts the patient listener's calls in flight; background
+	// loops call its Yield between units of work (pace.go). Nil when
+	// pacing is off (a nil Pacer never pauses).
+	Pacer *pace.Pacer
 
 	log       *slog.Logger
 	closers   []func() // in the order they run
@@ -139,7 +144,8 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 		return nil, err
 	}
 	a.onClose(func() { _ = st.Close() })
-	if a.Replica, err = newReplica(&cfg, st, log); err != nil {
+	a.Pacer = newPacer(&cfg) // pace.go
+	if a.Replica, err = newReplica(&cfg, st, a.Pacer, log); err != nil {
 		return nil, err
 	}
 	if a.Replica != nil {
@@ -174,7 +180,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 	a.Status = istatus.New(a.Store, a.Catalog, a.Keyer)
 	a.Snapshots = snapshot.NewService(a.Store, a.Keyer,
 		snapshot.WithCatalog(a.Catalog), snapshot.WithReadRate(cfg.UploadReadRate),
-		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL))
+		snapshot.WithApprovals(cfg.PublishApprovals, cfg.ApprovalTTL), pacedSnapshots(a.Pacer))
 	a.Practice = newPractice(a.Store, a.Catalog, a.Status, a.Keyer, a.Audit, opts.PracticeOptions...) // practice.go
 	practiceLimit := opts.PracticeLimiter
 	if rateKeys == nil {
@@ -210,6 +216,7 @@ func New(ctx context.Context, cfg Config, opts Options) (a *App, err error) {
 
 		Practice:        a.Practice,
 		PracticeLimiter: practiceLimit,
+		Reads:           a.Pacer,
 	})
 	if err != nil {
 		return nil, err
@@ -286,7 +293,7 @@ func (c *Config) WebPage() http.Handler {
 // newReplica decorates an engine that has a change stream (the embedded
 // store; Redis standalone or Sentinel) with a replica answering from
 // memory, when cfg.MemoryReads is on.
-func newReplica(cfg *Config, st store.Store, log *slog.Logger) (*replica.Replica, error) {
+func newReplica(cfg *Config, st store.Store, p *pace.Pacer, log *slog.Logger) (*replica.Replica, error) {
 	eng, ok := st.(replica.Engine)
 	if !ok || !cfg.MemoryReads {
 		return nil, nil
@@ -297,11 +304,15 @@ func newReplica(cfg *Config, st store.Store, log *slog.Logger) (*replica.Replica
 		log.Info("Redis Cluster: every read goes to Redis (no change stream across slots)")
 		return nil, nil
 	}
-	return replica.New(eng, replica.Config{
+	rc := replica.Config{
 		Lease:  cfg.ReplicaLease,
 		Margin: cfg.ReplicaLease / 10,
 		Log:    log.With("replica", "memory"),
-	})
+	}
+	if p != nil {
+		rc.Yield = p.Yield // loading a version backs off while patient reads wait
+	}
+	return replica.New(eng, rc)
 }
 
 func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store, error) {

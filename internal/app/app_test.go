@@ -122,3 +122,36 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// The app has one Pacer by default, with the configured pause; none when
+// --background-max-pause is 0; a negative pause is refused.
+func TestPacer(t *testing.T) {
+	start := func(pause time.Duration) (*app.App, error) {
+		cfg := app.DefaultConfig()
+		cfg.Dev, cfg.DataDir, cfg.BackgroundMaxPause = true, t.TempDir(), pause
+		for _, a := range []*string{&cfg.Server.GRPCAddr, &cfg.Server.HTTPAddr, &cfg.Server.AdminGRPCAddr, &cfg.Server.AdminHTTPAddr} {
+			*a = "127.0.0.1:0"
+		}
+		a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			t.Cleanup(a.Close)
+		}
+		return a, err
+	}
+	a, err := start(app.DefaultConfig().BackgroundMaxPause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Pacer == nil {
+		t.Fatal("default config: no pacer")
+	}
+	if a, err = start(0); err != nil {
+		t.Fatal(err)
+	}
+	if a.Pacer != nil {
+		t.Fatal("--background-max-pause 0: a pacer, want none")
+	}
+	if _, err := start(-time.Millisecond); err == nil || !strings.Contains(err.Error(), "--background-max-pause") {
+		t.Fatalf("negative pause: %v, want a refusal naming the flag", err)
+	}
+}

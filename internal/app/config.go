@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/pace"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/server"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -86,6 +87,11 @@ type Config struct {
 	// UploadReadRate caps how fast uploads read rosters, bytes per second
 	// over all uploads; 0 is unlimited.
 	UploadReadRate int
+	// BackgroundMaxPause is the longest pause of one Yield of background
+	// work (uploads, staging, read-back) while patient calls are in flight:
+	// the progress floor of package pace. 0 turns pacing off; DefaultConfig
+	// sets pace.DefaultMaxPause.
+	BackgroundMaxPause time.Duration
 	// PublishApprovals is how many admins every publish and rollback
 	// needs, the requester included: with 2 or more a publish is a pending
 	// request that other admins approve. ApprovalTTL is how long a request
@@ -125,8 +131,9 @@ func DefaultConfig() Config {
 		ReplicaLease: replica.DefaultLease,
 		Log:          LogConfig{Level: DefaultLogLevel, JSON: true},
 
-		PublishApprovals: 1,
-		ApprovalTTL:      snapshot.DefaultApprovalTTL,
+		BackgroundMaxPause: pace.DefaultMaxPause,
+		PublishApprovals:   1,
+		ApprovalTTL:        snapshot.DefaultApprovalTTL,
 
 		RatePracticeIDs: DefaultRatePracticeIDs,
 	}
@@ -159,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PublishApprovals < 1 {
 		return fmt.Errorf("--publish-approvals must be at least 1, not %d", c.PublishApprovals)
+	}
+	if c.BackgroundMaxPause < 0 {
+		return fmt.Errorf("--background-max-pause must not be negative, not %s", c.BackgroundMaxPause)
 	}
 	if c.ApprovalTTL <= 0 {
 		return fmt.Errorf("--approval-ttl must be positive, not %s", c.ApprovalTTL)

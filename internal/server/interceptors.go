@@ -14,6 +14,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/pace"
 )
 
 // Authenticator verifies the Authorization header of a call.
@@ -96,9 +97,14 @@ type interceptors struct {
 	verbose bool          // ops listener: keep error texts for operators
 	timeout time.Duration // default deadline for unary calls
 	guard   *guard        // rate limits (patient listener); nil: none
+	// reads counts the patient listener's unary calls in flight, which
+	// background work gives way to (package pace); nil: not counted.
+	reads *pace.Pacer
 }
 
 func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	ic.reads.Enter()
+	defer ic.reads.Exit()
 	start := time.Now()
 	var cause error
 	defer func() { ic.logCall(ctx, info.FullMethod, start, err, cause) }()

@@ -37,6 +37,7 @@ import (
 	"github.com/impact-health/impact/internal/audit"
 	"github.com/impact-health/impact/internal/erasure"
 	"github.com/impact-health/impact/internal/notice"
+	"github.com/impact-health/impact/internal/pace"
 	"github.com/impact-health/impact/internal/practice"
 	"github.com/impact-health/impact/internal/ratelimit"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -161,6 +162,10 @@ type Deps struct {
 	// the ids each practice checks (needs RateKeys; nil: no limit).
 	Practice        *practice.Service
 	PracticeLimiter ratelimit.WeightedLimiter
+	// Reads, when set, counts the patient listener's unary calls (reads
+	// and practice checks; REST too, through the gateway) while they run:
+	// background work paces itself by it (package pace).
+	Reads *pace.Pacer
 }
 
 // Server owns the four listeners.
@@ -274,7 +279,7 @@ type callChain struct {
 func (s *Server) callChain(admin bool) callChain {
 	ic := &interceptors{authn: s.deps.Authenticator, log: s.log, verbose: admin, timeout: s.cfg.RequestTimeout}
 	if !admin {
-		ic.guard = s.guard
+		ic.guard, ic.reads = s.guard, s.deps.Reads
 	}
 	return callChain{
 		stats:  s.grpcTelemetry(admin),

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +53,15 @@ type RosterParser struct {
 	Spec      *Spec
 	Keyer     Keyer
 	MaxErrors int
+	// validated says the same roster was parsed whole and valid before (the
+	// load pass of an upload, whose digest and count are compared with the
+	// validation pass's): the duplicate check, the only memory of a parse
+	// that grows with the roster, is skipped. A duplicate added since would
+	// change the digest.
+	validated bool
+	// pause, when set, is called every keyBlock keys of the duplicate
+	// check (its merge runs after the last read); its error stops Parse.
+	pause func() error
 }
 
 // ParseRoster is RosterParser{Spec: spec, Keyer: keyer}.Parse(r, emit).
@@ -62,8 +70,8 @@ func ParseRoster(r io.Reader, spec *Spec, keyer Keyer, emit func(store.Entry) er
 }
 
 // Parse reads a roster CSV from r, streaming: memory holds one row at a
-// time, the practice dictionary, and 24 bytes per row for the duplicate
-// check (a sorted list of subject keys with row numbers).
+// time, the practice dictionary, and 20 bytes per row for the duplicate
+// check (subject keys with row numbers, in sorted blocks: see rowKeys).
 //
 // The CSV is UTF-8 (a leading BOM is skipped), one row per line, fields
 // separated by commas and optionally quoted with double quotes; blank lines
@@ -86,7 +94,7 @@ func (p RosterParser) Parse(r io.Reader, emit func(store.Entry) error) (*Roster,
 	rp := newRowParser(p.Spec, p.MaxErrors)
 	br := bufio.NewReaderSize(r, MaxRowBytes)
 	digester := store.NewDigester(nil)
-	var keys []keyRow
+	var keys rowKeys
 	var counts store.Counts
 	counts.PerCohort = make([][2]uint64, len(p.Spec.Cohorts))
 	var fields [][]byte
@@ -136,7 +144,9 @@ func (p RosterParser) Parse(r io.Reader, emit func(store.Entry) error) (*Roster,
 			continue
 		}
 		key := p.Keyer.SubjectKey(string(fields[0]))
-		keys = append(keys, newKeyRow(key, row))
+		if !p.validated {
+			keys.add(key, row)
+		}
 		if rp.errs.total > 0 {
 			continue // rejected already: only look for more errors
 		}
@@ -152,7 +162,9 @@ func (p RosterParser) Parse(r io.Reader, emit func(store.Entry) error) (*Roster,
 	if header {
 		rp.errs.add(1, "header", "a header row is required: subject_id,status,cohorts,practice_id")
 	}
-	duplicates(keys, rp.errs)
+	if err := duplicates(&keys, rp.errs, p.pause); err != nil {
+		return nil, err
+	}
 	if err := rp.errs.err(InputRoster); err != nil {
 		ve := err.(*ValidationError)
 		slices.SortStableFunc(ve.Errors, func(a, b RowError) int { return cmp.Compare(a.Row, b.Row) })
@@ -164,66 +176,6 @@ func (p RosterParser) Parse(r io.Reader, emit func(store.Entry) error) (*Roster,
 		Counts:    counts,
 		Digest:    digester.Sum(p.Spec.Canonical()),
 	}, nil
-}
-
-// keyRow is a subject key (as two big-endian halves, for fast comparison)
-// with the row it was on.
-type keyRow struct {
-	hi, lo uint64
-	row    uint32
-}
-
-func newKeyRow(k store.Key, row int) keyRow {
-	return keyRow{binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:]), uint32(row)}
-}
-
-// duplicates sorts keys and reports every row whose subject appeared on an
-// earlier row, naming the first such row. It keeps the errors with the
-// lowest row numbers when there are more than the list holds.
-func duplicates(keys []keyRow, errs *errorList) {
-	slices.SortFunc(keys, func(a, b keyRow) int {
-		if c := cmp.Compare(a.hi, b.hi); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.lo, b.lo); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.row, b.row)
-	})
-	var dups []RowError
-	flush := func() {
-		slices.SortFunc(dups, func(a, b RowError) int { return cmp.Compare(a.Row, b.Row) })
-		if len(dups) > errs.max {
-			dups = dups[:errs.max]
-		}
-	}
-	first := 0
-	for i := 1; i < len(keys); i++ {
-		if keys[i].hi != keys[first].hi || keys[i].lo != keys[first].lo {
-			first = i
-			continue
-		}
-		errs.total++
-		dups = append(dups, RowError{
-			Row:   int(keys[i].row),
-			Field: "subject_id",
-			Rule:  fmt.Sprintf("duplicate subject (first on row %d)", keys[first].row),
-		})
-		if len(dups) >= 4*errs.max {
-			flush()
-		}
-	}
-	if len(dups) == 0 {
-		return
-	}
-	// Merge with the errors found while streaming: keep the lowest rows.
-	flush()
-	all := append(errs.errs, dups...)
-	slices.SortStableFunc(all, func(a, b RowError) int { return cmp.Compare(a.Row, b.Row) })
-	if len(all) > errs.max {
-		all = all[:errs.max]
-	}
-	errs.errs = all
 }
 
 // rowParser holds the state of a roster parse that rows depend on.

@@ -42,6 +42,7 @@ type Service struct {
 	maxErrors int
 	batchSize int
 	readRate  *rate.Limiter // nil: unlimited
+	pacer     store.Pacer   // nil: never pause (WithPacer)
 	// fenceGrace: how long a publish fence outlives the flip (review.go).
 	fenceGrace time.Duration
 	// approvals a publish needs (the requester's included) and how long a
@@ -78,6 +79,29 @@ func WithReadRate(bytesPerSecond int) Option {
 			s.readRate = rate.NewLimiter(rate.Limit(bytesPerSecond), max(bytesPerSecond/10, readBurst))
 		}
 	}
+}
+
+// yieldRead is the most roster bytes read between two yields under
+// WithPacer: about 500 rows, half a millisecond to a millisecond of parsing
+// and keying.
+const yieldRead = 16 << 10
+
+// WithPacer makes uploads and rollbacks give way to patient reads: they
+// yield to p (a *pace.Pacer) every yieldRead bytes of roster parsed, in
+// both passes, every 32k keys of the duplicate check's merge, before each
+// batch a rollback copies, and the stager between its own units of work
+// (store.StageRequest.Pacer). Yield returns at once on an idle server and
+// pauses while reads are in flight. A nil p never pauses.
+func WithPacer(p store.Pacer) Option {
+	return func(s *Service) { s.pacer = p }
+}
+
+// yield yields to the pacer, if any.
+func (s *Service) yield(ctx context.Context) error {
+	if s.pacer == nil {
+		return ctx.Err()
+	}
+	return s.pacer.Yield(ctx)
 }
 
 // WithCatalog shares a Catalog (for example with the read path) instead of
@@ -167,15 +191,18 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 		return store.VersionInfo{}, errors.New("upload: no roster")
 	}
 	parser := RosterParser{Spec: spec, Keyer: s.keyer, MaxErrors: s.maxErrors}
+	if s.pacer != nil {
+		parser.pause = func() error { return s.yield(ctx) }
+	}
 
 	// Pass 1: validate everything, stage nothing.
-	first, err := parseOpened(ctx, req.Roster, parser, s.readRate, nil)
+	first, err := s.parseOpened(ctx, req.Roster, parser, nil)
 	if err != nil {
 		return store.VersionInfo{}, err
 	}
 	// Pass 2: load.
 	stager, err := s.st.Stage(ctx, store.StageRequest{
-		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(),
+		Incident: req.Incident, CreatedBy: req.Actor, Source: "upload", At: s.now(), Pacer: s.pacer,
 	})
 	if err != nil {
 		return store.VersionInfo{}, fmt.Errorf("stage %s: %w", req.Incident, err)
@@ -191,7 +218,9 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 			batch = batch[:0]
 			return err
 		}
-		second, err := parseOpened(ctx, req.Roster, parser, s.readRate, func(e store.Entry) error {
+		loader := parser
+		loader.validated = true // no second duplicate check: the digests are compared below
+		second, err := s.parseOpened(ctx, req.Roster, loader, func(e store.Entry) error {
 			batch = append(batch, e)
 			if len(batch) == cap(batch) {
 				return flush()
@@ -223,13 +252,18 @@ func (s *Service) upload(ctx context.Context, req UploadRequest, ev *store.Audit
 }
 
 // parseOpened opens the roster, parses it and closes it. Reads fail once
-// ctx ends, so that an abandoned upload stops early.
-func parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p RosterParser, lim *rate.Limiter, emit func(store.Entry) error) (*Roster, error) {
+// ctx ends, so that an abandoned upload stops early, and are paced by the
+// read rate and the yield.
+func (s *Service) parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p RosterParser, emit func(store.Entry) error) (*Roster, error) {
 	rc, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("open roster: %w", err)
 	}
-	r, err := p.Parse(ctxReader{ctx, rc, lim}, emit)
+	var yield func(context.Context) error
+	if s.pacer != nil {
+		yield = s.pacer.Yield
+	}
+	r, err := p.Parse(ctxReader{ctx, rc, s.readRate, yield}, emit)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		return nil, fmt.Errorf("close roster: %w", cerr)
 	}
@@ -237,16 +271,26 @@ func parseOpened(ctx context.Context, open func() (io.ReadCloser, error), p Rost
 }
 
 // ctxReader is a reader that fails once its context ends and, with a
-// limiter, reads no faster than it allows.
+// limiter, reads no faster than it allows; with a yield, it yields before
+// each read of at most yieldRead bytes.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-	lim *rate.Limiter
+	ctx   context.Context
+	r     io.Reader
+	lim   *rate.Limiter
+	yield func(context.Context) error
 }
 
 func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
+	}
+	if c.yield != nil {
+		if err := c.yield(c.ctx); err != nil {
+			return 0, err
+		}
+		if len(p) > yieldRead {
+			p = p[:yieldRead]
+		}
 	}
 	if c.lim == nil {
 		return c.r.Read(p)
@@ -363,7 +407,7 @@ func (s *Service) rollback(ctx context.Context, req RollbackRequest, publish boo
 		return store.VersionInfo{}, pre, &CorrectionsError{Incident: incident, Version: to, ExpectVisible: expectVisible, Count: pre.Total, Accepted: req.AcceptCorrections}
 	}
 	stager, err := s.st.Stage(ctx, store.StageRequest{
-		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(),
+		Incident: incident, CreatedBy: actor, Source: fmt.Sprintf("rollback of v%d", to), At: s.now(), Pacer: s.pacer,
 	})
 	if err != nil {
 		return store.VersionInfo{}, pre, fmt.Errorf("stage %s: %w", incident, err)
@@ -395,6 +439,9 @@ func (s *Service) copyVersion(ctx context.Context, src *Version, stager store.St
 		batch = append(batch, e)
 		if len(batch) < cap(batch) {
 			return nil
+		}
+		if err := s.yield(ctx); err != nil {
+			return err
 		}
 		err := kept.put(ctx, stager, batch)
 		batch = batch[:0]

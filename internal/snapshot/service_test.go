@@ -199,7 +199,10 @@ func TestUploadLoadFailureAborts(t *testing.T) {
 	}{
 		{"roster changed between passes", &rosterOpener{contents: []string{valid, header + "p1,affected,northland,\np3,under_review,,\n"}}, faultStore{}, store.ErrVerify, false},
 		{"roster shorter the second time", &rosterOpener{contents: []string{valid, header + "p1,affected,northland,\n"}}, faultStore{}, store.ErrVerify, false},
-		{"roster invalid the second time", &rosterOpener{contents: []string{valid, header + "p1,affected,northland,\np1,under_review,,\n"}}, faultStore{}, nil, true},
+		// The load pass does not check duplicates again (RosterParser.validated):
+		// the duplicate changes the digest.
+		{"roster with a duplicate the second time", &rosterOpener{contents: []string{valid, header + "p1,affected,northland,\np1,under_review,,\n"}}, faultStore{}, store.ErrVerify, false},
+		{"roster invalid the second time", &rosterOpener{contents: []string{valid, header + "p1,affected,northland,\np2,bogus,,\n"}}, faultStore{}, nil, true},
 		{"roster cannot be reopened", &rosterOpener{contents: []string{valid}, err: boom}, faultStore{}, boom, false},
 		{"put fails", &rosterOpener{contents: []string{valid}}, faultStore{failPut: boom}, boom, false},
 		{"commit fails", &rosterOpener{contents: []string{valid}}, faultStore{failCommit: store.ErrUnavailable}, store.ErrUnavailable, false},

@@ -142,6 +142,11 @@ type StageRequest struct {
 	// Lease is how long the stage survives its loader's last renewal
 	// (0: DefaultStageLease). See the Stage leases section of lease.go.
 	Lease time.Duration
+	// Pacer, when set, paces the Stager's own work (write pipelines or
+	// transactions, chunks of the read-back in Commit) so that a load
+	// gives way to the reads the process serves: see Pacer. A Yield error
+	// stops the Put or Commit.
+	Pacer Pacer
 }
 
 // Stager loads one version. Put may be called many times; Commit verifies the

@@ -26,6 +26,21 @@ type stager struct {
 	done     bool // committed or aborted through this stager
 	ref      leaseRef
 	lease    *store.LeaseKeeper // renewed until Commit or Abort
+	// pacer (StageRequest.Pacer) is yielded to before each flush, every
+	// yieldEvery entries within one and of the read-back; nil: never.
+	pacer store.Pacer
+}
+
+// yieldEvery is how many entries a stager writes or reads back between two
+// calls of its yield: about a millisecond of work.
+const yieldEvery = 1 << 10
+
+// pause yields to the stager's pacer, if any.
+func (st *stager) pause(ctx context.Context) error {
+	if st.pacer == nil {
+		return nil
+	}
+	return st.pacer.Yield(ctx)
 }
 
 // stageFlush is how many buffered entries a stager writes per transaction
@@ -74,6 +89,9 @@ func (st *stager) flush(ctx context.Context) error {
 	if len(st.buf) == 0 {
 		return nil
 	}
+	if err := st.pause(ctx); err != nil {
+		return err
+	}
 	slices.SortFunc(st.buf, func(a, b store.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
 	err := st.s.update(ctx, func(tx *bolt.Tx) error {
 		ib, doc, err := versionOf(tx, st.incident, st.version)
@@ -88,7 +106,14 @@ func (st *stager) flush(ctx context.Context) error {
 		// give each its own bytes, from one slab per run.
 		keys := make([]byte, 0, len(st.buf)*store.KeySize)
 		vals := make([]byte, 0, len(st.buf)*maxRecordSize)
-		for _, e := range st.buf {
+		for i, e := range st.buf {
+			// Pauses hold the write lock (claims wait for this transaction
+			// anyway), never a read: bbolt readers do not wait for it.
+			if i > 0 && i%yieldEvery == 0 {
+				if err := st.pause(ctx); err != nil {
+					return err
+				}
+			}
 			keys = append(keys, e.Key[:]...)
 			start := len(vals)
 			vals = store.AppendRecord(vals, e.Record)
@@ -130,7 +155,15 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 		return store.VersionInfo{}, err
 	}
 	counts, err := store.Verify(m, want, wantCount, func(fn func(store.Entry) error) error {
-		return st.s.scan(ctx, st.incident, st.version, true, fn)
+		n := 0
+		return st.s.scan(ctx, st.incident, st.version, true, func(e store.Entry) error {
+			if n++; n%yieldEvery == 0 {
+				if err := st.pause(ctx); err != nil {
+					return err
+				}
+			}
+			return fn(e)
+		})
 	})
 	if errors.Is(err, store.ErrVerify) {
 		st.done = true

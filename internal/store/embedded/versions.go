@@ -85,7 +85,7 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	}
 	ref := leaseRef{req.Incident, ver}
 	return &stager{s: s, incident: req.Incident, version: ver, ref: ref,
-		lease: s.startLease(ctx, ref, store.StageLease(req.Lease))}, nil
+		lease: s.startLease(ctx, ref, store.StageLease(req.Lease)), pacer: req.Pacer}, nil
 }
 
 // Versions lists an incident's versions, oldest first.

@@ -45,6 +45,19 @@ type stager struct {
 	aborted    bool
 	// lease is renewed in the background until Commit or Abort.
 	lease *store.LeaseKeeper
+	// pacer (StageRequest.Pacer) is yielded to before each write pipeline
+	// and between chunks of the read-back; nil: never. While it is busy,
+	// write pipelines are short and one at a time (serial).
+	pacer  store.Pacer
+	serial sync.Mutex
+}
+
+// pause yields to the stager's pacer, if any.
+func (st *stager) pause(ctx context.Context) error {
+	if st.pacer == nil {
+		return nil
+	}
+	return st.pacer.Yield(ctx)
 }
 
 // leaseErr is the stager's error once its lease is lost.
@@ -75,6 +88,13 @@ func (st *stager) Put(ctx context.Context, entries []store.Entry) error {
 	}
 	for len(entries) > 0 {
 		n := min(len(entries), st.s.stageBuffer-len(st.buf))
+		if len(st.buf)+n > cap(st.buf) {
+			// Doubled up to exactly the buffer size: append would go ~25%
+			// beyond it (a small roster still gets a small buffer).
+			grown := make([]store.Entry, len(st.buf), min(st.s.stageBuffer, max(2*cap(st.buf), len(st.buf)+n)))
+			copy(grown, st.buf)
+			st.buf = grown
+		}
 		st.buf = append(st.buf, entries[:n]...)
 		entries = entries[n:]
 		if len(st.buf) >= st.s.stageBuffer {
@@ -223,9 +243,43 @@ func (st *stager) write(ctx context.Context, buf []store.Entry) error {
 	return nil
 }
 
-// writeBuckets writes the buffered entries of buckets lo..hi-1 in one
-// pipeline: buf[idx[starts[b]:starts[b+1]]] are bucket b's.
+// busyChunk is the entries per write pipeline while reads are in flight:
+// under appendfsync always, Redis answers nothing in an event loop
+// iteration that wrote before its fsync (~1.5 ms here), and reads ~16 KiB of
+// a pipeline per iteration; 1,024 entries (~35 KiB) keep a pipeline to a
+// few iterations.
+const busyChunk = writeChunk / 8
+
+// writeBuckets writes the buffered entries of buckets lo..hi-1: in one
+// pipeline, or while the pacer is busy in pipelines of about busyChunk
+// entries, one worker at a time, each after a yield.
+// buf[idx[starts[b]:starts[b+1]]] are bucket b's.
 func (st *stager) writeBuckets(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32, bits uint8) error {
+	for lo < hi {
+		end := hi
+		busy := st.pacer != nil && st.pacer.Busy()
+		if busy {
+			st.serial.Lock()
+			for end = lo + 1; end < hi && starts[end]-starts[lo] < busyChunk; end++ {
+			}
+		}
+		err := st.pause(ctx)
+		if err == nil {
+			err = st.pipeline(ctx, buf, lo, end, starts, idx)
+		}
+		if busy {
+			st.serial.Unlock()
+		}
+		if err != nil {
+			return err
+		}
+		lo = end
+	}
+	return nil
+}
+
+// pipeline writes the buffered entries of buckets lo..hi-1 in one pipeline.
+func (st *stager) pipeline(ctx context.Context, buf []store.Entry, lo, hi int, starts []int, idx []int32) error {
 	p := st.s.c.Pipeline()
 	var rec []byte
 	for b := lo; b < hi; b++ {
@@ -311,6 +365,10 @@ func (st *stager) Commit(ctx context.Context, m store.Manifest, want store.Diges
 	counts, err := store.Verify(m, want, wantCount, func(fn func(store.Entry) error) error {
 		var mu sync.Mutex
 		return st.s.readBuckets(ctx, st.inc, st.v, bits, func(entries []store.Entry) error {
+			// Pausing here holds back the reader that read this chunk.
+			if err := st.pause(ctx); err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			for _, e := range entries {

@@ -96,7 +96,7 @@ func (s *Store) Stage(ctx context.Context, req store.StageRequest) (store.Stager
 	if !ok || v <= 0 {
 		return nil, fmt.Errorf("%w: unexpected version allocation reply", store.ErrUnavailable)
 	}
-	st := &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1}
+	st := &stager{s: s, inc: req.Incident, v: uint64(v), info: info, bits: -1, pacer: req.Pacer}
 	st.lease = store.StartLease(ctx, lease, sent, func(ctx context.Context) (bool, error) {
 		return s.renewLease(ctx, req.Incident, uint64(v), lease)
 	})
@@ -253,7 +253,15 @@ func (s *Store) readBuckets(ctx context.Context, inc string, v uint64, bits uint
 		if len(reply) != 3*len(cmds) {
 			return nil, fmt.Errorf("%w: unexpected bucket reply", store.ErrUnavailable)
 		}
-		var out []store.Entry
+		// One allocation for the chunk's entries (the field counts say how
+		// many, the blobs bound it): appending would copy them over and over.
+		total := 0
+		for j := range cmds {
+			n, _ := reply[3*j+1].(int64)
+			blob, _ := reply[3*j+2].(string)
+			total += max(0, min(int(n)-1, len(blob)/store.KeySize))
+		}
+		out := make([]store.Entry, 0, total)
 		for j := range cmds {
 			if reply[3*j] != int64(1) {
 				return nil, fmt.Errorf("%w: records of version %d are incomplete", store.ErrUnavailable, v)

@@ -39,7 +39,10 @@
 //     ErrNotStaged) and CollectStages aborts the version (listed aborted,
 //     number not reused); a stage whose loader renews is never collected;
 //   - a tombstone applies to incidents created after it too, and Tombstone
-//     counts the pins it removed (0 the second time).
+//     counts the pins it removed (0 the second time);
+//   - a Stager yields to StageRequest.Pacer at least once while it loads
+//     and commits 5,000 entries, busy or not, and a Yield error stops the
+//     load with it.
 //
 // RunConformance is the registry of the checks; each lives in the file of
 // its role: versions.go (stage, load, scan, list), publish.go (the visible
@@ -85,6 +88,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ScanStops", testScanStops},
 		{"IncidentsListing", testIncidents},
 		{"LargeLoad", testLargeLoad},
+		{"StagePacer", testStagePacer},
 		{"DeleteVersion", testDeleteVersion},
 		{"DeleteRacingClaims", testDeleteRacingClaims},
 		{"Audit", testAudit},
