@@ -23,7 +23,8 @@ type Feed interface {
 	// last change at that moment, and whether the replica's entry was live
 	// and serving just before (Continuous): if not, writers may have
 	// stopped waiting for it, and it must apply every change up to Tail
-	// before it answers from memory again.
+	// before it answers from memory again. ErrConflict: a newer renewal
+	// of the replica was applied (r.Seq is not above the last).
 	RenewReplica(ctx context.Context, r ReplicaLease) (Renewal, error)
 	// AckReplica records that replica id applied every change up to seq. It
 	// changes nothing if the replica's entry is not live (an expired
@@ -55,6 +56,11 @@ type ReplicaLease struct {
 	Serving bool          // answers reads from memory: writers wait for its acks
 	Acked   uint64        // the last change it applied
 	Lease   time.Duration // from the engine's now
+	// Seq numbers the replica's renewals, increasing: the engine refuses
+	// (ErrConflict) a renewal not newer than the last it applied, so that
+	// one delayed on the network (sent before a later one that already
+	// arrived) cannot overwrite it. 0: unnumbered, always applied.
+	Seq uint64
 }
 
 // Renewal is what RenewReplica tells a replica.

@@ -66,6 +66,7 @@ type replicaEntry struct {
 	expiry  time.Time // on the monotonic clock
 	serving bool
 	ack     uint64
+	seq     uint64 // the last renewal's (ReplicaLease.Seq)
 }
 
 func newFeed(max int) *feed {
@@ -186,8 +187,11 @@ func (s *Store) RenewReplica(ctx context.Context, r store.ReplicaLease) (store.R
 	defer f.mu.Unlock()
 	now := time.Now()
 	cur := f.reg[r.ID]
+	if cur != nil && cur.seq >= r.Seq && r.Seq > 0 {
+		return store.Renewal{}, fmt.Errorf("renewal %d of replica is older than one applied: %w", r.Seq, store.ErrConflict)
+	}
 	cont := cur != nil && now.Before(cur.expiry) && cur.serving
-	f.reg[r.ID] = &replicaEntry{expiry: now.Add(r.Lease), serving: r.Serving, ack: r.Acked}
+	f.reg[r.ID] = &replicaEntry{expiry: now.Add(r.Lease), serving: r.Serving, ack: r.Acked, seq: r.Seq}
 	live := 0
 	for _, e := range f.reg {
 		if now.Before(e.expiry) {

@@ -19,7 +19,7 @@ import (
 //
 //	p{c}:changes    stream: n (sequence), k (kind), i (incident), f (key), v (version or pin)
 //	p{c}:seq        the last sequence number
-//	p{c}:replicas   hash: <id> -> "<expiry ms> <serving 0|1>", <id>:ack -> sequence
+//	p{c}:replicas   hash: <id> -> "<expiry ms> <serving 0|1> <renewal seq>", <id>:ack -> sequence
 
 // DefaultChangeLog is how many changes the stream keeps (about, trimmed
 // with MAXLEN ~): a replica that falls further behind loads again.
@@ -73,18 +73,21 @@ func (s *Store) feedArgs(incident string, args ...any) []any {
 	return append(args, incident, s.changeLog)
 }
 
-// renewReplicaScript: KEYS replicas, seq. ARGV id, serving, acked, lease ms.
+// renewReplicaScript: KEYS replicas, seq. ARGV id, serving, acked, lease
+// ms, renewal seq (0: unnumbered). {-1} if a renewal with a seq at least
+// ARGV[5] was applied already.
 var renewReplicaScript = redis.NewScript(luaNow + `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local cont = 0
 if cur then
-  local exp, srv = string.match(cur, '^(%d+) (%d)$')
+  local exp, srv, rs = string.match(cur, '^(%d+) (%d) ?(%d*)$')
+  if tonumber(ARGV[5]) > 0 and rs and rs ~= '' and tonumber(rs) >= tonumber(ARGV[5]) then return {-1} end
   if exp and tonumber(exp) > now and srv == '1' then cont = 1 end
 end
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[4])) .. ' ' .. ARGV[2], ARGV[1] .. ':ack', ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[4])) .. ' ' .. ARGV[2] .. ' ' .. ARGV[5], ARGV[1] .. ':ack', ARGV[3])
 local all, live = redis.call('HGETALL', KEYS[1]), 0
 for i = 1, #all, 2 do
-  local exp = string.match(all[i + 1], '^(%d+) %d$')
+  local exp = string.match(all[i + 1], '^(%d+) %d')
   if exp and tonumber(exp) > now then live = live + 1 end
 end
 return {tonumber(redis.call('GET', KEYS[2]) or '0'), cont, live}
@@ -110,8 +113,8 @@ local vals = {}
 for i = 1, #all, 2 do vals[all[i]] = all[i + 1] end
 local n, low = 0, tail
 for f, v in pairs(vals) do
-  local exp, srv = string.match(v, '^(%d+) (%d)$')
-  if exp then
+  local exp, srv = string.match(v, '^(%d+) (%d)')
+  if exp and not string.find(f, ':') then
     if tonumber(exp) <= now then
       redis.call('HDEL', KEYS[1], f, f .. ':ack')
     elseif srv == '1' then
@@ -161,9 +164,12 @@ func (s *Store) RenewReplica(ctx context.Context, r store.ReplicaLease) (store.R
 	if r.Serving {
 		serving = "1"
 	}
-	res, err := renewReplicaScript.Run(ctx, s.c, []string{s.replicasKey(), s.seqKey()}, r.ID, serving, r.Acked, r.Lease.Milliseconds()).Int64Slice()
+	res, err := renewReplicaScript.Run(ctx, s.c, []string{s.replicasKey(), s.seqKey()}, r.ID, serving, r.Acked, r.Lease.Milliseconds(), r.Seq).Int64Slice()
 	if err != nil {
 		return store.Renewal{}, unavailable(err)
+	}
+	if len(res) == 1 && res[0] == -1 {
+		return store.Renewal{}, fmt.Errorf("renewal %d of replica is older than one applied: %w", r.Seq, store.ErrConflict)
 	}
 	if len(res) != 3 {
 		return store.Renewal{}, fmt.Errorf("%w: unexpected renewal reply", store.ErrUnavailable)

@@ -117,6 +117,7 @@ type Replica struct {
 	pending     bool   // waiting to reach servingFrom
 	gen         uint64 // counts stops (see renew)
 	renewMu     sync.Mutex
+	renewSeq    uint64       // the last renewal's number (under renewMu)
 	healthyAt   atomic.Int64 // since epoch, ns: last successful stream read
 	joined      atomic.Bool
 	degraded    atomic.Bool // loading a version a publish needs
@@ -365,9 +366,12 @@ func (r *Replica) renew(ctx context.Context) {
 	t0 := r.now()
 	lapsed := t0 >= r.leaseUntil.Load()
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Lease/3)
-	ren, err := r.feed.RenewReplica(rctx, store.ReplicaLease{ID: r.cfg.ID, Serving: want, Acked: r.applied.Load(), Lease: r.cfg.Lease})
+	r.renewSeq++
+	ren, err := r.feed.RenewReplica(rctx, store.ReplicaLease{ID: r.cfg.ID, Serving: want, Acked: r.applied.Load(), Lease: r.cfg.Lease, Seq: r.renewSeq})
 	cancel()
 	if err != nil {
+		// A failed renewal may still reach the engine later; its number
+		// makes the engine refuse it once a newer one arrived.
 		r.log.Warn("replica lease renewal failed", "err", err)
 		return // the lease runs out on its own
 	}
@@ -454,7 +458,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	return nil
 }
 
-var errGap = errors.New("change stream has a gap: changes were trimmed before this replica applied them")
+var errGap = errors.New("change stream does not continue what this replica applied (trimmed past it, or renumbered after a loss)")
 
 // session loads everything and then applies the stream until an error.
 func (r *Replica) session(ctx context.Context) error {
@@ -524,10 +528,10 @@ func (r *Replica) session(ctx context.Context) error {
 		r.healthyAt.Store(r.now())
 		for _, c := range changes {
 			applied := r.applied.Load()
-			if c.Seq <= applied {
-				continue
-			}
 			if c.Seq != applied+1 {
+				// A gap (trimmed past this replica), or a number it already
+				// applied: the engine lost changes (a failover) and numbers
+				// new ones again. Either way, load everything again.
 				return errGap
 			}
 			for {

@@ -59,6 +59,7 @@ func RunFeedConformance(t *testing.T, open func(t *testing.T, changeLog int) Fee
 		{"CursorContinuation", feedLog, testFeedCursor},
 		{"TrimmedIsAGap", 1000, testFeedTrimmed},
 		{"Leases", feedLog, testFeedLeases},
+		{"RenewalOrder", feedLog, testFeedRenewalOrder},
 		{"Tombstones", feedLog, testFeedTombstones},
 		{"Closed", feedLog, testFeedClosed},
 	}
@@ -681,4 +682,35 @@ func testFeedClosed(t *testing.T, f FeedEngine) {
 	_, _, err = f.Changes(ctx, cur, 0, 10)
 	wantErr(t, "changes after close", err, store.ErrUnavailable)
 	wantErr(t, "tombstones after close", f.Tombstones(ctx, func(store.Key) error { return nil }), store.ErrUnavailable)
+}
+
+// testFeedRenewalOrder: a renewal numbered below one already applied (one
+// delayed on the network) is refused and changes nothing; unnumbered
+// renewals are always applied.
+func testFeedRenewalOrder(t *testing.T, f FeedEngine) {
+	ctx := context.Background()
+	renew := func(seq uint64, serving bool) error {
+		_, err := f.RenewReplica(ctx, store.ReplicaLease{ID: "r1", Serving: serving, Lease: time.Minute, Seq: seq})
+		return err
+	}
+	if err := renew(5, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{4, 5} {
+		if err := renew(seq, true); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("renewal %d after 5: %v, want ErrConflict", seq, err)
+		}
+	}
+	if a, err := f.ReplicaAcks(ctx); err != nil || a.Serving != 0 {
+		t.Fatalf("after refused renewals: %+v, %v; want the replica still not serving", a, err)
+	}
+	if err := renew(6, true); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := f.ReplicaAcks(ctx); err != nil || a.Serving != 1 {
+		t.Fatalf("after renewal 6: %+v, %v; want 1 serving", a, err)
+	}
+	if err := renew(0, true); err != nil {
+		t.Fatalf("unnumbered renewal: %v", err)
+	}
 }
