@@ -7,15 +7,21 @@ package server
 //
 // How. For each (incident, visible version) the padder computes a bound of
 // the size of any answer that version can produce: the visible version's
-// title and number, and, over every version a pin can refer to (all the
-// incident's versions up to the visible one that still exist), the largest
-// cohort list (all cohorts) and the largest notice (every cohort's, the
-// under-review, not-affected and correction notices, each with the footer of
-// a notice id of maxNoticeIDBytes quotes and a version of ten digits), plus
-// the widest pin fields (notified_version 4294967295, the widest timestamp,
-// update_pending set on gRPC and false on REST, the longest status names).
-// Every field of an answer is at most its part of that bound, and both
-// encodings are sums of their fields' encodings, so the bound holds.
+// title and number; over every version a pin can refer to (the incident's
+// versions up to the visible one that still exist), the largest cohort
+// list (all of a version's cohorts) and the largest notice (every cohort's,
+// the under-review, not-affected and correction notices, each with the
+// footer of a notice pinned to that version whose id is maxNoticeIDBytes
+// quotes); and the widest pin fields (notified_version the visible
+// version, the widest timestamp, update_pending set on gRPC and false on
+// REST, the longest status names). Every field of an answer is at most its
+// part of that bound, and both encodings are sums of their fields'
+// encodings, so no answer exceeds it; the tests show that the largest
+// answers reach it exactly. Specs are immutable, so each version's part is
+// computed once; a target is computed once per visible version. (A pin
+// restored to a staged version above the visible one is folded into the
+// bound when an answer first comes from it: from then on every answer has
+// the wider size.)
 //
 // Each answer is then measured and padded up to the target with spaces in
 // StatusAnswer.padding:
@@ -23,14 +29,14 @@ package server
 //   - gRPC: proto.Size of the answer, padded so that the padding field's
 //     tag, length prefix and payload fill the difference. A length prefix is
 //     a varint whose width grows with the length, so the target leaves room
-//     for a payload of at least 128 bytes (or 16384, when the spread between
-//     the smallest and the largest answer needs a 3-byte prefix): every
-//     payload length then has the same prefix width, and every difference
-//     is reachable.
-//   - REST: the gateway's JSON (restJSON), which writes the padding field
-//     even when empty, so spaces add exactly one byte each. The JSON and the
+//     for a payload of at least 1, 128 or 16384 bytes, whichever makes the
+//     payload lengths of the smallest and the largest answer have one prefix
+//     width: every difference is then reachable.
+//   - REST: the length of the gateway's JSON (restJSON, which writes the
+//     padding field even when empty, so each space adds one byte), computed
+//     by answerJSONLen rather than by marshalling twice. The JSON and the
 //     protobuf sizes of an answer do not differ by a constant (status names,
-//     false against an absent field, escaped characters, digits against
+//     "false" against an absent field, escaped characters, digits against
 //     varints), so one padding cannot fix both: a call from this process's
 //     REST gateway (it carries the gateway secret, see clientAddrs) is padded
 //     for its JSON, any other call for its protobuf encoding.
@@ -156,13 +162,13 @@ func (p *padder) pad(ctx context.Context, a *impactv1.StatusAnswer, pinned uint6
 		return err
 	}
 	if json {
-		b, err := restJSON.Marshal(a)
+		size, err := answerJSONLen(a)
 		if err != nil {
 			return err
 		}
-		n := t.json - len(b)
+		n := t.json - size
 		if n < 0 {
-			return fmt.Errorf("%w: %s v%d: JSON %d > %d", errPadBound, a.GetIncidentId(), a.GetVersion(), len(b), t.json)
+			return fmt.Errorf("%w: %s v%d: JSON %d > %d", errPadBound, a.GetIncidentId(), a.GetVersion(), size, t.json)
 		}
 		a.Padding = t.spaces[:n]
 		return nil

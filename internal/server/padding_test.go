@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 	"github.com/impact-health/impact/internal/snapshot"
@@ -67,6 +68,9 @@ func sizes(t *testing.T, p *padder, a status.Answer) (protoSize, jsonSize, proto
 	b, err := restJSON.Marshal(forREST)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n, err := answerJSONLen(forREST); err != nil || n != len(b) {
+		t.Fatalf("answerJSONLen %d (%v), restJSON writes %d bytes: %s", n, err, len(b), b)
 	}
 	return proto.Size(forGRPC), len(b), len(forGRPC.GetPadding()), len(forREST.GetPadding())
 }
@@ -393,5 +397,80 @@ func randomTime(r *rand.Rand) time.Time {
 		return time.UnixMilli(1_760_000_000_000 + r.Int64N(1e11)).UTC()
 	default:
 		return time.Unix(r.Int64N(253_402_300_799+62_135_596_800)-62_135_596_800, r.Int64N(1e9)).UTC()
+	}
+}
+
+// TestAnswerJSONLen: the length answerJSONLen computes is the length of what
+// restJSON writes, for random answers with every kind of character (control
+// characters, quotes, backslashes, U+2028, U+FFFD, emoji), unknown status
+// numbers, every timestamp precision; and both fail on invalid UTF-8 and
+// on timestamps JSON cannot write.
+func TestAnswerJSONLen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	runes := []rune("a \"\\/\b\f\n\r\t\x00\x01\x1f\x7fé\u2028\ufffd😀")
+	text := func() string {
+		var b strings.Builder
+		for range r.IntN(40) {
+			b.WriteRune(runes[r.IntN(len(runes))])
+		}
+		return b.String()
+	}
+	for i := range 3000 {
+		a := &impactv1.StatusAnswer{
+			IncidentId: text(), IncidentTitle: text(), Status: impactv1.Status(r.IntN(6)),
+			Version: r.Uint32() >> r.IntN(32), NotifiedVersion: r.Uint32() >> r.IntN(32), NoticeId: text(),
+			UpdatePending: r.IntN(2) == 0, VisibleStatus: impactv1.Status(r.IntN(6)), Padding: strings.Repeat(" ", r.IntN(5)),
+		}
+		for range r.IntN(4) {
+			c := &impactv1.Cohort{Id: text(), Title: text()}
+			for range r.IntN(4) {
+				c.DataCategories = append(c.DataCategories, text())
+			}
+			a.Cohorts = append(a.Cohorts, c)
+		}
+		if r.IntN(4) > 0 {
+			a.Notice = &impactv1.Notice{Subject: text(), Body: text(), SupportContact: text()}
+		}
+		if r.IntN(4) > 0 {
+			ns := []int32{0, 1_000_000 * r.Int32N(1000), 1_000 * r.Int32N(1_000_000), r.Int32N(1e9)}[r.IntN(4)]
+			a.NotifiedAt = &timestamppb.Timestamp{Seconds: r.Int64N(253_402_300_799+62_135_596_800) - 62_135_596_800, Nanos: ns}
+		}
+		switch i % 100 {
+		case 1:
+			a.Notice = &impactv1.Notice{Body: "bad \xff"}
+		case 2:
+			a.Cohorts = []*impactv1.Cohort{{DataCategories: []string{"\xc3"}}}
+		case 3:
+			a.NotifiedAt = &timestamppb.Timestamp{Seconds: 253_402_300_800}
+		case 4:
+			a.NotifiedAt = &timestamppb.Timestamp{Seconds: -62_135_596_801}
+		}
+		b, merr := restJSON.Marshal(a)
+		n, err := answerJSONLen(a)
+		if (merr != nil) != (err != nil) || merr == nil && n != len(b) {
+			t.Fatalf("answer %d: answerJSONLen %d (%v); restJSON %d bytes (%v): %s", i, n, err, len(b), merr, b)
+		}
+	}
+}
+
+// TestAnswerJSONLenKnowsEveryField: answerJSONLen writes out the fields of
+// the messages of an answer; a field added to one of them must be added
+// there too (and to the bound, in baseSizes or specPart).
+func TestAnswerJSONLenKnowsEveryField(t *testing.T) {
+	for m, want := range map[proto.Message]string{
+		&impactv1.StatusAnswer{}:        "incident_id incident_title status cohorts notice version notified_version notified_at notice_id update_pending visible_status padding",
+		&impactv1.Cohort{}:              "id title data_categories",
+		&impactv1.Notice{}:              "subject body support_contact",
+		&timestamppb.Timestamp{}:        "seconds nanos",
+		&impactv1.GetMyStatusResponse{}: "answer",
+	} {
+		var names []string
+		fs := m.ProtoReflect().Descriptor().Fields()
+		for i := range fs.Len() {
+			names = append(names, string(fs.Get(i).Name()))
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s has fields %q; answerJSONLen knows %q", m.ProtoReflect().Descriptor().FullName(), got, want)
+		}
 	}
 }
