@@ -57,6 +57,19 @@ func BenchmarkAnswerPadding(b *testing.B) {
 				}
 			}
 		})
+		unpaddedPB := answerPB(a)
+		b.Run(name+"/proto-size", func(b *testing.B) {
+			for b.Loop() {
+				_ = proto.Size(unpaddedPB)
+			}
+		})
+		b.Run(name+"/json-len", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := answerJSONLen(unpaddedPB); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		padded := answerPB(a)
 		if err := p.pad(ctx, padded, a.NotifiedVersion, false); err != nil {
 			b.Fatal(err)

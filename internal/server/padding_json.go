@@ -139,15 +139,21 @@ func (j *jsonLen) close() int { return j.n + 2 }
 func jsonStringLen(s string) int {
 	n := len(s) + 2
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
-			n++
-		case c < ' ':
-			n += 5
-		}
+		n += int(jsonEscapeExtra[s[i]])
 	}
 	return n
 }
+
+// jsonEscapeExtra is how many bytes protojson's escape of a byte adds.
+var jsonEscapeExtra = func() (t [256]uint8) {
+	for c := range ' ' {
+		t[c] = 5 // \u00XX
+	}
+	for _, c := range "\"\\\b\f\n\r\t" {
+		t[c] = 1
+	}
+	return t
+}()
 
 // timestampJSONLen is the length of a timestamp as protojson writes it:
 // "2025-12-03T10:00:00Z" with 0, 3, 6 or 9 fractional digits, or an error
