@@ -197,7 +197,7 @@ func TestPaddingEveryCombination(t *testing.T) {
 // version has the one size of that version, on both transports.
 func TestPaddingRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 2025))
-	for round := range 40 {
+	for round := range 16 {
 		const incident = "rnd-2025-12"
 		vs := versionsByNumber{}
 		last := uint64(1 + r.IntN(5))
@@ -209,7 +209,7 @@ func TestPaddingRandom(t *testing.T) {
 		}
 		p := newPadder(vs)
 		one := &oneSize{t: t}
-		for i := range 300 {
+		for i := range 150 {
 			vis := vs[last].Spec
 			rec := randomRecord(r, len(vis.Cohorts))
 			var pin *store.Pin
@@ -332,7 +332,7 @@ func randomText(r *rand.Rand, max int, body bool) string {
 func randomSpec(t *testing.T, r *rand.Rand, incident string) *snapshot.Spec {
 	t.Helper()
 	notice := func() snapshot.Notice {
-		return snapshot.Notice{Subject: randomText(r, 200, false), Body: randomText(r, 3000, true)}
+		return snapshot.Notice{Subject: randomText(r, 200, false), Body: randomText(r, 1500, true)}
 	}
 	s := &snapshot.Spec{
 		Incident:          snapshot.Incident{ID: incident, Title: randomText(r, 300, false)},
