@@ -20,8 +20,9 @@ package server
 // answers reach it exactly. Specs are immutable, so each version's part is
 // computed once; a target is computed once per visible version. (A pin
 // restored to a staged version above the visible one is folded into the
-// bound when an answer first comes from it: from then on every answer has
-// the wider size.)
+// bound when an answer first comes from it, as is a version that was still
+// loading when the target was made: from then on every answer has the
+// wider size.)
 //
 // Each answer is then measured and padded up to the target with spaces in
 // StatusAnswer.padding:
@@ -104,12 +105,11 @@ type versionKey struct {
 // versionPart is what one version can add to an answer pinned to it (or
 // read at it, unpinned): the encoded size of the largest cohort list and of
 // the largest notice, in protobuf bytes and in JSON bytes (the difference
-// the field's value makes to the JSON of an answer). skip: a version no pin
-// can refer to (deleted by retention, or aborted).
+// the field's value makes to the JSON of an answer). A version no pin can
+// refer to (deleted by retention, or aborted) adds nothing.
 type versionPart struct {
 	cohortsProto, cohortsJSON int
 	noticeProto, noticeJSON   int
-	skip                      bool
 }
 
 func (p *versionPart) widen(o versionPart) {
@@ -123,11 +123,15 @@ func (p *versionPart) widen(o versionPart) {
 // version.
 type padTarget struct {
 	visible uint64
-	// beyond are pinned versions above the visible one folded into the
-	// bound (a pin restored at a version never published; normally none).
-	beyond map[uint64]bool
+	// loading are versions up to the visible one that were still loading
+	// when the target was made (nothing could be pinned to them then);
+	// extra are versions folded into the bound since, when an answer first
+	// came from one: one of loading, or one above the visible version (a
+	// pin restored to a version staged but never published). Normally
+	// both are empty.
+	loading, extra map[uint64]bool
 	// newest is the highest version an answer can be pinned to: the
-	// visible one, or the highest of beyond.
+	// visible one, or the highest of extra.
 	newest uint64
 	title  string // the visible version's incident title
 	widest versionPart
@@ -175,7 +179,7 @@ func (p *padder) pad(ctx context.Context, a *impactv1.StatusAnswer, pinned uint6
 	}
 	size := proto.Size(a)
 	n := t.proto - size - padTag - t.width
-	if n < 0 || protowire.SizeVarint(uint64(n)) != t.width {
+	if n < t.lo || protowire.SizeVarint(uint64(n)) != t.width {
 		return fmt.Errorf("%w: %s v%d: protobuf %d, target %d", errPadBound, a.GetIncidentId(), a.GetVersion(), size, t.proto)
 	}
 	a.Padding = t.spaces[:n]
@@ -228,7 +232,7 @@ func (p *padder) target(ctx context.Context, incident string, visible, pinned ui
 }
 
 func (t *padTarget) covers(pinned uint64) bool {
-	return pinned <= t.visible || t.beyond[pinned]
+	return pinned <= t.visible && !t.loading[pinned] || t.extra[pinned]
 }
 
 // store keeps t and, of its incident's targets, the two newest visible
@@ -249,9 +253,9 @@ func (p *padder) compute(ctx context.Context, incident string, visible, pinned u
 	t := &padTarget{visible: visible, newest: visible}
 	if prev != nil {
 		*t = *prev
-		t.beyond = make(map[uint64]bool, len(prev.beyond)+1)
-		for v := range prev.beyond {
-			t.beyond[v] = true
+		t.extra = make(map[uint64]bool, len(prev.extra)+1)
+		for v := range prev.extra {
+			t.extra[v] = true
 		}
 	} else {
 		ver, err := p.versions.Get(ctx, incident, visible)
@@ -263,22 +267,28 @@ func (p *padder) compute(ctx context.Context, incident string, visible, pinned u
 		}
 		t.title = ver.Spec.Incident.Title
 		for v := uint64(1); v <= visible; v++ {
-			part, err := p.part(ctx, incident, v)
+			part, loading, err := p.part(ctx, incident, v)
 			if err != nil {
 				return nil, err
+			}
+			if loading {
+				if t.loading == nil {
+					t.loading = map[uint64]bool{}
+				}
+				t.loading[v] = true
 			}
 			t.widest.widen(part)
 		}
 	}
-	if pinned > visible && !t.beyond[pinned] {
-		part, err := p.part(ctx, incident, pinned)
+	if pinned != 0 && !t.covers(pinned) {
+		part, _, err := p.part(ctx, incident, pinned)
 		if err != nil {
 			return nil, err
 		}
-		if t.beyond == nil {
-			t.beyond = map[uint64]bool{}
+		if t.extra == nil {
+			t.extra = map[uint64]bool{}
 		}
-		t.beyond[pinned] = true
+		t.extra[pinned] = true
 		t.newest = max(t.newest, pinned)
 		t.widest.widen(part)
 	}
@@ -303,38 +313,36 @@ func (p *padder) compute(ctx context.Context, incident string, visible, pinned u
 	return t, nil
 }
 
-// part returns (and caches) a version's part of the bound.
-func (p *padder) part(ctx context.Context, incident string, v uint64) (versionPart, error) {
+// part returns (and caches) a version's part of the bound; loading: the
+// version is still loading (its part is not known yet, and not cached).
+func (p *padder) part(ctx context.Context, incident string, v uint64) (part versionPart, loading bool, err error) {
 	k := versionKey{incident, v}
 	p.mu.Lock()
 	part, ok := p.parts[k]
 	p.mu.Unlock()
 	if ok {
-		return part, nil
+		return part, false, nil
 	}
 	ver, err := p.versions.Get(ctx, incident, v)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Deleted by retention, which keeps every pinned version: no
 		// answer comes from it. Numbers are never reused.
-		part = versionPart{skip: true}
 	case err != nil:
-		return versionPart{}, status.Unavailable(err)
+		return versionPart{}, false, status.Unavailable(err)
 	case ver.Spec == nil && ver.Info.State == store.StateAborted:
-		part = versionPart{skip: true}
 	case ver.Spec == nil:
-		// Still loading: nothing can be pinned to it yet, and it may be
-		// staged later. Not cached.
-		return versionPart{}, nil
+		// Nothing can be pinned to it yet, and it may be staged later.
+		return versionPart{}, true, nil
 	default:
 		if part, err = specPart(ver.Spec, v); err != nil {
-			return versionPart{}, err
+			return versionPart{}, false, err
 		}
 	}
 	p.mu.Lock()
 	p.parts[k] = part
 	p.mu.Unlock()
-	return part, nil
+	return part, false, nil
 }
 
 // Widest values of the answer fields that do not come from a spec.

@@ -231,20 +231,28 @@ func TestPaddingRandom(t *testing.T) {
 	}
 }
 
-// TestPaddingPinBeyondVisible: a pin at a version above the visible one (a
-// restore to a staged version) widens the bound of that visible version
-// for every answer from then on.
-func TestPaddingPinBeyondVisible(t *testing.T) {
+// TestPaddingLateVersions: a pin at a version the bound of the visible
+// version did not cover (one above it: a restore to a staged version; one
+// below it that was still loading when the bound was made) widens that
+// bound for every answer from then on.
+func TestPaddingLateVersions(t *testing.T) {
 	const incident = "pad-2025-12"
-	vs := versionsByNumber{1: publishedSpec(testSpec(t, incident, 1, false)), 2: publishedSpec(testSpec(t, incident, 6, true))}
-	vs[2].Info.State = store.StateStaged
-	p := newPadder(vs)
-	before, _, _, _ := sizes(t, p, answerAt(vs, incident, 1, store.Record{}, nil))
-	pin := &store.Pin{Version: 2, Record: store.Record{Status: store.Affected, Cohorts: 63}, NoticeID: "v2-X", NotifiedAt: time.Now()}
-	pg, js, _, _ := sizes(t, p, answerAt(vs, incident, 1, store.Record{}, pin))
-	pg2, js2, _, _ := sizes(t, p, answerAt(vs, incident, 1, store.Record{}, nil))
-	if pg != pg2 || js != js2 || pg <= before {
-		t.Fatalf("after a pin at v2: %d/%d and unpinned %d/%d (unpinned before: %d)", pg, js, pg2, js2, before)
+	for _, late := range []uint64{2, 4} {
+		vs := versionsByNumber{
+			1: publishedSpec(testSpec(t, incident, 1, false)),
+			2: {Info: store.VersionInfo{State: store.StateStaging}},
+			3: publishedSpec(testSpec(t, incident, 1, false)),
+		}
+		p := newPadder(vs)
+		before, _, _, _ := sizes(t, p, answerAt(vs, incident, 3, store.Record{}, nil))
+		vs[late] = publishedSpec(testSpec(t, incident, 6, true))
+		vs[late].Info.State = store.StateStaged
+		pin := &store.Pin{Version: late, Record: store.Record{Status: store.Affected, Cohorts: 63}, NoticeID: "v2-X", NotifiedAt: time.Now()}
+		pg, js, _, _ := sizes(t, p, answerAt(vs, incident, 3, store.Record{}, pin))
+		pg2, js2, _, _ := sizes(t, p, answerAt(vs, incident, 3, store.Record{}, nil))
+		if pg != pg2 || js != js2 || pg <= before {
+			t.Fatalf("after a pin at v%d: %d/%d and unpinned %d/%d (unpinned before: %d)", late, pg, js, pg2, js2, before)
+		}
 	}
 }
 
