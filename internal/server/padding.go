@@ -51,6 +51,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -90,6 +91,7 @@ type versionGetter interface {
 // padder computes and caches the padding targets.
 type padder struct {
 	versions versionGetter
+	log      *slog.Logger // bound violations (a bug), with incident and sizes only
 
 	mu       sync.Mutex
 	parts    map[versionKey]versionPart      // immutable per version
@@ -147,9 +149,10 @@ type padTargetFlight struct {
 	err  error
 }
 
-func newPadder(v versionGetter) *padder {
+func newPadder(v versionGetter, log *slog.Logger) *padder {
 	return &padder{
 		versions: v,
+		log:      log,
 		parts:    make(map[versionKey]versionPart),
 		targets:  make(map[versionKey]*padTarget),
 		inflight: make(map[versionKey]*padTargetFlight),
@@ -172,7 +175,7 @@ func (p *padder) pad(ctx context.Context, a *impactv1.StatusAnswer, pinned uint6
 		}
 		n := t.json - size
 		if n < 0 {
-			return fmt.Errorf("%w: %s v%d: JSON %d > %d", errPadBound, a.GetIncidentId(), a.GetVersion(), size, t.json)
+			return p.violation(a, "json", size, t.json)
 		}
 		a.Padding = t.spaces[:n]
 		return nil
@@ -180,10 +183,20 @@ func (p *padder) pad(ctx context.Context, a *impactv1.StatusAnswer, pinned uint6
 	size := proto.Size(a)
 	n := t.proto - size - padTag - t.width
 	if n < t.lo || protowire.SizeVarint(uint64(n)) != t.width {
-		return fmt.Errorf("%w: %s v%d: protobuf %d, target %d", errPadBound, a.GetIncidentId(), a.GetVersion(), size, t.proto)
+		return p.violation(a, "protobuf", size, t.proto)
 	}
 	a.Padding = t.spaces[:n]
 	return nil
+}
+
+// violation logs and returns an answer that does not fit its bound.
+func (p *padder) violation(a *impactv1.StatusAnswer, encoding string, size, target int) error {
+	err := fmt.Errorf("%w: %s v%d: %s %d bytes, target %d", errPadBound, a.GetIncidentId(), a.GetVersion(), encoding, size, target)
+	if p.log != nil {
+		p.log.Error("status answer not padded", "incident", a.GetIncidentId(), "version", a.GetVersion(),
+			"encoding", encoding, "size", size, "target", target)
+	}
+	return err
 }
 
 // target returns the padding of an incident's answers at a visible version

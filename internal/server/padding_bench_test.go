@@ -35,7 +35,7 @@ func BenchmarkAnswerPadding(b *testing.B) {
 		"absent": answerAt(vs, demo.IncidentID, 2, store.Record{}, nil),
 	}
 	ctx := context.Background()
-	p := newPadder(vs)
+	p := newPadder(vs, nil)
 	for _, name := range []string{"affected", "absent"} {
 		a := answers[name]
 		b.Run(name+"/build", func(b *testing.B) {

@@ -147,7 +147,7 @@ func TestPaddingEveryCombination(t *testing.T) {
 		3: {Info: store.VersionInfo{State: store.StateAborted}},
 		4: publishedSpec(testSpec(t, incident, 4, true)),
 	}
-	p := newPadder(vs)
+	p := newPadder(vs, nil)
 	widestID := strings.Repeat("\"", maxNoticeIDBytes)
 	notices := []struct {
 		id string
@@ -207,7 +207,7 @@ func TestPaddingRandom(t *testing.T) {
 			}
 			vs[v] = publishedSpec(randomSpec(t, r, incident))
 		}
-		p := newPadder(vs)
+		p := newPadder(vs, nil)
 		one := &oneSize{t: t}
 		for i := range 150 {
 			vis := vs[last].Spec
@@ -243,7 +243,7 @@ func TestPaddingLateVersions(t *testing.T) {
 			2: {Info: store.VersionInfo{State: store.StateStaging}},
 			3: publishedSpec(testSpec(t, incident, 1, false)),
 		}
-		p := newPadder(vs)
+		p := newPadder(vs, nil)
 		before, _, _, _ := sizes(t, p, answerAt(vs, incident, 3, store.Record{}, nil))
 		vs[late] = publishedSpec(testSpec(t, incident, 6, true))
 		vs[late].Info.State = store.StateStaged
@@ -259,7 +259,7 @@ func TestPaddingLateVersions(t *testing.T) {
 // TestPaddingFailsClosed: a version the bound needs that cannot be loaded
 // makes the answer unavailable, never unpadded.
 func TestPaddingFailsClosed(t *testing.T) {
-	p := newPadder(failingVersions{})
+	p := newPadder(failingVersions{}, nil)
 	a := &impactv1.StatusAnswer{IncidentId: "pad-2025-12", Version: 1}
 	if err := p.pad(context.Background(), a, 0, false); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("pad with the store down: %v", err)
@@ -299,7 +299,7 @@ func TestMaxNoticeIDBytes(t *testing.T) {
 func TestPaddingCache(t *testing.T) {
 	const incident = "pad-2025-12"
 	vs := versionsByNumber{}
-	p := newPadder(vs)
+	p := newPadder(vs, nil)
 	for v := uint64(1); v <= 5; v++ {
 		vs[v] = publishedSpec(testSpec(t, incident, int(v), false))
 		sizes(t, p, answerAt(vs, incident, v, store.Record{}, nil))
