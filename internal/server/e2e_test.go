@@ -321,8 +321,10 @@ func TestMMHTimeline(t *testing.T) {
 	}
 	m.visible = rosterV1()
 
-	// Every subject, both transports: invariant 3 and 4.
+	// Every subject, both transports: invariant 3 and 4, and 12 (one size
+	// per transport).
 	statusClient := impactv1.NewStatusServiceClient(e.public)
+	sizes := sizeOf{}
 	for i := 0; i < 40; i++ {
 		s := sid(i)
 		tok := e.Token(t, s)
@@ -341,8 +343,10 @@ func TestMMHTimeline(t *testing.T) {
 		if err := protojson.Unmarshal(body, &r); err != nil {
 			t.Fatalf("%s REST body %s: %v", s, body, err)
 		}
+		sizes.add(t, "gRPC", s, proto.Size(g))
+		sizes.add(t, "REST", s, len(body))
 		a := g.GetAnswer()
-		if !proto.Equal(a, &r) {
+		if !proto.Equal(unpadded(t, a), unpadded(t, &r)) {
 			t.Fatalf("%s: gRPC and REST differ:\n%v\n%v", s, a, &r)
 		}
 		visible := apiStatus[m.visible[s].status]

@@ -234,7 +234,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 
 	s.public, s.publicHealth = s.grpcServer(false)
-	impactv1.RegisterStatusServiceServer(s.public, &statusService{status: deps.Status, metrics: deps.Telemetry.Metrics()})
+	impactv1.RegisterStatusServiceServer(s.public, &statusService{
+		status: deps.Status, metrics: deps.Telemetry.Metrics(), pad: newPadder(deps.Catalog, s.log), asJSON: s.guard.addrs.viaGateway,
+	})
 	if deps.Practice != nil {
 		impactv1.RegisterPracticeServiceServer(s.public, &practiceService{practice: deps.Practice, limit: deps.PracticeLimiter, guard: s.guard})
 	}

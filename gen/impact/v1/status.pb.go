@@ -228,6 +228,11 @@ type StatusAnswer struct {
 	UpdatePending bool `protobuf:"varint,10,opt,name=update_pending,json=updatePending,proto3" json:"update_pending,omitempty"`
 	// The status at the visible version (always set).
 	VisibleStatus Status `protobuf:"varint,11,opt,name=visible_status,json=visibleStatus,proto3,enum=impact.v1.Status" json:"visible_status,omitempty"`
+	// padding: ignore. Spaces that make every answer of one incident, at one
+	// visible version, the same size on the wire whatever the status,
+	// cohorts, notice and pin (the protobuf encoding on gRPC, the JSON body on
+	// REST), so that the size of an answer does not tell who is affected.
+	Padding       string `protobuf:"bytes,100,opt,name=padding,proto3" json:"padding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +344,13 @@ func (x *StatusAnswer) GetVisibleStatus() Status {
 	return Status_STATUS_UNSPECIFIED
 }
 
+func (x *StatusAnswer) GetPadding() string {
+	if x != nil {
+		return x.Padding
+	}
+	return ""
+}
+
 var File_impact_v1_status_proto protoreflect.FileDescriptor
 
 const file_impact_v1_status_proto_rawDesc = "" +
@@ -352,7 +364,7 @@ const file_impact_v1_status_proto_rawDesc = "" +
 	"\x06answer\x18\x01 \x01(\v2\x17.impact.v1.StatusAnswerR\x06answer\"\x17\n" +
 	"\x15ListMyStatusesRequest\"M\n" +
 	"\x16ListMyStatusesResponse\x123\n" +
-	"\bstatuses\x18\x01 \x03(\v2\x17.impact.v1.StatusAnswerR\bstatuses\"\xd9\x03\n" +
+	"\bstatuses\x18\x01 \x03(\v2\x17.impact.v1.StatusAnswerR\bstatuses\"\xf3\x03\n" +
 	"\fStatusAnswer\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12%\n" +
@@ -367,7 +379,8 @@ const file_impact_v1_status_proto_rawDesc = "" +
 	"\tnotice_id\x18\t \x01(\tR\bnoticeId\x12%\n" +
 	"\x0eupdate_pending\x18\n" +
 	" \x01(\bR\rupdatePending\x128\n" +
-	"\x0evisible_status\x18\v \x01(\x0e2\x11.impact.v1.StatusR\rvisibleStatus2\xb4\x01\n" +
+	"\x0evisible_status\x18\v \x01(\x0e2\x11.impact.v1.StatusR\rvisibleStatus\x12\x18\n" +
+	"\apadding\x18d \x01(\tR\apadding2\xb4\x01\n" +
 	"\rStatusService\x12L\n" +
 	"\vGetMyStatus\x12\x1d.impact.v1.GetMyStatusRequest\x1a\x1e.impact.v1.GetMyStatusResponse\x12U\n" +
 	"\x0eListMyStatuses\x12 .impact.v1.ListMyStatusesRequest\x1a!.impact.v1.ListMyStatusesResponseB8Z6github.com/impact-health/impact/gen/impact/v1;impactv1b\x06proto3"
