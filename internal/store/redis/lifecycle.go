@@ -224,6 +224,11 @@ type Store struct {
 	// visible: incident -> *atomic.Uint64, a hint only.
 	visible sync.Map
 
+	// w runs the scripts (claims, publishes, commits, renewals...): the
+	// client's options with no retries, so that a script whose reply was
+	// lost is never run again blindly; its caller decides (a claim is
+	// repeated with its idempotency key, which replays it).
+	w redis.UniversalClient
 	// ap auto-pipelines the reads of Read on a standalone or Sentinel
 	// client (WithAutoPipeline), nil otherwise.
 	ap *redis.AutoPipeliner
@@ -270,6 +275,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.w = noRetries(client)
 	if c, ok := client.(*redis.Client); ok && s.autoPipeline {
 		o := redis.DefaultAutoPipelineOptions()
 		o.Unordered, o.MaxConcurrentBatches = true, 4
@@ -316,6 +322,31 @@ func (s *Store) hint(incident string) *atomic.Uint64 {
 	return h.(*atomic.Uint64)
 }
 
+// noRetries returns a client like c that never retries a command: c itself
+// if it already does not, or if its kind is not known, or if it is a
+// Sentinel client (its failover handling belongs to it: there scripts keep
+// the client's one retry).
+func noRetries(c redis.UniversalClient) redis.UniversalClient {
+	switch c := c.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		if o.MaxRetries < 0 || o.Addr == "FailoverClient" { // go-redis's name for a Sentinel client
+			return c
+		}
+		o.MaxRetries, o.Dialer = -1, nil // the default dialer, built from the copied options
+		return redis.NewClient(&o)
+	case *redis.ClusterClient:
+		o := *c.Options()
+		if o.MaxRetries < 0 {
+			return c
+		}
+		o.MaxRetries = -1
+		o.NewClient = nil // go-redis builds the nodes' clients from these options
+		return redis.NewClusterClient(&o)
+	}
+	return c
+}
+
 // Ping reports whether Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return unavailable(s.c.Ping(ctx).Err())
@@ -330,6 +361,9 @@ func (s *Store) Close() error {
 		_ = s.pubsub.Close()
 		if s.ap != nil {
 			_ = s.ap.Close()
+		}
+		if s.w != s.c {
+			_ = s.w.Close()
 		}
 		err = s.c.Close()
 	})
@@ -460,9 +494,9 @@ func parseBits(str string) (uint8, error) {
 // WAIT when WithWait is set, so that WAIT covers exactly these writes.
 // routeKey picks the Cluster node.
 func (s *Store) withWait(ctx context.Context, routeKey string, fn func(p redis.Pipeliner)) ([]redis.Cmder, error) {
-	var c redis.Cmdable = s.c
+	var c redis.Cmdable = s.w
 	if s.waitReplicas > 0 {
-		if cc, ok := s.c.(*redis.ClusterClient); ok {
+		if cc, ok := s.w.(*redis.ClusterClient); ok {
 			node, err := cc.MasterForKey(ctx, routeKey)
 			if err != nil {
 				return nil, unavailable(err)
@@ -499,7 +533,7 @@ func (s *Store) withWait(ctx context.Context, routeKey string, fn func(p redis.P
 // runScript runs a script, in a pipeline with WAIT when WithWait is set.
 func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
 	if s.waitReplicas == 0 {
-		v, err := sc.Run(ctx, s.c, keys, args...).Result()
+		v, err := sc.Run(ctx, s.w, keys, args...).Result()
 		if errors.Is(err, redis.Nil) {
 			err = nil
 		}
