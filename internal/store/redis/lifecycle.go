@@ -78,6 +78,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/impact-health/impact/internal/store"
 )
@@ -334,6 +335,9 @@ func noRetries(c redis.UniversalClient) redis.UniversalClient {
 			return c
 		}
 		o.MaxRetries, o.Dialer = -1, nil // the default dialer, built from the copied options
+		// The copy must not share the original's maintenance-notification
+		// handlers (go-redis refuses to register them twice).
+		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		return redis.NewClient(&o)
 	case *redis.ClusterClient:
 		o := *c.Options()
@@ -342,6 +346,7 @@ func noRetries(c redis.UniversalClient) redis.UniversalClient {
 		}
 		o.MaxRetries = -1
 		o.NewClient = nil // go-redis builds the nodes' clients from these options
+		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 		return redis.NewClusterClient(&o)
 	}
 	return c
