@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,28 +15,15 @@ import (
 )
 
 // One redis-server for the package; every store gets its own key prefix.
-var shared struct {
-	once sync.Once
-	srv  *redisserver.Server
-	err  error
-}
+var shared redisserver.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		shared.srv.Close()
-	}
+	shared.Close()
 	os.Exit(code)
 }
 
-func sharedServer(t testing.TB) *redisserver.Server {
-	t.Helper()
-	shared.once.Do(func() { shared.srv, shared.err = redisserver.StartShared() })
-	if shared.err != nil {
-		redisserver.SkipOrFail(t, shared.err)
-	}
-	return shared.srv
-}
+func sharedServer(t testing.TB) *redisserver.Server { return shared.Get(t) }
 
 var prefixes atomic.Int64
 

@@ -23,28 +23,15 @@ import (
 
 // One redis-server for the package; every test's replicas share a fresh
 // key prefix (one deployment), each replica with its own client.
-var shared struct {
-	once sync.Once
-	srv  *redisserver.Server
-	err  error
-}
+var shared redisserver.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		shared.srv.Close()
-	}
+	shared.Close()
 	os.Exit(code)
 }
 
-func server(t testing.TB) *redisserver.Server {
-	t.Helper()
-	shared.once.Do(func() { shared.srv, shared.err = redisserver.StartShared() })
-	if shared.err != nil {
-		redisserver.SkipOrFail(t, shared.err)
-	}
-	return shared.srv
-}
+func server(t testing.TB) *redisserver.Server { return shared.Get(t) }
 
 var prefixes atomic.Int64
 

@@ -128,6 +128,35 @@ func StartShared(opts ...Option) (*Server, error) {
 	return s, nil
 }
 
+// Shared is one server for a whole test package, started on first use:
+//
+//	var shared redisserver.Shared
+//	func TestMain(m *testing.M) { code := m.Run(); shared.Close(); os.Exit(code) }
+//	... srv := shared.Get(t)
+type Shared struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Get returns the package's server, starting it once (SkipOrFail if
+// redis-server is missing).
+func (sh *Shared) Get(t testing.TB) *Server {
+	t.Helper()
+	sh.once.Do(func() { sh.srv, sh.err = StartShared() })
+	if sh.err != nil {
+		SkipOrFail(t, sh.err)
+	}
+	return sh.srv
+}
+
+// Close stops the server if it was started.
+func (sh *Shared) Close() {
+	if sh.srv != nil {
+		sh.srv.Close()
+	}
+}
+
 // Close stops the server and, for a shared server, removes its data.
 func (s *Server) Close() {
 	s.Stop()
