@@ -2,7 +2,7 @@
 // keeping "the app never contradicts the email" (a claim acknowledged on one
 // replica is seen by every read that starts afterwards, on any replica) and
 // monotonic reads. It is a store.Store decorator over an engine that is also
-// a store.Feed (the Redis store outside a Cluster).
+// a store.Feed (the Redis store outside a Cluster, and the embedded store).
 //
 // # Protocol
 //
