@@ -123,9 +123,10 @@ type Replica struct {
 	degraded    atomic.Bool // loading a version a publish needs
 	rejoin      atomic.Bool // the engine lost the stream: load again
 
-	loads sync.Map      // ref -> *load
-	tail  atomic.Uint64 // the stream's tail at the last renewal
-	live  atomic.Int64  // live replicas in the registry at the last renewal
+	loads  sync.Map      // ref -> *load
+	floors sync.Map      // incident -> *atomic.Uint64 (see floor)
+	tail   atomic.Uint64 // the stream's tail at the last renewal
+	live   atomic.Int64  // live replicas in the registry at the last renewal
 
 	w        *waiter
 	renewNow chan struct{} // asks the renewal loop for a renewal now
@@ -249,17 +250,43 @@ func (r *Replica) Read(ctx context.Context, incident string, key store.Key, idem
 		if err := ctx.Err(); err != nil {
 			return store.View{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 		}
-		if v, ok := r.mem.view(incident, key); ok {
+		if v, ok := r.mem.view(incident, key); ok && v.Visible >= r.floor(incident).Load() {
 			return v, nil
 		}
+		// Memory is behind a visible version this replica already answered
+		// from the engine (while it did not serve, or for a fresh read): the
+		// engine answers until memory catches up, so that one replica's
+		// answers never go back to an older version.
 	}
 	v, err := r.Store.Read(ctx, incident, key, idem)
+	if err == nil {
+		raise(r.floor(incident), v.Visible)
+	}
 	if err == nil && idem != nil && (v.Pin != nil || v.Replay != nil) {
 		if err := r.w.wait(ctx); err != nil {
 			return store.View{}, err
 		}
 	}
 	return v, err
+}
+
+// floor is the highest visible version of incident this replica answered
+// from the engine.
+func (r *Replica) floor(incident string) *atomic.Uint64 {
+	if f, ok := r.floors.Load(incident); ok {
+		return f.(*atomic.Uint64)
+	}
+	f, _ := r.floors.LoadOrStore(incident, new(atomic.Uint64))
+	return f.(*atomic.Uint64)
+}
+
+func raise(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if cur >= v || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // Records answers from memory for the visible version while serving.
