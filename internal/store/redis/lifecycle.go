@@ -190,20 +190,6 @@ func WithStageBuffer(entries int) Option {
 	}
 }
 
-// WithAutoPipeline turns the auto-pipelining of reads on or off, for
-// standalone and Sentinel clients: concurrent reads' commands then share
-// round trips (go-redis's async AutoPipeliner). Default off: measured, it
-// gives 2-4x the read throughput at 50 concurrent reads, but a command it
-// admitted is not bounded by its context (only by the client's read
-// timeout and retries), so with Redis hung a read fails after seconds
-// instead of at the request's deadline: fail closed in time comes first.
-func WithAutoPipeline(on bool) Option {
-	return func(s *Store) error {
-		s.autoPipeline = on
-		return nil
-	}
-}
-
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	c            redis.UniversalClient
@@ -216,7 +202,6 @@ type Store struct {
 	now          func() time.Time
 	stageBuffer  int
 	changeLog    int
-	autoPipeline bool
 
 	// pinBitsCache: incident -> uint8 (immutable once the incident exists).
 	pinBitsCache sync.Map
@@ -230,9 +215,6 @@ type Store struct {
 	// lost is never run again blindly; its caller decides (a claim is
 	// repeated with its idempotency key, which replays it).
 	w redis.UniversalClient
-	// ap auto-pipelines the reads of Read on a standalone or Sentinel
-	// client (WithAutoPipeline), nil otherwise.
-	ap *redis.AutoPipeliner
 
 	pubsub    *redis.PubSub
 	closed    atomic.Bool
@@ -260,16 +242,15 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{
-		c:            client,
-		prefix:       DefaultPrefix,
-		fixedBits:    -1,
-		fill:         DefaultBucketFill,
-		pinBits:      12,
-		now:          time.Now,
-		stageBuffer:  DefaultStageBuffer,
-		changeLog:    DefaultChangeLog,
-		autoPipeline: false,
-		done:         make(chan struct{}),
+		c:           client,
+		prefix:      DefaultPrefix,
+		fixedBits:   -1,
+		fill:        DefaultBucketFill,
+		pinBits:     12,
+		now:         time.Now,
+		stageBuffer: DefaultStageBuffer,
+		changeLog:   DefaultChangeLog,
+		done:        make(chan struct{}),
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
@@ -277,15 +258,6 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		}
 	}
 	s.w = noRetries(client)
-	if c, ok := client.(*redis.Client); ok && s.autoPipeline {
-		o := redis.DefaultAutoPipelineOptions()
-		o.Unordered, o.MaxConcurrentBatches = true, 4
-		ap, err := c.AsyncAutoPipelineWithOptions(o)
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: auto-pipeline: %w", err)
-		}
-		s.ap = ap
-	}
 	s.pubsub = client.Subscribe(context.Background(), s.channel())
 	go s.listen()
 	return s, nil
@@ -364,9 +336,6 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.done)
 		_ = s.pubsub.Close()
-		if s.ap != nil {
-			_ = s.ap.Close()
-		}
 		if s.w != s.c {
 			_ = s.w.Close()
 		}

@@ -37,23 +37,19 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		idemCmd *redis.StringCmd
 		tombCmd *redis.BoolCmd
 	)
-	var cmds [5]redis.Cmder
-	send := func(p redis.Cmdable) []redis.Cmder {
+	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		headCmd = p.HMGet(ctx, s.headKey(incident), "visible", "latest")
 		tombCmd = p.HExists(ctx, s.tombKey(key), field)
-		pinCmd = p.HGet(ctx, s.pinsKey(incident, pb), field)
-		out := append(cmds[:0], headCmd, tombCmd, pinCmd)
 		if cached > 0 {
 			recCmd = p.HMGet(ctx, s.recordsKey(incident, cached, bucket(key, cachedBits)), field, sentinelName)
-			out = append(out, recCmd)
 		}
+		pinCmd = p.HGet(ctx, s.pinsKey(incident, pb), field)
 		if idem != nil {
 			idemCmd = p.HGet(ctx, s.idemKey(incident, pb), idemField(*idem, key))
-			out = append(out, idemCmd)
 		}
-		return out
-	}
-	if err := s.readPipeline(ctx, send); err != nil {
+		return nil
+	})
+	if err := cmdErr(cmds, err); err != nil {
 		return store.View{}, err
 	}
 	h, ok, err := parseHead(incident, headCmd.Val())
@@ -100,20 +96,6 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		return store.View{}, err
 	}
 	return view, nil
-}
-
-// readPipeline sends one read's commands in one round trip: through the
-// auto-pipeliner when there is one (the commands of concurrent reads share
-// round trips), else as a pipeline of its own. Only reads go this way:
-// scripts and writes never do, so nothing is replayed after a broken
-// connection but reads.
-func (s *Store) readPipeline(ctx context.Context, send func(redis.Cmdable) []redis.Cmder) error {
-	if s.ap != nil {
-		return cmdErr(send(s.ap), nil) // Err blocks until each command ran
-	}
-	var cmds []redis.Cmder
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error { cmds = send(p); return nil })
-	return cmdErr(cmds, err)
 }
 
 // recordOf decodes an HMGET of [key, sentinel]. A missing sentinel means the
