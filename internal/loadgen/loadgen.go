@@ -41,8 +41,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
@@ -216,9 +218,12 @@ type harness struct {
 	tokenMD   []metadata.MD // outgoing gRPC metadata per token
 	authHdr   []string      // "Bearer ..." per token
 	affected  int           // token subjects in the roster
-	notified  int           // of which claimed (pinned)
-	pinned    int           // subjects claimed so far (setup and claim waves)
-	visible   uint32
+	// publishRetries are the publishes that came back UNAVAILABLE and were
+	// tried again (see publish), for the report.
+	publishRetries []string
+	notified       int // of which claimed (pinned)
+	pinned         int // subjects claimed so far (setup and claim waves)
+	visible        uint32
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -451,6 +456,7 @@ func (h *harness) run(ctx context.Context) error {
 		}
 	}
 
+	rep.PublishRetries = h.publishRetries
 	rep.LoadEnd, rep.Finished = loadAvg(), time.Now().UTC().Format(time.RFC3339)
 	h.report = rep
 	if cfg.JSON {
@@ -621,16 +627,37 @@ func (h *harness) publish(ctx context.Context, roster []byte, v uint32) (time.Du
 	if got := resp.GetSnapshot().GetVersion(); got != v {
 		return 0, fmt.Errorf("upload staged version %d, want %d", got, v)
 	}
-	if _, err := snap.PublishSnapshot(uctx, &impactv1.PublishSnapshotRequest{
-		IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible),
-		// The harness accepts whatever corrections the new roster makes:
-		// at most every subject it notified.
-		AcceptCorrections: uint32(h.pinned)}); err != nil {
-		return 0, fmt.Errorf("publish: %w", err)
+	for attempt := 1; ; attempt++ {
+		_, err := snap.PublishSnapshot(uctx, &impactv1.PublishSnapshotRequest{
+			IncidentId: demo.IncidentID, Version: v, ExpectedVisibleVersion: proto.Uint32(h.visible),
+			// The harness accepts whatever corrections the new roster makes:
+			// at most every subject it notified.
+			AcceptCorrections: uint32(h.pinned)})
+		if err == nil {
+			break
+		}
+		// UNAVAILABLE leaves the outcome open (a Redis reply that came
+		// too late, a replica that did not acknowledge in time): do what
+		// the runbook says, read the visible version and publish again
+		// if it did not move. The run goes on and the report says so.
+		if grpcstatus.Code(err) != codes.Unavailable || attempt == publishAttempts {
+			return 0, fmt.Errorf("publish: %w", err)
+		}
+		h.publishRetries = append(h.publishRetries, fmt.Sprintf("v%d attempt %d: %s", v, attempt, grpcstatus.Convert(err).Message()))
+		h.logf("publish v%d: %v; reading the visible version before trying again", v, err)
+		time.Sleep(time.Duration(attempt) * time.Second)
+		r, lerr := snap.ListSnapshots(uctx, &impactv1.ListSnapshotsRequest{IncidentId: demo.IncidentID})
+		if lerr == nil && r.GetVisibleVersion() == v {
+			break // the first attempt flipped it
+		}
 	}
 	h.visible = v
 	return time.Since(start), nil
 }
+
+// publishAttempts bounds how often the harness publishes a version whose
+// publish came back UNAVAILABLE.
+const publishAttempts = 3
 
 // claim claims notices for subjects over the wave stream.
 func (h *harness) claim(ctx context.Context, subjects []string) error {

@@ -28,13 +28,16 @@ type Report struct {
 	ImpactdFlags []string `json:"impactd_flags"`
 	AppendFsync  string   `json:"redis_appendfsync"`
 
-	Targets []TargetRow   `json:"targets"`
-	Ghz     *GhzRow       `json:"ghz,omitempty"`
-	GhzNote string        `json:"ghz_note,omitempty"`
-	Ratios  []RatioRow    `json:"ratios"`
-	Publish []PublishRow  `json:"publish,omitempty"`
-	RSS     *RSSReport    `json:"rss,omitempty"`
-	Claims  *ClaimsReport `json:"claims,omitempty"`
+	Targets []TargetRow  `json:"targets"`
+	Ghz     *GhzRow      `json:"ghz,omitempty"`
+	GhzNote string       `json:"ghz_note,omitempty"`
+	Ratios  []RatioRow   `json:"ratios"`
+	Publish []PublishRow `json:"publish,omitempty"`
+	// PublishRetries are the publishes that came back UNAVAILABLE and
+	// were tried again (version, attempt, the error's message).
+	PublishRetries []string      `json:"publish_retries,omitempty"`
+	RSS            *RSSReport    `json:"rss,omitempty"`
+	Claims         *ClaimsReport `json:"claims,omitempty"`
 }
 
 // Settings are the run's sizes.
@@ -340,6 +343,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, x := range r.Publish {
 			p("publish p99 / idle p99, %s: %.2fx (target <= %.0fx): %s\n", x.Mode, x.Ratio, x.Target, verdict(x.Met))
 		}
+	}
+	for _, x := range r.PublishRetries {
+		p("publish came back UNAVAILABLE and was tried again: %s\n", x)
 	}
 
 	if m := r.RSS; m != nil {
