@@ -162,6 +162,9 @@ func TestConformanceCluster(t *testing.T) {
 	cl := redisserver.StartCluster(t, 3)
 	storetest.RunConformance(t, func(t *testing.T) store.Store {
 		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), ContextTimeoutEnabled: true})
-		return newStore(t, cc, redisstore.WithPinBuckets(64))
+		// Reads auto-pipelined, as Open builds the store: on a Cluster
+		// every read goes to Redis.
+		rc := readClient(t, redisstore.Config{ClusterAddrs: cl.Addrs()})
+		return newStore(t, cc, redisstore.WithPinBuckets(64), redisstore.WithReadClient(rc))
 	})
 }

@@ -149,5 +149,12 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 		_ = st.Close()
 		return nil, err
 	}
+	// Redis answered: the read client connects now (see readclient.go).
+	rc, err := c.NewReadClient()
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("redis read client: %w", err)
+	}
+	st.rc = rc
 	return st, nil
 }

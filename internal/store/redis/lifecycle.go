@@ -79,6 +79,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/redis/rueidis"
 
 	"github.com/impact-health/impact/internal/store"
 )
@@ -215,6 +216,9 @@ type Store struct {
 	// lost is never run again blindly; its caller decides (a claim is
 	// repeated with its idempotency key, which replays it).
 	w redis.UniversalClient
+	// rc, when set (WithReadClient), carries Read's pipeline, auto-pipelined
+	// with the pipelines of concurrent reads (see readclient.go).
+	rc rueidis.Client
 
 	pubsub    *redis.PubSub
 	closed    atomic.Bool
@@ -338,6 +342,9 @@ func (s *Store) Close() error {
 		_ = s.pubsub.Close()
 		if s.w != s.c {
 			_ = s.w.Close()
+		}
+		if s.rc != nil {
+			s.rc.Close()
 		}
 		err = s.c.Close()
 	})

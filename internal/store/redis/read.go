@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -30,29 +29,18 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 	}
 	pb := bucket(key, pinBits)
 	field := string(key[:])
-	var (
-		headCmd *redis.SliceCmd
-		recCmd  *redis.SliceCmd
-		pinCmd  *redis.StringCmd
-		idemCmd *redis.StringCmd
-		tombCmd *redis.BoolCmd
-	)
-	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		headCmd = p.HMGet(ctx, s.headKey(incident), "visible", "latest")
-		tombCmd = p.HExists(ctx, s.tombKey(key), field)
-		if cached > 0 {
-			recCmd = p.HMGet(ctx, s.recordsKey(incident, cached, bucket(key, cachedBits)), field, sentinelName)
-		}
-		pinCmd = p.HGet(ctx, s.pinsKey(incident, pb), field)
-		if idem != nil {
-			idemCmd = p.HGet(ctx, s.idemKey(incident, pb), idemField(*idem, key))
-		}
-		return nil
-	})
-	if err := cmdErr(cmds, err); err != nil {
+	q := readQuery{head: s.headKey(incident), tomb: s.tombKey(key), pins: s.pinsKey(incident, pb), field: field}
+	if cached > 0 {
+		q.recKey = s.recordsKey(incident, cached, bucket(key, cachedBits))
+	}
+	if idem != nil {
+		q.idemKey, q.idemField = s.idemKey(incident, pb), idemField(*idem, key)
+	}
+	rep, err := s.readPipeline(ctx, q)
+	if err != nil {
 		return store.View{}, err
 	}
-	h, ok, err := parseHead(incident, headCmd.Val())
+	h, ok, err := parseHead(incident, rep.head)
 	if err != nil {
 		return store.View{}, err
 	}
@@ -60,15 +48,15 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		return store.View{}, fmt.Errorf("incident: %w", store.ErrNotFound)
 	}
 	view := store.View{Visible: h.Visible}
-	if tombCmd.Val() {
+	if rep.tomb {
 		view.Erased = true // see Tombstone
 		return view, nil
 	}
-	if view.Pin, err = optionalPin(pinCmd); err != nil {
+	if view.Pin, err = decodeOptionalPin(rep.pin); err != nil {
 		return store.View{}, err
 	}
-	if idemCmd != nil {
-		if view.Replay, err = optionalPin(idemCmd); err != nil {
+	if q.idemKey != "" {
+		if view.Replay, err = decodeOptionalPin(rep.idem); err != nil {
 			return store.View{}, err
 		}
 	}
@@ -86,13 +74,11 @@ func (s *Store) Read(ctx context.Context, incident string, key store.Key, idem *
 		if !set {
 			return store.View{}, fmt.Errorf("%w: visible version %d has no records", store.ErrUnavailable, h.Visible)
 		}
-		recCmd = s.c.HMGet(ctx, s.recordsKey(incident, h.Visible, bucket(key, bits)), field, sentinelName)
+		if rep.rec, err = s.c.HMGet(ctx, s.recordsKey(incident, h.Visible, bucket(key, bits)), field, sentinelName).Result(); err != nil {
+			return store.View{}, unavailable(err)
+		}
 	}
-	vals, err := recCmd.Result()
-	if err != nil {
-		return store.View{}, unavailable(err)
-	}
-	if view.Record, err = recordOf(vals, h.Visible); err != nil {
+	if view.Record, err = recordOf(rep.rec, h.Visible); err != nil {
 		return store.View{}, err
 	}
 	return view, nil
@@ -114,13 +100,10 @@ func recordOf(vals []any, v uint64) (store.Record, error) {
 	return r, nil
 }
 
-func optionalPin(c *redis.StringCmd) (*store.Pin, error) {
-	b, err := c.Bytes()
-	if errors.Is(err, redis.Nil) {
+// decodeOptionalPin decodes a pin read with HGET: nil when there is none.
+func decodeOptionalPin(b []byte) (*store.Pin, error) {
+	if b == nil {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, unavailable(err)
 	}
 	p, err := store.DecodePin(b)
 	if err != nil {
