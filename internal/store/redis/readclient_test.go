@@ -87,10 +87,10 @@ func TestAutoPipelinedReadEndsAtDeadline(t *testing.T) {
 		if !errors.Is(errs[i], store.ErrUnavailable) {
 			t.Errorf("read %d with Redis hung: %v, want ErrUnavailable", i, errs[i])
 		}
-		// Bounded by its context, not by a connection timeout (2 s) or
-		// the commands queued before it: a wide bound that only a read
-		// held past its deadline can miss.
-		if took[i] > deadline+700*time.Millisecond {
+		// Bounded by its context, not by the connection timeout (2 s) or
+		// the commands queued before it: a wide bound (a loaded machine
+		// under -race) that only a read held past its deadline misses.
+		if took[i] > deadline+1200*time.Millisecond {
 			t.Errorf("read %d with Redis hung returned after %s, its deadline was %s", i, took[i], deadline)
 		}
 	}
