@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -10,169 +13,210 @@ import (
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
 )
 
-// answerJSONLen is len(restJSON.Marshal(a)) without marshalling: what the
-// REST gateway will write for a, computed from protojson's single-line
-// output (every field of the proto names, message fields only when set,
-// strings escaped as protojson escapes them, timestamps in RFC 3339 with 0,
-// 3, 6 or 9 fractional digits). A JSON marshal of an answer costs as much as
-// the gateway's own; this costs a scan of its strings. The tests compare it
-// with restJSON.Marshal over every kind of answer, and fail when a field is
-// added to the messages it knows.
-func answerJSONLen(a *impactv1.StatusAnswer) (int, error) {
-	var j jsonLen
-	j.str("incident_id", a.GetIncidentId())
-	j.str("incident_title", a.GetIncidentTitle())
-	j.enum("status", a.GetStatus())
-	j.field("cohorts")
-	j.n += 2 // []
+// appendAnswerJSON appends a as restJSON (protojson with the proto names
+// and default values) writes it, byte for byte, without reflection: every
+// field of the proto names in declaration order, message fields only when
+// set, strings escaped as protojson escapes them ('"', '\\' and the control
+// characters; invalid UTF-8 is an error), enums by name (an unknown value as
+// its number), timestamps in RFC 3339 UTC with 0, 3, 6 or 9 fractional
+// digits (an error out of years 1 to 9999), and protojson's separator. The
+// REST listener writes answers with it (restMarshaler) and the padder
+// measures them with it (answerJSONLen). The tests compare it with
+// restJSON.Marshal over every kind of answer, and fail when a field is added
+// to the messages it knows.
+func appendAnswerJSON(b []byte, a *impactv1.StatusAnswer) ([]byte, error) {
+	var w jsonWriter
+	w.b = b
+	var o jsonObject
+	w.open(&o)
+	w.str(&o, "incident_id", a.GetIncidentId())
+	w.str(&o, "incident_title", a.GetIncidentTitle())
+	w.enum(&o, "status", a.GetStatus())
+	w.key(&o, "cohorts")
+	w.b = append(w.b, '[')
 	for i, c := range a.GetCohorts() {
 		if i > 0 {
-			j.n += jsonComma
+			w.comma()
 		}
-		var o jsonLen
-		o.str("id", c.GetId())
-		o.str("title", c.GetTitle())
-		o.field("data_categories")
-		o.n += 2
+		var oc jsonObject
+		w.open(&oc)
+		w.str(&oc, "id", c.GetId())
+		w.str(&oc, "title", c.GetTitle())
+		w.key(&oc, "data_categories")
+		w.b = append(w.b, '[')
 		for k, d := range c.GetDataCategories() {
 			if k > 0 {
-				o.n += jsonComma
+				w.comma()
 			}
-			o.value(d)
+			w.value(d)
 		}
-		j.bad = j.bad || o.bad
-		j.n += o.close()
+		w.b = append(w.b, ']', '}')
 	}
+	w.b = append(w.b, ']')
 	if n := a.GetNotice(); n != nil {
-		var o jsonLen
-		o.str("subject", n.GetSubject())
-		o.str("body", n.GetBody())
-		o.str("support_contact", n.GetSupportContact())
-		j.field("notice")
-		j.n += o.close()
-		j.bad = j.bad || o.bad
+		w.key(&o, "notice")
+		var on jsonObject
+		w.open(&on)
+		w.str(&on, "subject", n.GetSubject())
+		w.str(&on, "body", n.GetBody())
+		w.str(&on, "support_contact", n.GetSupportContact())
+		w.b = append(w.b, '}')
 	}
-	j.uint("version", a.GetVersion())
-	j.uint("notified_version", a.GetNotifiedVersion())
+	w.uint(&o, "version", a.GetVersion())
+	w.uint(&o, "notified_version", a.GetNotifiedVersion())
 	if t := a.GetNotifiedAt(); t != nil {
-		n, err := timestampJSONLen(t)
-		if err != nil {
-			return 0, err
+		w.key(&o, "notified_at")
+		if err := w.timestamp(t); err != nil {
+			return b, err
 		}
-		j.field("notified_at")
-		j.n += n
 	}
-	j.str("notice_id", a.GetNoticeId())
-	j.field("update_pending")
-	if a.GetUpdatePending() {
-		j.n += len("true")
-	} else {
-		j.n += len("false")
+	w.str(&o, "notice_id", a.GetNoticeId())
+	w.key(&o, "update_pending")
+	w.b = strconv.AppendBool(w.b, a.GetUpdatePending())
+	w.enum(&o, "visible_status", a.GetVisibleStatus())
+	w.str(&o, "padding", a.GetPadding())
+	w.b = append(w.b, '}')
+	if w.bad {
+		return b, errInvalidUTF8
 	}
-	j.enum("visible_status", a.GetVisibleStatus())
-	j.str("padding", a.GetPadding())
-	if j.bad {
-		return 0, errInvalidUTF8
-	}
-	return j.close(), nil
+	return w.b, nil
 }
+
+// answerJSONLen is len(restJSON.Marshal(a)): the length appendAnswerJSON
+// writes, into a pooled scratch buffer.
+func answerJSONLen(a *impactv1.StatusAnswer) (int, error) {
+	bp := jsonScratch.Get().(*[]byte)
+	b, err := appendAnswerJSON((*bp)[:0], a)
+	n := len(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		jsonScratch.Put(bp)
+	}
+	return n, err
+}
+
+var jsonScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 var errInvalidUTF8 = errors.New("status answer: string field contains invalid UTF-8")
 
-// jsonComma is the length of protojson's separator: a comma, and in some
-// binaries a space after it (protojson makes its output unstable on purpose,
-// by a hash of the binary). Measured once.
-var jsonComma = func() int {
+// jsonComma is protojson's separator: a comma, and in some binaries a
+// space after it (protojson makes its output unstable on purpose, by a hash
+// of the binary). Measured once.
+var jsonComma = func() string {
 	b, err := restJSON.Marshal(&impactv1.Notice{})
 	if err != nil {
 		panic(err)
 	}
 	// {"subject":"","body":"","support_contact":""}: two separators.
-	return 1 + (len(b)-len(`{"subject":"","body":"","support_contact":""}`))/2
+	if len(b) > len(`{"subject":"","body":"","support_contact":""}`) {
+		return ", "
+	}
+	return ","
 }()
 
-// jsonLen adds up the length of one JSON object's members.
-type jsonLen struct {
-	n, members int
-	bad        bool
+// jsonWriter appends JSON as protojson writes it; bad records invalid
+// UTF-8 (protojson refuses it).
+type jsonWriter struct {
+	b   []byte
+	bad bool
 }
 
-// field adds a member's separator and key.
-func (j *jsonLen) field(name string) {
-	if j.members > 0 {
-		j.n += jsonComma
+// jsonObject counts one object's members, for the separators.
+type jsonObject struct{ members int }
+
+func (w *jsonWriter) open(o *jsonObject) { w.b = append(w.b, '{'); o.members = 0 }
+
+func (w *jsonWriter) comma() { w.b = append(w.b, jsonComma...) }
+
+// key appends a member's separator and key (proto names need no escape).
+func (w *jsonWriter) key(o *jsonObject, name string) {
+	if o.members > 0 {
+		w.comma()
 	}
-	j.members++
-	j.n += len(name) + 3 // "name":
+	o.members++
+	w.b = append(w.b, '"')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '"', ':')
 }
 
-func (j *jsonLen) str(name, s string) {
-	j.field(name)
-	j.value(s)
+func (w *jsonWriter) str(o *jsonObject, name, s string) {
+	w.key(o, name)
+	w.value(s)
 }
 
-// value adds a string value (protojson refuses invalid UTF-8).
-func (j *jsonLen) value(s string) {
-	j.bad = j.bad || !utf8.ValidString(s)
-	j.n += jsonStringLen(s)
-}
-
-func (j *jsonLen) enum(name string, s impactv1.Status) {
-	j.field(name)
+func (w *jsonWriter) enum(o *jsonObject, name string, s impactv1.Status) {
+	w.key(o, name)
 	if n, ok := impactv1.Status_name[int32(s)]; ok {
-		j.n += len(n) + 2
+		w.b = append(w.b, '"')
+		w.b = append(w.b, n...)
+		w.b = append(w.b, '"')
 	} else {
-		j.n += len(strconv.Itoa(int(s))) // an unknown value is written as its number
+		w.b = strconv.AppendInt(w.b, int64(s), 10) // an unknown value is written as its number
 	}
 }
 
-func (j *jsonLen) uint(name string, v uint32) {
-	j.field(name)
-	j.n += len(strconv.FormatUint(uint64(v), 10))
+func (w *jsonWriter) uint(o *jsonObject, name string, v uint32) {
+	w.key(o, name)
+	w.b = strconv.AppendUint(w.b, uint64(v), 10)
 }
 
-func (j *jsonLen) close() int { return j.n + 2 }
-
-// jsonStringLen is the length of s as protojson writes it: quoted, with '"'
-// and '\\' and the control characters escaped (\b \f \n \r \t, the others
-// \u00XX); every other valid character as it is.
-func jsonStringLen(s string) int {
-	n := len(s) + 2
+// value appends s quoted, with '"' and '\\' and the control characters
+// escaped (\b \f \n \r \t, the others \u00xx); every other valid character as
+// it is.
+func (w *jsonWriter) value(s string) {
+	w.bad = w.bad || !utf8.ValidString(s)
+	w.b = append(w.b, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
-		n += int(jsonEscapeExtra[s[i]])
+		c := s[i]
+		if c >= ' ' && c != '"' && c != '\\' {
+			continue
+		}
+		w.b = append(w.b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			w.b = append(w.b, '\\', c)
+		case '\b':
+			w.b = append(w.b, '\\', 'b')
+		case '\f':
+			w.b = append(w.b, '\\', 'f')
+		case '\n':
+			w.b = append(w.b, '\\', 'n')
+		case '\r':
+			w.b = append(w.b, '\\', 'r')
+		case '\t':
+			w.b = append(w.b, '\\', 't')
+		default:
+			const hex = "0123456789abcdef"
+			w.b = append(w.b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
 	}
-	return n
+	w.b = append(w.b, s[start:]...)
+	w.b = append(w.b, '"')
 }
 
-// jsonEscapeExtra is how many bytes protojson's escape of a byte adds.
-var jsonEscapeExtra = func() (t [256]uint8) {
-	for c := range ' ' {
-		t[c] = 5 // \u00XX
-	}
-	for _, c := range "\"\\\b\f\n\r\t" {
-		t[c] = 1
-	}
-	return t
-}()
-
-// timestampJSONLen is the length of a timestamp as protojson writes it:
-// "2025-12-03T10:00:00Z" with 0, 3, 6 or 9 fractional digits, or an error
-// out of its range (years 1 to 9999), as protojson fails.
-func timestampJSONLen(t *timestamppb.Timestamp) (int, error) {
+// timestamp appends t as protojson writes it: "2025-12-03T10:00:00Z" in
+// UTC with 0, 3, 6 or 9 fractional digits, or fails out of its range
+// (years 1 to 9999), as protojson fails.
+func (w *jsonWriter) timestamp(t *timestamppb.Timestamp) error {
 	const minSeconds, maxSeconds = -62_135_596_800, 253_402_300_799
 	s, ns := t.GetSeconds(), t.GetNanos()
 	if s < minSeconds || s > maxSeconds || ns < 0 || ns > 1e9 {
-		return 0, errors.New("status answer: timestamp out of range")
+		return errors.New("status answer: timestamp out of range")
 	}
-	n := len(`"2006-01-02T15:04:05Z"`)
-	switch {
-	case ns%1_000_000_000 == 0: // 1e9 is the next second
-	case ns%1_000_000 == 0:
-		n += 4
-	case ns%1_000 == 0:
-		n += 7
-	default:
-		n += 10
+	w.b = append(w.b, '"')
+	start := len(w.b)
+	w.b = time.Unix(s, int64(ns)).UTC().AppendFormat(w.b, "2006-01-02T15:04:05.000000000")
+	x := w.b[start:]
+	for range 2 {
+		if bytes.HasSuffix(x, []byte("000")) {
+			x = x[:len(x)-3]
+		}
 	}
-	return n, nil
+	if bytes.HasSuffix(x, []byte(".000")) {
+		x = x[:len(x)-4]
+	}
+	w.b = append(w.b[:start+len(x)], 'Z', '"')
+	return nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -409,7 +410,7 @@ func randomTime(r *rand.Rand) time.Time {
 }
 
 // TestAnswerJSONLen: the length answerJSONLen computes is the length of what
-// restJSON writes, for random answers with every kind of character (control
+// restJSON writes, and what the REST marshaler writes is what restJSON writes, for random answers with every kind of character (control
 // characters, quotes, backslashes, U+2028, U+FFFD, emoji), unknown status
 // numbers, every timestamp precision; and both fail on invalid UTF-8 and
 // on timestamps JSON cannot write.
@@ -457,6 +458,17 @@ func TestAnswerJSONLen(t *testing.T) {
 		n, err := answerJSONLen(a)
 		if (merr != nil) != (err != nil) || merr == nil && n != len(b) {
 			t.Fatalf("answer %d: answerJSONLen %d (%v); restJSON %d bytes (%v): %s", i, n, err, len(b), merr, b)
+		}
+		// What the REST listener writes is restJSON's output, byte for
+		// byte, or restJSON's own error.
+		got, gerr := restMarshaler.Marshal(a)
+		if (merr != nil) != (gerr != nil) || !bytes.Equal(got, b) {
+			t.Fatalf("answer %d: the REST marshaler wrote (%v)\n%s\nrestJSON (%v)\n%s", i, gerr, got, merr, b)
+		}
+		if merr == nil {
+			if fast, _ := appendAnswerJSON(nil, a); !bytes.Equal(fast, b) {
+				t.Fatalf("answer %d: appendAnswerJSON wrote\n%s\nrestJSON\n%s", i, fast, b)
+			}
 		}
 	}
 }
