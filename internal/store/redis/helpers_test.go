@@ -3,8 +3,10 @@ package redisstore_test
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"testing"
 
 	"github.com/impact-health/impact/internal/store"
+	"github.com/impact-health/impact/internal/store/storetest"
 )
 
 func testManifest(practices int) store.Manifest {
@@ -38,4 +40,16 @@ func randomKey(r *rand.Rand) store.Key {
 	binary.LittleEndian.PutUint64(k[:8], r.Uint64())
 	binary.LittleEndian.PutUint64(k[8:], r.Uint64())
 	return k
+}
+
+// publishEntries loads n entries generated from seed (one practice) into
+// incident as its first version, in batches of batch, publishes it and
+// returns them.
+func publishEntries(t testing.TB, s store.Versions, incident string, seed uint64, n, batch int) []store.Entry {
+	t.Helper()
+	m := testManifest(1)
+	e := genEntries(seed, n, m)
+	storetest.Load(t, s, incident, m, e, batch)
+	storetest.Publish(t, s, incident, 1, 0)
+	return e
 }

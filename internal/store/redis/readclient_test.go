@@ -57,10 +57,7 @@ func TestAutoPipelinedReadEndsAtDeadline(t *testing.T) {
 	}
 	defer s.Close()
 	const inc = "hung"
-	m := testManifest(1)
-	e := genEntries(31, 200, m)
-	storetest.Load(t, s, inc, m, e, 100)
-	storetest.Publish(t, s, inc, 1, 0)
+	e := publishEntries(t, s, inc, 31, 200, 100)
 	if v := storetest.Read(t, s, inc, e[0].Key, nil); v.Record != e[0].Record {
 		t.Fatalf("read before the partition: %+v", v)
 	}
@@ -132,10 +129,7 @@ func BenchmarkFallbackReads(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			s := newStore(b, redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true}), tc.opts()...)
 			const inc = "fallback"
-			m := testManifest(1)
-			e := genEntries(32, 20000, m)
-			storetest.Load(b, s, inc, m, e, 1000)
-			storetest.Publish(b, s, inc, 1, 0)
+			e := publishEntries(b, s, inc, 32, 20000, 1000)
 			storetest.Read(b, s, inc, e[0].Key, nil) // learns the layout
 			b.SetParallelism(25)
 			b.ReportAllocs()

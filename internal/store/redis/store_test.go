@@ -89,10 +89,7 @@ func TestReadFailsClosedOnMissingRecords(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	const inc = "missing"
-	m := testManifest(1)
-	e := genEntries(2, 100, m)
-	storetest.Load(t, s, inc, m, e, 100)
-	storetest.Publish(t, s, inc, 1, 0)
+	e := publishEntries(t, s, inc, 2, 100, 100)
 	storetest.Read(t, s, inc, e[0].Key, nil)
 	for _, k := range keysWithPrefix(t, c, prefix+"{r:") {
 		if err := c.Unlink(ctx, k).Err(); err != nil {
@@ -495,10 +492,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	}
 	defer s.Close()
 	const inc = "down"
-	m := testManifest(1)
-	e := genEntries(9, 100, m)
-	storetest.Load(t, s, inc, m, e, 100)
-	storetest.Publish(t, s, inc, 1, 0)
+	e := publishEntries(t, s, inc, 9, 100, 100)
 	storetest.Read(t, s, inc, e[0].Key, nil)
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -545,10 +539,7 @@ func TestWaitForReplicas(t *testing.T) {
 	}
 	defer s.Close()
 	const inc = "wait"
-	m := testManifest(1)
-	e := genEntries(10, 100, m)
-	storetest.Load(t, s, inc, m, e, 100)
-	storetest.Publish(t, s, inc, 1, 0)
+	e := publishEntries(t, s, inc, 10, 100, 100)
 	if err := s.ClaimPin(ctx, inc, e[0].Key, nil, storetest.PinAt(1, e[0].Record, "n-0"), store.IdemKey{1}); err != nil {
 		t.Fatalf("claim with a replica: %v", err)
 	}
@@ -596,10 +587,7 @@ func TestReadIsOneRoundTrip(t *testing.T) {
 	c.AddHook(hook)
 	s := newStore(t, c)
 	const inc = "rt"
-	m := testManifest(1)
-	e := genEntries(12, 1000, m)
-	storetest.Load(t, s, inc, m, e, 1000)
-	storetest.Publish(t, s, inc, 1, 0)
+	e := publishEntries(t, s, inc, 12, 1000, 1000)
 	idem := store.IdemKey{7}
 	storetest.Read(t, s, inc, e[0].Key, &idem) // learns the incident's layout
 	r := rand.New(rand.NewPCG(12, 12))
