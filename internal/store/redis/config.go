@@ -112,7 +112,8 @@ func (c Config) NewClient() (redis.UniversalClient, error) {
 // that Redis keeps the notice ledger durable (appendonly yes, appendfsync
 // always): it refuses a Redis that could lose acknowledged pins unless
 // c.AllowVolatileLedger accepts the risk, which it then logs on log. go-redis
-// logs through log from then on (SetLogger).
+// logs through log from then on (SetLogger). Once Redis answered, it adds
+// the auto-pipelining read client (NewReadClient, WithReadClient).
 func Open(ctx context.Context, c Config, log *slog.Logger) (*Store, error) {
 	if log != nil {
 		SetLogger(log)
