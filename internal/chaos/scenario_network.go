@@ -61,6 +61,12 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	if err := l.finish(ctx, e, b, &f); err != nil {
 		return f, err
 	}
+	// Every answer comes within impactd's request deadline, UNAVAILABLE
+	// at the latest when it ends; the slack is the client's and the
+	// server's scheduling on a loaded machine, well below what a store
+	// client holding a read past the deadline adds (a retry after a reset
+	// waiting for a connection another read opens: 0.5-0.7 s measured).
+	slack := e.RequestTimeout / 5
 	var slowest time.Duration
 	unavailable := 0
 	for _, op := range w.Rec.History() {
@@ -68,6 +74,11 @@ func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 			slowest = max(slowest, op.Return-op.Call)
 			if op.Outcome != OK {
 				unavailable++
+			}
+			if op.Return-op.Call > e.RequestTimeout+slack {
+				f.Violations = append(f.Violations, Violation{Rule: "deadline",
+					Detail: fmt.Sprintf("a read took %s, past impactd's %s deadline (slack %s)", ms3(op.Return-op.Call), e.RequestTimeout, slack),
+					Ops:    []Op{op}})
 			}
 		}
 	}
