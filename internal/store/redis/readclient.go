@@ -239,5 +239,8 @@ func hgetOf(res rueidis.RedisResult) ([]byte, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	if b == nil {
+		b = []byte{} // present but empty: corrupt, not absent (decodeOptionalPin refuses it)
+	}
 	return b, nil
 }
