@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	impactv1 "github.com/impact-health/impact/gen/impact/v1"
@@ -55,11 +56,16 @@ func renderNotifiedChanges(w io.Writer, d *impactv1.DiffSnapshotsResponse) error
 // operator's next steps: the count, and the diff to review it with (the
 // refusal's metadata names the version and the visible version expected,
 // which override version and against). rerun says what to run again with
-// the count. Other errors are returned as they are.
+// the count. An UNAVAILABLE or DEADLINE_EXCEEDED answer to a publish leaves
+// its outcome open (the flip may have been made): the error says to look
+// before running it again. Other errors are returned as they are.
 func correctionsRefused(err error, incident string, version, against uint32, rerun string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
+	}
+	if c := st.Code(); c == codes.Unavailable || c == codes.DeadlineExceeded {
+		return fmt.Errorf("%w; the publish may have been made: see 'impactctl snapshot list --incident %s' and run it again only if the visible version did not move", err, incident)
 	}
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
