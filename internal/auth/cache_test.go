@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +37,7 @@ func TestCacheGenerations(t *testing.T) {
 	reload := func(ks ...*testKey) {
 		t.Helper()
 		writeJWKS(t, path, ks...)
-		st, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := st.ModTime().Add(time.Second)
-		if err := os.Chtimes(path, next, next); err != nil {
-			t.Fatal(err)
-		}
+		advanceMTime(t, path)
 		fs.reloadIfChanged()
 	}
 

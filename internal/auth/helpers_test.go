@@ -102,6 +102,21 @@ func writeJWKS(t testing.TB, path string, ks ...*testKey) {
 	}
 }
 
+// advanceMTime moves path's modification time a second past its current
+// one, so that a reload sees a rewrite even within the file system's
+// timestamp resolution.
+func advanceMTime(t testing.TB, path string) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := st.ModTime().Add(time.Second)
+	if err := os.Chtimes(path, next, next); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // clock is a settable time source.
 type clock struct {
 	mu  sync.Mutex

@@ -494,14 +494,7 @@ func TestFileReload(t *testing.T) {
 
 	bump := func() {
 		t.Helper()
-		st, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := st.ModTime().Add(time.Second)
-		if err := os.Chtimes(path, next, next); err != nil {
-			t.Fatal(err)
-		}
+		advanceMTime(t, path)
 		fs.reloadIfChanged()
 	}
 
@@ -540,15 +533,8 @@ func TestFileUnknownKIDReload(t *testing.T) {
 	fs := v.src.(*fileSource)
 	rewrite := func(ks ...*testKey) {
 		t.Helper()
-		st, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
 		writeJWKS(t, path, ks...)
-		next := st.ModTime().Add(time.Second)
-		if err := os.Chtimes(path, next, next); err != nil {
-			t.Fatal(err)
-		}
+		advanceMTime(t, path)
 	}
 	// A token naming a kid that the changed file now holds is accepted at
 	// once, without waiting for the hourly poll.
