@@ -362,19 +362,14 @@ func (s *inprocStream) SetHeader(md metadata.MD) error {
 	if md.Len() == 0 {
 		return nil
 	}
-	if err := validateMD(md); err != nil {
-		return grpcstatus.Error(codes.Internal, err.Error())
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.headerSent {
-		return grpcstatus.Error(codes.Internal, "transport: SendHeader called multiple times")
-	}
-	s.header = metadata.Join(s.header, md)
-	return nil
+	return s.addHeader(md, false)
 }
 
-func (s *inprocStream) SendHeader(md metadata.MD) error {
+func (s *inprocStream) SendHeader(md metadata.MD) error { return s.addHeader(md, true) }
+
+// addHeader joins md to the header, refused once the header was sent;
+// send marks it sent.
+func (s *inprocStream) addHeader(md metadata.MD, send bool) error {
 	if err := validateMD(md); err != nil {
 		return grpcstatus.Error(codes.Internal, err.Error())
 	}
@@ -384,7 +379,9 @@ func (s *inprocStream) SendHeader(md metadata.MD) error {
 		return grpcstatus.Error(codes.Internal, "transport: SendHeader called multiple times")
 	}
 	s.header = metadata.Join(s.header, md)
-	s.headerSent = true
+	if send {
+		s.headerSent = true
+	}
 	return nil
 }
 
