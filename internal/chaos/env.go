@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/impact-health/impact/internal/auth"
+	"github.com/impact-health/impact/internal/testutil/netproxy"
 	"github.com/impact-health/impact/internal/testutil/redisserver"
 )
 
@@ -72,6 +73,22 @@ func (e *Env) StartRedis(opts ...redisserver.Option) (*redisserver.Server, error
 	}
 	e.cleanup(srv.Close)
 	return srv, nil
+}
+
+// StartProxiedRedis starts a redis-server as StartRedis does and a TCP
+// proxy in front of it (closed with the scenario), for faults between
+// impactd and Redis.
+func (e *Env) StartProxiedRedis() (*redisserver.Server, *netproxy.Proxy, error) {
+	srv, err := e.StartRedis()
+	if err != nil {
+		return nil, nil, err
+	}
+	px, err := netproxy.Start(srv.Addr())
+	if err != nil {
+		return nil, nil, err
+	}
+	e.cleanup(px.Close)
+	return srv, px, nil
 }
 
 // Token mints a dev token for sub with the scenario's dev keys (impactd

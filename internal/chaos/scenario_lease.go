@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/impact-health/impact/internal/testutil/netproxy"
 )
 
 // leaseReplica is the replica lease the lease scenario passes impactd
@@ -40,15 +38,10 @@ type freeze struct {
 // about a lease), it does not fail.
 func replicaLease(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	var f Figures
-	srv, err := e.StartRedis()
+	srv, px, err := e.StartProxiedRedis()
 	if err != nil {
 		return f, err
 	}
-	px, err := netproxy.Start(srv.Addr())
-	if err != nil {
-		return f, err
-	}
-	e.cleanup(px.Close)
 	lease := []string{"--replica-lease", leaseReplica.String()}
 	direct := append(RedisFlags(srv.Addr()), lease...)
 	l, err := startReplicas(ctx, e, b, b.Fillers/10, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause, ClaimOn: []string{"A"}},

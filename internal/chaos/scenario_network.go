@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/impact-health/impact/internal/testutil/netproxy"
 )
 
 // redisNetwork: impactd reaches Redis through the harness's proxy, which
@@ -16,15 +14,10 @@ import (
 // heal without a restart.
 func redisNetwork(ctx context.Context, e *Env, b Bounds) (Figures, error) {
 	var f Figures
-	srv, err := e.StartRedis()
+	_, px, err := e.StartProxiedRedis()
 	if err != nil {
 		return f, err
 	}
-	px, err := netproxy.Start(srv.Addr())
-	if err != nil {
-		return f, err
-	}
-	e.cleanup(px.Close)
 	l, err := startLoaded(ctx, e, b, b.Fillers, Load{Readers: b.Readers, Claimers: b.Claimers, Pause: b.Pause}, RedisFlags(px.Addr()), "A")
 	if err != nil {
 		return f, err
