@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/impact-health/impact/internal/store"
 )
@@ -239,29 +240,23 @@ func testFeedCommitOrder(t *testing.T, f FeedEngine) {
 	writes.Add(2)
 	claims := make([]atomic.Int64, len(hot))
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	wg.Add(1)
-	go func() { // publishes v2..v4 while the claims run
-		defer wg.Done()
+	var eg errgroup.Group
+	eg.Go(func() error { // publishes v2..v4 while the claims run
 		for v := uint64(2); v <= 4; v++ {
 			if err := loadPublish(ctx, f, inc, m, es, v-1); err != nil {
-				errs <- err
-				return
+				return err
 			}
 			writes.Add(2)
 		}
-	}()
+		return nil
+	})
 	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
+		eg.Go(func() error {
 			for n := int64(0); n < 30; n++ {
 				i := int(n+int64(w)) % len(hot)
 				v, err := f.Read(ctx, inc, hot[i], nil)
 				if err != nil {
-					errs <- err
-					return
+					return err
 				}
 				next := PinAt(v.Visible, es[i].Record, fmt.Sprintf("order-%d-%d", w, n))
 				err = f.ClaimPin(ctx, inc, hot[i], v.Pin, next, workerIdem(w, n))
@@ -271,15 +266,13 @@ func testFeedCommitOrder(t *testing.T, f FeedEngine) {
 					claims[i].Add(1)
 				case errors.Is(err, store.ErrConflict):
 				default:
-					errs <- err
-					return
+					return err
 				}
 			}
-		}(w)
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := eg.Wait(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -357,24 +350,19 @@ func claimN(t *testing.T, f store.Ledger, incident string, version uint64, n int
 	t.Helper()
 	const workers = 32
 	keys := newKeyGen(seed).keys(n)
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	var g errgroup.Group
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
+		g.Go(func() error {
 			for i := w; i < n; i += workers {
 				p := PinAt(version, store.Record{Status: store.Affected, Cohorts: 1}, fmt.Sprintf("c%d-%d", seed, i))
 				if err := f.ClaimPin(context.Background(), incident, keys[i], nil, p, workerIdem(w, int64(i))); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
-		}(w)
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 }
